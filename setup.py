@@ -1,0 +1,69 @@
+"""mgc-tf: TensorFlow 2 / Keras 3 trainer for MGCNet-style 3D face reconstruction."""
+
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+  LONG_DESCRIPTION = f.read()
+
+# Tested ranges. tensorflow-graphics 2021.12.3 is the last release; we build its
+# CPU rasterizer kernel from the sources in its wheel (mgc_tf.render.kernel).
+# apache-beam, mlcroissant and importlib_resources are imported by the `tfds`
+# command of tensorflow-datasets 4.9.x without being declared by it.
+INSTALL_REQUIRES = [
+    "tensorflow>=2.21,<2.22",
+    "keras>=3.12,<4",
+    "tensorflow-graphics==2021.12.3",
+    "tensorflow-datasets>=4.9.9,<4.10",
+    "apache-beam>=2.60",
+    "mlcroissant>=1.0",
+    "importlib_resources>=6.0",
+    "absl-py>=2.1,<3",
+    "numpy>=1.26,<3",
+    "opencv-python-headless>=4.9",
+    "scipy>=1.11",
+    "h5py>=3.10",
+    "filelock>=3.12",
+    "pillow>=10.0",
+    "trimesh>=4.0",
+]
+
+EXTRAS_REQUIRE = {
+    "test": [
+        "pytest>=8.0",
+        "scikit-image>=0.22",
+    ],
+    "preprocess": [
+        "dlib-bin>=19.24",
+        "face-recognition-models>=0.3.0",
+        "scikit-image>=0.22",
+    ],
+    "serving": [
+        "tensorflow-serving-api>=2.18",
+    ],
+}
+
+setup(
+    name="mgc-tf",
+    version="0.1.0",
+    description=("Self-supervised monocular 3D face reconstruction with "
+                 "multi-view geometry consistency (MGCNet) in TensorFlow 2"),
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10,<3.14",
+    packages=find_packages(include=["mgc_tf", "mgc_tf.*"]),
+    package_data={"mgc_tf": ["facemodel/assets/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "console_scripts": [
+            "mgc-build-kernel=mgc_tf.build_kernel:run",
+            "mgc-render-demo=mgc_tf.render_demo:run",
+            "mgc-convert-face-model=mgc_tf.convert_face_model:run",
+        ],
+    },
+)
