@@ -1,0 +1,115 @@
+"""Coefficients -> face geometry, colour and landmarks, in pure TensorFlow.
+
+No rasterizer op is used here, so this is what the serving graph exports.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_tf import geometry
+from mgc_tf.models import coefficients as coefficients_lib
+from mgc_tf.render import shading
+
+
+class DecodedFace(NamedTuple):
+  """A batch of B decoded faces (V vertices).
+
+  Attributes:
+    shape: [B, V, 3] model-space vertices, mm.
+    albedo: [B, V, 3] albedo in [0, 1].
+    pose: [B, 6] full pose (default + predicted): (rz, ry, rx) rad, t mm.
+    rotation: [B, 3, 3] model -> camera rotation R = Rx Ry Rz.
+    translation: [B, 3] mm.
+    vertices: [B, V, 3] camera-space vertices (OpenCV axes), mm.
+    normals: [B, V, 3] camera-space unit vertex normals.
+    colors: [B, V, 3] SH-shaded vertex colours (not clipped).
+    lighting: [B, 27] SH coefficients as predicted (before the 0.8 offset).
+    intrinsics: [B, 3, 3] pinhole matrix K, pixels.
+    landmarks_3d: [B, 68, 3] camera-space landmarks, mm.
+    landmarks_2d: [B, 68, 2] projected landmarks, crop pixels.
+  """
+  shape: tf.Tensor
+  albedo: tf.Tensor
+  pose: tf.Tensor
+  rotation: tf.Tensor
+  translation: tf.Tensor
+  vertices: tf.Tensor
+  normals: tf.Tensor
+  colors: tf.Tensor
+  lighting: tf.Tensor
+  intrinsics: tf.Tensor
+  landmarks_3d: tf.Tensor
+  landmarks_2d: tf.Tensor
+
+
+class FaceDecoder:
+  """Holds a face model as constants and decodes coefficient batches.
+
+  Args:
+    face_model: a `mgc_tf.facemodel.FaceModel`.
+  """
+
+  def __init__(self, face_model):
+    self.face_model = face_model
+    self.layout = coefficients_lib.CoefficientLayout.from_face_model(face_model)
+    v = face_model.num_vertices
+    # Bases as [K, 3V] so a batch decodes with one matmul.
+    def flat_basis(basis):
+      return tf.constant(np.transpose(basis, [2, 0, 1]).reshape([-1, 3 * v]))
+    self.mean_shape = tf.constant(face_model.mean_shape.reshape([1, 3 * v]))
+    self.id_basis = flat_basis(face_model.id_basis)
+    self.exp_basis = flat_basis(face_model.exp_basis)
+    self.mean_albedo = tf.constant(face_model.mean_albedo.reshape([1, 3 * v]))
+    self.albedo_basis = flat_basis(face_model.albedo_basis)
+    self.triangles = tf.constant(face_model.triangles)
+    self.vertex_triangles = tf.constant(face_model.vertex_triangles)
+    self.landmark_indices = tf.constant(face_model.landmark_indices)
+    self.skin_mask = tf.constant(face_model.skin_mask)
+    self.default_pose = tf.constant(face_model.default_pose)
+    self.focal_length = float(face_model.focal_length)
+    self.image_size = int(face_model.image_size)
+
+  @property
+  def num_vertices(self) -> int:
+    return self.face_model.num_vertices
+
+  def shape(self, id_coeffs: tf.Tensor, exp_coeffs: tf.Tensor) -> tf.Tensor:
+    """[B, K_id], [B, K_exp] -> [B, V, 3] model-space shape, mm."""
+    flat = (self.mean_shape + tf.matmul(id_coeffs, self.id_basis) +
+            tf.matmul(exp_coeffs, self.exp_basis))
+    return tf.reshape(flat, [-1, self.num_vertices, 3])
+
+  def albedo(self, albedo_coeffs: tf.Tensor) -> tf.Tensor:
+    """[B, K_alb] -> [B, V, 3] albedo clipped to [0, 1]."""
+    flat = self.mean_albedo + tf.matmul(albedo_coeffs, self.albedo_basis)
+    return tf.clip_by_value(tf.reshape(flat, [-1, self.num_vertices, 3]),
+                            0.0, 1.0)
+
+  def intrinsics(self, batch_size) -> tf.Tensor:
+    """[B, 3, 3] K with the model's focal length, centred in its crop."""
+    k = geometry.intrinsics(self.focal_length, image_size=self.image_size)
+    return tf.broadcast_to(k, tf.stack([batch_size, 3, 3]))
+
+  def decode(self, coefficients: tf.Tensor, name: str = "decode_face"
+            ) -> DecodedFace:
+    """[B, K] coefficients (layout `self.layout`) -> `DecodedFace`."""
+    with tf.name_scope(name):
+      groups = self.layout.split(tf.cast(coefficients, tf.float32))
+      shape = self.shape(groups["identity"], groups["expression"])
+      albedo = self.albedo(groups["albedo"])
+      pose = groups["pose"] + self.default_pose
+      rotation, translation = geometry.pose_to_rotation_translation(pose)
+      vertices = geometry.transform(shape, rotation, translation)
+      normals = shading.vertex_normals(vertices, self.triangles,
+                                       self.vertex_triangles)
+      colors = shading.sh_shade(albedo, normals, groups["lighting"])
+      intrinsics = self.intrinsics(tf.shape(coefficients)[0])
+      landmarks_3d = tf.gather(vertices, self.landmark_indices, axis=1)
+      landmarks_2d = geometry.project(landmarks_3d, intrinsics)
+      return DecodedFace(shape=shape, albedo=albedo, pose=pose,
+                         rotation=rotation, translation=translation,
+                         vertices=vertices, normals=normals, colors=colors,
+                         lighting=groups["lighting"], intrinsics=intrinsics,
+                         landmarks_3d=landmarks_3d, landmarks_2d=landmarks_2d)

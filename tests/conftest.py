@@ -1,0 +1,52 @@
+"""Shared test fixtures: small meshes and a tiny face model (no files needed)."""
+
+import os
+
+# Quieter TensorFlow logs in test output.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+
+def grid_sheet(rows: int, cols: int, width: float, height: float,
+               bulge: float = 0.0):
+  """A rows x cols vertex sheet in model space (y up, z to the viewer), mm.
+
+  Returns:
+    vertices [rows*cols, 3] float32 and triangles [F, 3] int32,
+    counter-clockwise seen from +z.
+  """
+  u, v = np.meshgrid(np.linspace(-1, 1, cols), np.linspace(1, -1, rows))
+  z = bulge * np.clip(1.0 - 0.5 * (u**2 + v**2), 0.0, None)
+  vertices = np.stack([0.5 * width * u, 0.5 * height * v, z], -1)
+  triangles = []
+  for r in range(rows - 1):
+    for c in range(cols - 1):
+      a, b = r * cols + c, r * cols + c + 1  # b is right of a (x grows)
+      d, e = a + cols, b + cols  # d is below a (y decreases)
+      # Seen from +z with y up: a -> d -> e and a -> e -> b are CCW.
+      triangles += [[a, d, e], [a, e, b]]
+  return (vertices.reshape([-1, 3]).astype(np.float32),
+          np.array(triangles, np.int32))
+
+
+@pytest.fixture(scope="session")
+def tiny_face_model():
+  """A FaceModel on a 12 x 12 bulged sheet with small random bases."""
+  from mgc_tf.facemodel import face_model  # pylint: disable=g-import-not-at-top
+  vertices, triangles = grid_sheet(12, 12, 140.0, 180.0, bulge=40.0)
+  v = vertices.shape[0]
+  rng = np.random.default_rng(7)
+  return face_model.FaceModel.create(
+      mean_shape=vertices,
+      id_basis=rng.normal(0, 2.0, [v, 3, 5]),
+      exp_basis=rng.normal(0, 1.0, [v, 3, 4]),
+      mean_albedo=np.full([v, 3], 0.6) + rng.uniform(-0.1, 0.1, [v, 3]),
+      albedo_basis=rng.normal(0, 0.02, [v, 3, 3]),
+      triangles=triangles,
+      landmark_indices=rng.choice(v, 68, replace=False),
+      skin_mask=(rng.uniform(size=v) > 0.2).astype(np.float32),
+      focal_length=1015.0,
+      default_pose=[0.0, 0.0, np.pi, 0.0, 0.0, 1000.0],
+      name="tiny-test-model")
