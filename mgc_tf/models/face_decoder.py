@@ -3,7 +3,7 @@
 No rasterizer op is used here, so this is what the serving graph exports.
 """
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -87,14 +87,22 @@ class FaceDecoder:
     return tf.clip_by_value(tf.reshape(flat, [-1, self.num_vertices, 3]),
                             0.0, 1.0)
 
-  def intrinsics(self, batch_size) -> tf.Tensor:
-    """[B, 3, 3] K with the model's focal length, centred in its crop."""
-    k = geometry.intrinsics(self.focal_length, image_size=self.image_size)
+  def intrinsics(self, batch_size, image_size: Optional[int] = None
+                 ) -> tf.Tensor:
+    """[B, 3, 3] K for a square crop of `image_size` pixels (default: the
+    model's crop), the model's focal length scaled with the crop."""
+    image_size = image_size or self.image_size
+    scale = float(image_size) / self.image_size
+    k = geometry.intrinsics(self.focal_length * scale, image_size=image_size)
     return tf.broadcast_to(k, tf.stack([batch_size, 3, 3]))
 
-  def decode(self, coefficients: tf.Tensor, name: str = "decode_face"
-            ) -> DecodedFace:
-    """[B, K] coefficients (layout `self.layout`) -> `DecodedFace`."""
+  def decode(self, coefficients: tf.Tensor, image_size: Optional[int] = None,
+             name: str = "decode_face") -> DecodedFace:
+    """[B, K] coefficients (layout `self.layout`) -> `DecodedFace`.
+
+    `image_size` is the side of the square crop the camera (and so
+    `landmarks_2d`) refers to; by default the face model's (224).
+    """
     with tf.name_scope(name):
       groups = self.layout.split(tf.cast(coefficients, tf.float32))
       shape = self.shape(groups["identity"], groups["expression"])
@@ -105,7 +113,7 @@ class FaceDecoder:
       normals = shading.vertex_normals(vertices, self.triangles,
                                        self.vertex_triangles)
       colors = shading.sh_shade(albedo, normals, groups["lighting"])
-      intrinsics = self.intrinsics(tf.shape(coefficients)[0])
+      intrinsics = self.intrinsics(tf.shape(coefficients)[0], image_size)
       landmarks_3d = tf.gather(vertices, self.landmark_indices, axis=1)
       landmarks_2d = geometry.project(landmarks_3d, intrinsics)
       return DecodedFace(shape=shape, albedo=albedo, pose=pose,

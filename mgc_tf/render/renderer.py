@@ -87,8 +87,9 @@ def render_face(decoder, coefficients: tf.Tensor,
     decoder: `mgc_tf.models.face_decoder.FaceDecoder`.
     coefficients: [B, K] float32 in `decoder.layout`.
     background: optional [B, H, W, 3] image to composite over.
-    image_size: (height, width); defaults to the background's size, else the
-      face model's crop size.
+    image_size: (height, width) of the square crop; defaults to the
+      background's size, else the face model's crop size. The camera is the
+      face model's, scaled to this size.
 
   Returns:
     (DecodedFace, RenderOutput).
@@ -99,7 +100,10 @@ def render_face(decoder, coefficients: tf.Tensor,
         image_size = tuple(background.shape[1:3])
       else:
         image_size = (decoder.image_size, decoder.image_size)
-    face = decoder.decode(coefficients)
+    if image_size[0] != image_size[1]:
+      raise ValueError("Faces render into square crops. Received: "
+                       f"image_size={image_size}")
+    face = decoder.decode(coefficients, image_size=image_size[0])
     output = render_mesh(face.vertices, face.colors, decoder.triangles,
                          face.intrinsics, image_size, background=background)
     return face, output
