@@ -29,7 +29,7 @@ _SIZE = flags.DEFINE_integer("size", 224, "Output tile side, pixels.")
 
 def random_coefficients(layout, num_faces: int, seed: int,
                         id_scale: float = 1.0, exp_scale: float = 0.7,
-                        albedo_scale: float = 1.0,
+                        albedo_scale: float = 0.7,
                         light_scale: float = 0.15) -> np.ndarray:
   """[num_faces, K] coefficients drawn from the prior, frontal default pose."""
   rng = np.random.default_rng(seed)
@@ -41,9 +41,13 @@ def random_coefficients(layout, num_faces: int, seed: int,
       [num_faces, layout.exp_rank])
   coeffs[:, s["albedo"]] = albedo_scale * rng.standard_normal(
       [num_faces, layout.albedo_rank])
-  light = light_scale * rng.standard_normal([num_faces, 3, 9])
-  light[:, :, 0] = rng.uniform(0.0, 0.3, [num_faces, 1])  # brighter ambient
-  light[:, :, 1:4] = light[:, :1, 1:4]  # mostly white directional light
+  # White light from a random direction (bands 1-3) with mild higher-order
+  # variation, and a small colour tint in the ambient band.
+  light = np.zeros([num_faces, 3, 9])
+  light[:, :, 0] = rng.uniform(0.2, 0.4, [num_faces, 1]) + rng.uniform(
+      -0.03, 0.03, [num_faces, 3])
+  light[:, :, 1:4] = light_scale * rng.standard_normal([num_faces, 1, 3])
+  light[:, :, 4:] = 0.3 * light_scale * rng.standard_normal([num_faces, 1, 5])
   coeffs[:, s["lighting"]] = light.reshape([num_faces, 27])
   return coeffs
 
