@@ -9,13 +9,12 @@ to the coefficients, and ResNet50 forward+backward on the same batch*views
 images, and prints their ratio. Target: loss <= 0.5x the backbone.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
+from timing import median_ms
 
 from mgc_tf.facemodel import loaders
 from mgc_tf.losses import mgc_loss
@@ -28,16 +27,6 @@ _SIZE = flags.DEFINE_integer("size", 224, "Image side, pixels.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed repetitions (median).")
 _FACE_MODEL = flags.DEFINE_string("face_model", None,
                                   "Face model file; default: embedded.")
-
-
-def median_ms(fn, repeats):
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1000.0 * float(np.median(times))
 
 
 def main(argv):

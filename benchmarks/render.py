@@ -9,13 +9,12 @@ kernel alone), render forward and render forward+backward, beside ResNet50
 forward+backward per image on the same machine, and their ratios.
 """
 
-import time
-
 from absl import app
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
+from timing import median_ms
 
 from mgc_tf.facemodel import loaders
 from mgc_tf.models import face_decoder
@@ -30,16 +29,6 @@ _FACE_MODEL = flags.DEFINE_string(
 
 BFM_VERTICES = 35709
 BFM_TRIANGLES = 70789
-
-
-def median_ms(fn, repeats):
-  fn()  # warm-up / trace
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return 1000.0 * float(np.median(times))
 
 
 def bfm_size_mesh():
@@ -57,6 +46,9 @@ def bfm_size_mesh():
       quads += [[a, b, e], [a, e, d]]
   triangles = np.array(quads, np.int32)
   triangles = triangles[np.all(triangles < BFM_VERTICES, axis=1)]
+  # The sheet has ~100 triangles fewer than BFM: repeat some to match the count.
+  extra = BFM_TRIANGLES - len(triangles)
+  triangles = np.concatenate([triangles, triangles[:max(extra, 0)]])
   triangles = triangles[:BFM_TRIANGLES]
   return vertices.astype(np.float32), triangles
 

@@ -11,6 +11,8 @@ Shapes: B batch, H x W the target image, C image channels.
 
 import tensorflow as tf
 
+from mgc_tf.losses import photometric
+
 #: SSIM stabilisers for images in [0, 1]: (0.01 L)^2 and (0.03 L)^2 with L = 1.
 SSIM_C1 = 0.01**2
 SSIM_C2 = 0.03**2
@@ -21,14 +23,6 @@ def _masked_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
   total = tf.reduce_sum(values * weights, axis=[1, 2, 3])
   count = tf.reduce_sum(weights, axis=[1, 2, 3])
   return tf.math.divide_no_nan(total, count)
-
-
-def _safe_norm(vectors: tf.Tensor) -> tf.Tensor:
-  """Euclidean norm over the last axis, keepdims, with gradient 0 at 0."""
-  squared = tf.reduce_sum(tf.square(vectors), axis=-1, keepdims=True)
-  positive = squared > 0.0
-  safe = tf.where(positive, squared, tf.ones_like(squared))
-  return tf.where(positive, tf.sqrt(safe), tf.zeros_like(squared))
 
 
 def _check_map(tensor: tf.Tensor, key: str) -> None:
@@ -63,7 +57,7 @@ def pixel_consistency(synth_image: tf.Tensor,
                         ("target_image", target_image),
                         ("covisible", covisible)):
       _check_map(tensor, key)
-    error = _safe_norm(synth_image - target_image)  # [B, H, W, 1]
+    error = photometric.safe_norm(synth_image - target_image)[..., None]
     return _masked_mean(error, covisible)
 
 
