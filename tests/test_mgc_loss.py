@@ -142,3 +142,71 @@ def test_without_covisible_map_uses_more_pixels(decoder):
       tf.reduce_sum(with_map.covisible))
   with pytest.raises(ValueError, match="depth_reference"):
     mgc_loss.MGCLoss(decoder, depth_reference="bogus")
+
+
+MIRRORED_SCRIPT = """
+import sys
+sys.path.insert(0, {tests_dir!r})
+import numpy as np
+import tensorflow as tf
+cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+from conftest import grid_sheet
+from mgc_tf.facemodel import face_model
+from mgc_tf.losses import mgc_loss
+from mgc_tf.models import face_decoder
+from mgc_tf.render import renderer
+
+vertices, triangles = grid_sheet(12, 12, 140.0, 180.0, bulge=40.0)
+rng = np.random.default_rng(7)
+v = len(vertices)
+model = face_model.FaceModel.create(
+    vertices, rng.normal(0, 2.0, [v, 3, 5]), rng.normal(0, 1.0, [v, 3, 4]),
+    np.full([v, 3], 0.6), rng.normal(0, 0.02, [v, 3, 3]), triangles,
+    rng.choice(v, 68, replace=False), focal_length=1015.0,
+    default_pose=[0.0, 0.0, np.pi, 0.0, 0.0, 1000.0])
+decoder = face_decoder.FaceDecoder(model)
+k = decoder.layout.size
+coeffs = np.zeros([2, 3, k], np.float32)
+coeffs[:, :, decoder.layout.slices()["pose"].start + 1] = np.deg2rad(
+    [[-15, 0, 15], [-10, 0, 20]])
+face, out = renderer.render_face(decoder, coeffs.reshape([6, k]),
+                                 background=tf.fill([6, 64, 64, 3], 0.4))
+images = tf.reshape(out.image, [2, 3, 64, 64, 3])
+landmarks = tf.reshape(face.landmarks_2d, [2, 3, 68, 2]) + 1.5
+predicted = coeffs + 0.02
+flags = np.array([2, 1], np.int32)
+
+single = mgc_loss.MGCLoss(decoder)(predicted, images, landmarks, flags).total
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+loss = mgc_loss.MGCLoss(decoder, global_batch_size=2)
+dataset = tf.data.Dataset.from_tensor_slices(
+    (predicted, images, landmarks, flags)).batch(2)
+batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
+
+@tf.function
+def step(inputs):
+  def replica_fn(c, i, l, f):
+    return loss(c, i, l, f).total
+  per_replica = strategy.run(replica_fn, args=inputs)
+  return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+distributed = step(batch)
+np.testing.assert_allclose(float(distributed), float(single), rtol=1e-5)
+print("MIRRORED_OK", float(distributed), float(single))
+"""
+
+
+def test_replica_sums_equal_the_single_device_mean():
+  import os  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  tests_dir = os.path.dirname(os.path.abspath(__file__))
+  result = subprocess.run(
+      [sys.executable, "-c", MIRRORED_SCRIPT.format(tests_dir=tests_dir)],
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "MIRRORED_OK" in result.stdout
