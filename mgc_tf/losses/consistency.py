@@ -25,6 +25,20 @@ def _masked_mean(values: tf.Tensor, weights: tf.Tensor) -> tf.Tensor:
   return tf.math.divide_no_nan(total, count)
 
 
+def _as_maps(*named):
+  """float32 [B, H, W, C] tensors from (value, name) pairs, shapes checked.
+
+  The last one is the covisible map and carries no gradient.
+  """
+  tensors = []
+  for value, key in named:
+    tensor = tf.convert_to_tensor(value, tf.float32)
+    _check_map(tensor, key)
+    tensors.append(tensor)
+  tensors[-1] = tf.stop_gradient(tensors[-1])
+  return tensors
+
+
 def _check_map(tensor: tf.Tensor, key: str) -> None:
   if tensor.shape.rank is not None and tensor.shape.rank != 4:
     raise ValueError(f"`{key}` must have shape [B, H, W, C]. Received: "
@@ -50,13 +64,8 @@ def pixel_consistency(synth_image: tf.Tensor,
     over channels (image units, e.g. RGB in [0, 1]); 0 where sum C = 0.
   """
   with tf.name_scope(name):
-    synth_image = tf.convert_to_tensor(synth_image, tf.float32)
-    target_image = tf.convert_to_tensor(target_image, tf.float32)
-    covisible = tf.stop_gradient(tf.convert_to_tensor(covisible, tf.float32))
-    for key, tensor in (("synth_image", synth_image),
-                        ("target_image", target_image),
-                        ("covisible", covisible)):
-      _check_map(tensor, key)
+    synth_image, target_image, covisible = _as_maps((synth_image, "synth_image"), (target_image, "target_image"),
+                                   (covisible, "covisible"))
     error = photometric.safe_norm(synth_image - target_image)[..., None]
     return _masked_mean(error, covisible)
 
@@ -111,13 +120,8 @@ def depth_consistency(synth_depth: tf.Tensor,
     [B] float32, mm; 0 where sum C = 0.
   """
   with tf.name_scope(name):
-    synth_depth = tf.convert_to_tensor(synth_depth, tf.float32)
-    target_depth = tf.convert_to_tensor(target_depth, tf.float32)
-    covisible = tf.stop_gradient(tf.convert_to_tensor(covisible, tf.float32))
-    for key, tensor in (("synth_depth", synth_depth),
-                        ("target_depth", target_depth),
-                        ("covisible", covisible)):
-      _check_map(tensor, key)
+    synth_depth, target_depth, covisible = _as_maps((synth_depth, "synth_depth"), (target_depth, "target_depth"),
+                                   (covisible, "covisible"))
     scale = depth_scale(synth_depth, target_depth, covisible)
     error = tf.abs(scale * synth_depth - target_depth)
     return _masked_mean(error, covisible)
@@ -182,13 +186,8 @@ def ssim_consistency(synth_image: tf.Tensor,
     raise ValueError(f"`window` must be an odd integer >= 3. Received: "
                      f"window={window!r}")
   with tf.name_scope(name):
-    synth_image = tf.convert_to_tensor(synth_image, tf.float32)
-    target_image = tf.convert_to_tensor(target_image, tf.float32)
-    covisible = tf.stop_gradient(tf.convert_to_tensor(covisible, tf.float32))
-    for key, tensor in (("synth_image", synth_image),
-                        ("target_image", target_image),
-                        ("covisible", covisible)):
-      _check_map(tensor, key)
+    synth_image, target_image, covisible = _as_maps((synth_image, "synth_image"), (target_image, "target_image"),
+                                   (covisible, "covisible"))
     ssim = ssim_map(synth_image, target_image, window)
     dssim = tf.clip_by_value((1.0 - ssim) / 2.0, 0.0, 1.0)
     dssim = tf.reduce_mean(dssim, axis=-1, keepdims=True)
