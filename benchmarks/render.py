@@ -74,14 +74,12 @@ def time_mesh(vertices, triangles, batch, size, repeats):
   tris = tf.constant(triangles)
   colors = tf.random.uniform(verts.shape, seed=1)
   ops = rasterizer.kernel.load_rasterizer_module()
-  clip = tf.matmul(tf.concat([verts, tf.ones_like(verts[..., :1])], -1),
-                   rasterizer.projection_matrix(k, (size, size)),
-                   transpose_b=True)
-  clip = clip / tf.reduce_max(clip[..., 3:], axis=1, keepdims=True)
+  clip = rasterizer.clip_space_vertices(verts, k, (size, size))
+  mode = rasterizer.kernel_culling_mode(rasterizer.FaceCulling.BACK)
 
   @tf.function
   def raw():
-    return [ops.rasterize_triangles(clip[i], tris, size, size, 1, 2)[1]
+    return [ops.rasterize_triangles(clip[i], tris, size, size, 1, mode)[1]
             for i in range(batch)]
 
   @tf.function

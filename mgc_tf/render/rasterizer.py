@@ -103,6 +103,31 @@ def projection_matrix(intrinsics: tf.Tensor,
   return tf.stack([tf.stack(r, axis=-1) for r in rows], axis=-2)
 
 
+def clip_space_vertices(vertices: tf.Tensor,
+                        intrinsics: tf.Tensor,
+                        image_size: Tuple[int, int],
+                        near: float = DEFAULT_NEAR_MM,
+                        far: float = DEFAULT_FAR_MM) -> tf.Tensor:
+  """[B, V, 3] camera points -> [B, V, 4] clip coordinates the kernel can take.
+
+  The kernel works in 16.16 fixed point and multiplies pairs of clip
+  coordinates: with w in mm (~1000) those products overflow. Clip space is
+  homogeneous, so dividing each image's clip vectors by their largest w
+  changes no pixel and keeps the products below 1.
+  """
+  matrices = projection_matrix(intrinsics, image_size, near, far)
+  ones = tf.ones_like(vertices[..., :1])
+  clip = tf.matmul(tf.concat([vertices, ones], -1), matrices,
+                   transpose_b=True)  # [B, V, 4]
+  scale = tf.reduce_max(tf.abs(clip[..., 3:]), axis=1, keepdims=True)
+  return clip / tf.stop_gradient(tf.maximum(scale, 1e-12))
+
+
+def kernel_culling_mode(culling: FaceCulling) -> int:
+  """The kernel's `face_culling_mode` attribute for our culling choice."""
+  return _KERNEL_CULLING_MODE[FaceCulling(culling)]
+
+
 def rasterize(vertices: tf.Tensor,
               triangles: tf.Tensor,
               intrinsics: tf.Tensor,
@@ -147,20 +172,11 @@ def rasterize(vertices: tf.Tensor,
     height, width = int(image_size[0]), int(image_size[1])
     ops = kernel.load_rasterizer_module()
 
-    matrices = projection_matrix(intrinsics, (height, width), near, far)
-    ones = tf.ones_like(vertices[..., :1])
-    clip = tf.matmul(tf.concat([vertices, ones], -1), matrices,
-                     transpose_b=True)  # [B, V, 4]
-
-    # The kernel works in 16.16 fixed point and multiplies pairs of clip
-    # coordinates: with w in mm (~1000) those products overflow. Clip space is
-    # homogeneous, so dividing each image's clip vectors by their largest w
-    # changes no pixel and keeps the products below 1.
-    scale = tf.reduce_max(tf.abs(clip[..., 3:]), axis=1, keepdims=True)
-    clip = clip / tf.stop_gradient(tf.maximum(scale, 1e-12))
+    clip = clip_space_vertices(vertices, intrinsics, (height, width), near,
+                               far)
     ids, masks = [], []
     clip_const = tf.stop_gradient(clip)
-    mode = _KERNEL_CULLING_MODE[FaceCulling(culling)]
+    mode = kernel_culling_mode(culling)
     for index in range(batch_size):
       _, triangle_ids, z_buffer = ops.rasterize_triangles(
           clip_const[index], triangles, width, height, 1, mode)
