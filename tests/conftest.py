@@ -1,9 +1,13 @@
 """Shared test fixtures: small meshes and a tiny face model (no files needed)."""
 
 import os
+import subprocess
+import sys
 
 # Quieter TensorFlow logs in test output.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 import numpy as np  # pylint: disable=g-import-not-at-top
 import pytest  # pylint: disable=g-import-not-at-top
@@ -31,8 +35,7 @@ def grid_sheet(rows: int, cols: int, width: float, height: float,
           np.array(triangles, np.int32))
 
 
-@pytest.fixture(scope="session")
-def tiny_face_model():
+def make_tiny_face_model():
   """A FaceModel on a 12 x 12 bulged sheet with small random bases."""
   from mgc_tf.facemodel import face_model  # pylint: disable=g-import-not-at-top
   vertices, triangles = grid_sheet(12, 12, 140.0, 180.0, bulge=40.0)
@@ -50,3 +53,35 @@ def tiny_face_model():
       focal_length=1015.0,
       default_pose=[0.0, 0.0, np.pi, 0.0, 0.0, 1000.0],
       name="tiny-test-model")
+
+
+@pytest.fixture(scope="session")
+def tiny_face_model():
+  return make_tiny_face_model()
+
+
+# Prepended to scripts run by `run_with_two_logical_cpus`: logical devices must
+# be configured before TensorFlow initialises, hence a fresh process.
+_TWO_CPUS_PREAMBLE = f"""
+import sys
+sys.path.insert(0, {TESTS_DIR!r})
+import tensorflow as tf
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+
+
+def run_with_two_logical_cpus(script: str, marker: str) -> str:
+  """Runs `script` in a new Python process with the CPU split in two.
+
+  The script may import from tests/ (e.g. `from conftest import grid_sheet`).
+  Asserts that it exits 0 and prints `marker`; returns its stdout.
+  """
+  result = subprocess.run(
+      [sys.executable, "-c", _TWO_CPUS_PREAMBLE + script],
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert marker in result.stdout
+  return result.stdout

@@ -7,9 +7,8 @@ import sys
 import pytest
 import tensorflow as tf
 
+from conftest import run_with_two_logical_cpus
 from mgc_tf.render import kernel
-
-TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
 
 BUILD_SCRIPT = """
 import sys
@@ -92,13 +91,7 @@ def test_the_prebuilt_wheel_library_is_never_loaded():
 
 
 MIRRORED_SCRIPT = """
-import sys
-sys.path.insert(0, {tests_dir!r})
 import numpy as np
-import tensorflow as tf
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 from conftest import grid_sheet
 from mgc_tf.render import renderer
 
@@ -134,9 +127,4 @@ print("MIRRORED_OK", float(tf.reduce_sum(images)))
 
 
 def test_renders_under_mirrored_strategy_with_two_logical_cpus():
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-  result = subprocess.run(
-      [sys.executable, "-c", MIRRORED_SCRIPT.format(tests_dir=TESTS_DIR)],
-      env=env, capture_output=True, text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "MIRRORED_OK" in result.stdout
+  run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")

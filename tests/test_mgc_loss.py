@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_with_two_logical_cpus
 from mgc_tf.losses import mgc_loss
 from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
@@ -145,28 +146,13 @@ def test_without_covisible_map_uses_more_pixels(decoder):
 
 
 MIRRORED_SCRIPT = """
-import sys
-sys.path.insert(0, {tests_dir!r})
 import numpy as np
-import tensorflow as tf
-cpus = tf.config.list_physical_devices("CPU")
-tf.config.set_logical_device_configuration(
-    cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
-from conftest import grid_sheet
-from mgc_tf.facemodel import face_model
+from conftest import make_tiny_face_model
 from mgc_tf.losses import mgc_loss
 from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
 
-vertices, triangles = grid_sheet(12, 12, 140.0, 180.0, bulge=40.0)
-rng = np.random.default_rng(7)
-v = len(vertices)
-model = face_model.FaceModel.create(
-    vertices, rng.normal(0, 2.0, [v, 3, 5]), rng.normal(0, 1.0, [v, 3, 4]),
-    np.full([v, 3], 0.6), rng.normal(0, 0.02, [v, 3, 3]), triangles,
-    rng.choice(v, 68, replace=False), focal_length=1015.0,
-    default_pose=[0.0, 0.0, np.pi, 0.0, 0.0, 1000.0])
-decoder = face_decoder.FaceDecoder(model)
+decoder = face_decoder.FaceDecoder(make_tiny_face_model())
 k = decoder.layout.size
 coeffs = np.zeros([2, 3, k], np.float32)
 coeffs[:, :, decoder.layout.slices()["pose"].start + 1] = np.deg2rad(
@@ -200,13 +186,4 @@ print("MIRRORED_OK", float(distributed), float(single))
 
 
 def test_replica_sums_equal_the_single_device_mean():
-  import os  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  tests_dir = os.path.dirname(os.path.abspath(__file__))
-  result = subprocess.run(
-      [sys.executable, "-c", MIRRORED_SCRIPT.format(tests_dir=tests_dir)],
-      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), capture_output=True,
-      text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert "MIRRORED_OK" in result.stdout
+  run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")
