@@ -1,0 +1,391 @@
+"""N-view training batches from one or several TFDS datasets.
+
+    sources = parse_sources("synthetic_multiview/small:0.7,video_folder:0.3")
+    dataset = training_dataset(sources, PipelineConfig(batch_size=5))
+    batch = next(iter(dataset))
+    # images [5, 3, 224, 224, 3] float32 in [0, 1], landmarks [5, 3, 68, 2],
+    # skin [5, 3, 224, 224, 1] float32 in [0, 1], flag [5] int32
+
+What happens, per source: read the prepared TFDS split (images left encoded),
+repeat, pick N views (multi-view sets: N consecutive views of a group; video:
+N-frame windows with the target in the middle), then all sources are mixed by
+weight, shuffled while still encoded (cheap), decoded in parallel, resized to
+the training size, augmented and batched with a static batch size
+(the rasterizer needs it).
+
+Flags (see mgc_tf.losses.mgc_loss): 0 single view, 1 multi-view, 2 multi-view
+with epipolar. A source's default is 2 (multi-view sets and video), 0 for
+single-view sources (`celeba`); a group with fewer than N views is padded by
+repeating views and gets flag 0.
+"""
+
+import dataclasses
+import logging
+import os
+from typing import Dict, List, Optional, Sequence
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mgc_tf.data import augment as augment_lib
+from mgc_tf.data import features as features_lib
+from mgc_tf.data.bad_input import NUM_LANDMARKS
+
+_LOG = logging.getLogger("mgc_tf.data")
+
+# Single-view sources: their groups are same-identity images at different
+# instants, so only the 2D losses apply.
+SINGLE_VIEW_DATASETS = ("celeba",)
+FLAG_MULTIVIEW_EPIPOLAR = 2
+
+
+class DatasetNotPreparedError(FileNotFoundError):
+  """A source dataset has not been built into data_dir."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceSpec:
+  """One TFDS dataset in the mix.
+
+  Attributes:
+    name: TFDS name with optional config and version,
+      e.g. "synthetic_multiview/small" or "video_folder:1.0.0".
+    weight: relative sampling weight (> 0).
+    split: TFDS split, e.g. "train" or "train[:90%]".
+    flag: flag of its samples; None picks 0 for single-view datasets
+      (SINGLE_VIEW_DATASETS), else 2.
+    data_dir: TFDS data dir; None uses the pipeline's (or TFDS' default).
+    frame_step: video only: frames between consecutive views of a window.
+    window_stride: video only: frames between the starts of two windows.
+  """
+  name: str
+  weight: float = 1.0
+  split: str = "train"
+  flag: Optional[int] = None
+  data_dir: Optional[str] = None
+  frame_step: int = 1
+  window_stride: int = 1
+
+  @property
+  def dataset_name(self) -> str:
+    return self.name.split("/")[0].split(":")[0]
+
+  @property
+  def resolved_flag(self) -> int:
+    if self.flag is not None:
+      return self.flag
+    if self.dataset_name in SINGLE_VIEW_DATASETS:
+      return 0
+    return FLAG_MULTIVIEW_EPIPOLAR
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+  """How batches are made.
+
+  Attributes:
+    num_views: N views per sample (the middle one is the target).
+    image_size: side of the training crops; stored crops are resized.
+    batch_size: examples per batch produced by this input pipeline (for a
+      strategy: the per-replica batch, see `training_dataset`).
+    shuffle_buffer: samples in the shuffle buffer (encoded, so cheap).
+    augment: augmentation strengths (augment_lib.NO_AUGMENTATION for none).
+    deterministic: reproducible order and randomness (tests, debugging);
+      slower, since parallel maps keep their order.
+    seed: seed of every random choice.
+    repeat: repeat the sources forever (training); False gives one pass,
+      which for several sources ends when the first source runs out.
+    data_dir: default TFDS data dir for the sources.
+  """
+  num_views: int = 3
+  image_size: int = 224
+  batch_size: int = 5
+  shuffle_buffer: int = 256
+  augment: augment_lib.AugmentConfig = augment_lib.AugmentConfig()
+  deterministic: bool = False
+  seed: int = 0
+  repeat: bool = True
+  data_dir: Optional[str] = None
+
+
+def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]:
+  """Parses "name[:weight],name[:weight],..." into SourceSpecs.
+
+  A trailing ":<number>" is the weight; "name:1.0.0" with dots is a version,
+  so write "name:1.0.0:0.5" for a versioned source with a weight.
+  Options go in brackets after the name: "video_folder[frame_step=2,
+  window_stride=4,split=train,flag=2]:0.3".
+  """
+  specs = []
+  for item in _split_top_level(text):
+    item = item.strip()
+    if not item:
+      continue
+    options: Dict[str, str] = {}
+    if "[" in item:
+      head, rest = item.split("[", 1)
+      body, tail = rest.split("]", 1)
+      for option in body.split(","):
+        key, _, value = option.partition("=")
+        options[key.strip()] = value.strip()
+      item = head + tail
+    weight = 1.0
+    head, sep, last = item.rpartition(":")
+    if sep and _is_weight(last):
+      item, weight = head, float(last)
+    unknown = set(options) - {"split", "flag", "frame_step", "window_stride",
+                              "data_dir"}
+    if unknown:
+      raise ValueError(f"Unknown source option(s) {sorted(unknown)} in "
+                       f"{text!r}; known: split, flag, frame_step, "
+                       "window_stride, data_dir")
+    specs.append(SourceSpec(
+        name=item, weight=weight,
+        split=options.get("split", "train"),
+        flag=int(options["flag"]) if "flag" in options else None,
+        data_dir=options.get("data_dir", data_dir),
+        frame_step=int(options.get("frame_step", 1)),
+        window_stride=int(options.get("window_stride", 1))))
+  if not specs:
+    raise ValueError(f"No dataset in {text!r}; expected e.g. "
+                     "'synthetic_multiview/small' or 'a:0.7,b:0.3'")
+  for spec in specs:
+    if spec.weight <= 0:
+      raise ValueError(f"Weight of {spec.name} must be > 0, got {spec.weight}")
+  return specs
+
+
+def _split_top_level(text: str) -> List[str]:
+  """Splits on commas outside brackets."""
+  parts, depth, current = [], 0, []
+  for char in text:
+    if char == "[":
+      depth += 1
+    elif char == "]":
+      depth -= 1
+    if char == "," and depth == 0:
+      parts.append("".join(current))
+      current = []
+    else:
+      current.append(char)
+  parts.append("".join(current))
+  return parts
+
+
+def _is_weight(text: str) -> bool:
+  if text.count(".") > 1:
+    return False  # a version like 1.0.0
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def load_builder(spec: SourceSpec, data_dir: Optional[str] = None):
+  """The prepared TFDS builder of a source, or a clear error how to build it."""
+  data_dir = spec.data_dir or data_dir
+  try:
+    builder = tfds.builder(spec.name, data_dir=data_dir)
+  except Exception as error:  # pylint: disable=broad-except
+    raise DatasetNotPreparedError(_build_hint(spec, data_dir, error)) from error
+  if not builder.is_prepared():
+    raise DatasetNotPreparedError(_build_hint(spec, data_dir, None))
+  return builder
+
+
+def _build_hint(spec: SourceSpec, data_dir: Optional[str], error) -> str:
+  name = spec.dataset_name
+  config = spec.name.split("/")[1].split(":")[0] if "/" in spec.name else None
+  command = f"tfds build tfds_builders/{name}"
+  if config:
+    command += f" --config={config}"
+  command += f" --data_dir={data_dir or '~/tensorflow_datasets'}"
+  if name != "synthetic_multiview":
+    command += " --manual_dir=<where you put the downloaded files>"
+  reason = f" ({type(error).__name__}: {error})" if error else ""
+  return (f"Dataset {spec.name!r} is not prepared in data_dir "
+          f"{data_dir or '(TFDS default)'}{reason}. Build it with:\n  "
+          f"{command}\n(see docs/datasets/{name}.md)")
+
+
+def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
+                 input_context: Optional[tf.distribute.InputContext]
+                 ) -> tf.data.Dataset:
+  """Reads one split with the image features left encoded, sharded."""
+  features = builder.info.features
+  is_video = features_lib.FRAMES_KEY in features
+  image_key = features_lib.FRAMES_KEY if is_video else features_lib.IMAGE_KEY
+  if image_key not in features or features_lib.LANDMARKS_KEY not in features:
+    raise ValueError(
+        f"{spec.name} has features {sorted(features.keys())}; training needs "
+        f"{image_key!r} and {features_lib.LANDMARKS_KEY!r} (mgc_tf.data.features)")
+  has_skin = features_lib.SKIN_KEY in features
+  decoders = {image_key: tfds.decode.SkipDecoding()}
+  if has_skin:
+    decoders[features_lib.SKIN_KEY] = tfds.decode.SkipDecoding()
+
+  num_shards = builder.info.splits[spec.split].num_shards
+  shard_files = (input_context is not None
+                 and input_context.num_input_pipelines > 1
+                 and num_shards >= input_context.num_input_pipelines)
+  read_config = tfds.ReadConfig(
+      shuffle_seed=config.seed,
+      input_context=input_context if shard_files else None,
+      try_autocache=False)
+  dataset = builder.as_dataset(
+      split=spec.split, decoders=decoders, read_config=read_config,
+      shuffle_files=not config.deterministic)
+  if (input_context is not None and input_context.num_input_pipelines > 1
+      and not shard_files):
+    # Fewer files than workers: shard by element instead.
+    dataset = dataset.shard(input_context.num_input_pipelines,
+                            input_context.input_pipeline_id)
+
+  def core(example):
+    out = {
+        "images": example[image_key],
+        "landmarks": tf.cast(example[features_lib.LANDMARKS_KEY], tf.float32),
+    }
+    out["skin"] = (example[features_lib.SKIN_KEY] if has_skin
+                   else tf.fill(tf.shape(example[image_key]), ""))
+    return out
+
+  return dataset.map(core), is_video
+
+
+def _video_windows(example, num_views: int, frame_step: int,
+                   window_stride: int) -> tf.data.Dataset:
+  """All N-frame windows of one video: frames s, s+step, ..., target middle."""
+  length = tf.shape(example["images"])[0]
+  span = (num_views - 1) * frame_step
+  starts = tf.range(0, tf.maximum(length - span, 0), window_stride)
+  indices = starts[:, None] + tf.range(num_views)[None, :] * frame_step
+  return tf.data.Dataset.from_tensor_slices({
+      key: tf.gather(value, indices) for key, value in example.items()})
+
+
+def _select_views(example, index, num_views: int, flag: int, seed: int):
+  """N consecutive views of a group (random start); pads short groups.
+
+  Returns the example with [N] encoded images/skin, [N, 68, 2] landmarks and
+  a scalar flag (0 when the group had fewer than N views).
+  """
+  count = tf.shape(example["images"])[0]
+  start_seed = tf.stack([tf.cast(seed, tf.int64), index])
+  max_start = tf.maximum(count - num_views, 0)
+  start = tf.random.stateless_uniform([], start_seed, 0, max_start + 1,
+                                      dtype=tf.int32)
+  indices = (start + tf.range(num_views)) % tf.maximum(count, 1)
+  selected = {key: tf.gather(value, indices) for key, value in example.items()}
+  selected["flag"] = tf.where(count >= num_views, flag, 0)
+  return selected
+
+
+def _decode_images(encoded: tf.Tensor, channels: int) -> tf.Tensor:
+  """[N] encoded images of one size -> [N, H, W, C] uint8."""
+  return tf.map_fn(
+      lambda data: tf.io.decode_image(data, channels=channels,
+                                      expand_animations=False),
+      encoded,
+      fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8))
+
+
+def _to_float_size(images: tf.Tensor, image_size: int) -> tf.Tensor:
+  """[N, H, W, C] uint8 -> [N, S, S, C] float32 in [0, 1]."""
+  images = tf.image.convert_image_dtype(images, tf.float32)
+  return tf.image.resize(images, [image_size, image_size], antialias=True)
+
+
+def _decode_sample(sample, seed, config: PipelineConfig):
+  """Decodes, resizes and augments one N-view sample."""
+  num_views, size = config.num_views, config.image_size
+  raw = _decode_images(sample["images"], 3)
+  raw_size = tf.cast(tf.shape(raw)[1], tf.float32)
+  images = _to_float_size(raw, size)
+  skin = tf.cond(
+      tf.equal(tf.strings.length(sample["skin"][0]), 0),
+      lambda: tf.ones([num_views, size, size, 1]),
+      lambda: _to_float_size(_decode_images(sample["skin"], 1), size))
+  # Resizing maps pixel centres x -> (x + 0.5) * scale - 0.5.
+  scale = size / raw_size
+  landmarks = (sample["landmarks"] + 0.5) * scale - 0.5
+  landmarks = tf.ensure_shape(landmarks, [num_views, NUM_LANDMARKS, 2])
+  images, skin, landmarks = augment_lib.augment_views(
+      tf.ensure_shape(images, [num_views, size, size, 3]),
+      tf.ensure_shape(skin, [num_views, size, size, 1]),
+      landmarks, seed, config.augment)
+  return {
+      "images": images,
+      "landmarks": landmarks,
+      "skin": skin,
+      "flag": tf.cast(sample["flag"], tf.int32),
+  }
+
+
+def samples_from_source(builder, spec: SourceSpec, source_index: int,
+                        config: PipelineConfig,
+                        input_context: Optional[tf.distribute.InputContext] = None
+                        ) -> tf.data.Dataset:
+  """Encoded N-view samples of one source (before mixing and decoding)."""
+  dataset, is_video = _read_source(builder, spec, config, input_context)
+  if config.repeat:
+    dataset = dataset.repeat()
+  if is_video:
+    dataset = dataset.flat_map(lambda ex: _video_windows(
+        ex, config.num_views, spec.frame_step, spec.window_stride))
+  # Per-source seed stream: (seed + source, running index).
+  seed = config.seed * 1000 + source_index
+  dataset = dataset.enumerate().map(
+      lambda index, ex: _select_views(ex, index, config.num_views,
+                                      spec.resolved_flag, seed))
+  return dataset
+
+
+def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
+                     input_context: Optional[tf.distribute.InputContext] = None,
+                     builders: Optional[Sequence] = None) -> tf.data.Dataset:
+  """Batches of N-view samples mixed from `sources`.
+
+  Args:
+    sources: datasets and their weights.
+    config: sizes, augmentation, determinism.
+    input_context: from `strategy.distribute_datasets_from_function`; the
+      data is sharded over input pipelines (by file when there are enough
+      files, else by element) and the batch is config.batch_size (pass the
+      per-replica size).
+    builders: prepared TFDS builders, one per source (default: loaded with
+      `load_builder`); lets callers and tests pass builders directly.
+
+  Returns:
+    Dataset of dicts: images [B, N, S, S, 3] float32 in [0, 1], landmarks
+    [B, N, 68, 2] float32 pixels, skin [B, N, S, S, 1] float32 in [0, 1],
+    flag [B] int32, with a static batch size B = config.batch_size.
+  """
+  if builders is None:
+    builders = [load_builder(spec, config.data_dir) for spec in sources]
+  per_source = [samples_from_source(builder, spec, index, config, input_context)
+                for index, (builder, spec) in enumerate(zip(builders, sources))]
+  if len(per_source) == 1:
+    dataset = per_source[0]
+  else:
+    total = sum(spec.weight for spec in sources)
+    dataset = tf.data.Dataset.sample_from_datasets(
+        per_source, weights=[spec.weight / total for spec in sources],
+        seed=config.seed, stop_on_empty_dataset=not config.repeat)
+  if config.shuffle_buffer > 1:
+    dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
+  augment_seed = config.seed * 1000 + 999
+  parallel = tf.data.AUTOTUNE
+  dataset = dataset.enumerate().map(
+      lambda index, sample: _decode_sample(
+          sample, tf.stack([tf.cast(augment_seed, tf.int64), index]), config),
+      num_parallel_calls=parallel, deterministic=config.deterministic)
+  dataset = dataset.batch(config.batch_size, drop_remainder=True)
+  options = tf.data.Options()
+  options.deterministic = config.deterministic
+  # Sharding is done above explicitly; stop tf.distribute from re-sharding.
+  options.experimental_distribute.auto_shard_policy = (
+      tf.data.experimental.AutoShardPolicy.OFF)
+  dataset = dataset.with_options(options)
+  return dataset.prefetch(tf.data.AUTOTUNE)
