@@ -11,15 +11,11 @@ images, and prints their ratio. Target: loss <= 0.5x the backbone.
 
 from absl import app
 from absl import flags
-import keras
-import numpy as np
-import tensorflow as tf
 from timing import median_ms
+import workloads
 
 from mgc_tf.facemodel import loaders
-from mgc_tf.losses import mgc_loss
 from mgc_tf.models import face_decoder
-from mgc_tf.render import renderer
 
 _BATCH = flags.DEFINE_integer("batch", 5, "Samples per batch.")
 _VIEWS = flags.DEFINE_integer("views", 3, "Views per sample.")
@@ -34,42 +30,8 @@ def main(argv):
   b, n, size, repeats = _BATCH.value, _VIEWS.value, _SIZE.value, _REPEATS.value
   model = loaders.load_face_model(_FACE_MODEL.value)
   decoder = face_decoder.FaceDecoder(model)
-  rng = np.random.default_rng(0)
-  coeffs = np.zeros([b, n, decoder.layout.size], np.float32)
-  coeffs[..., :decoder.layout.id_rank] = rng.normal(0, 0.5,
-                                                    [b, 1, decoder.layout.id_rank])
-  yaw = decoder.layout.slices()["pose"].start + 1
-  coeffs[..., yaw] = np.deg2rad(rng.uniform(-45, 45, [b, n]))
-  background = tf.random.uniform([b * n, size, size, 3], seed=1)
-  face, out = renderer.render_face(decoder, coeffs.reshape([b * n, -1]),
-                                   background=background)
-  images = tf.reshape(out.image, [b, n, size, size, 3])
-  landmarks = tf.reshape(face.landmarks_2d, [b, n, 68, 2])
-  flags_ = tf.fill([b], 2)
-  # Predictions a little off the truth, as during training.
-  predicted = tf.Variable(coeffs + rng.normal(0, 0.05, coeffs.shape).astype(
-      np.float32))
-  loss = mgc_loss.MGCLoss(decoder)
-
-  @tf.function
-  def loss_step():
-    with tf.GradientTape() as tape:
-      total = loss(predicted, images, landmarks, flags_).total
-    return tape.gradient(total, predicted)
-
-  resnet = keras.applications.ResNet50(weights=None,
-                                       input_shape=(size, size, 3),
-                                       classes=decoder.layout.size,
-                                       classifier_activation=None)
-  flat = tf.reshape(images, [b * n, size, size, 3])
-
-  @tf.function
-  def backbone_step():
-    with tf.GradientTape() as tape:
-      y = resnet(flat, training=True)
-      total = tf.reduce_sum(y * y)
-    return tape.gradient(total, resnet.trainable_variables)
-
+  backbone_step, loss_step = workloads.training_step_parts(decoder, b, n,
+                                                            size)
   loss_ms = median_ms(loss_step, repeats)
   backbone_ms = median_ms(backbone_step, repeats)
   print(f"\nface model: {model.name} ({model.num_vertices} vertices, "
