@@ -67,6 +67,7 @@ setup(
             "mgc-build-kernel=mgc_tf.build_kernel:run",
             "mgc-render-demo=mgc_tf.render_demo:run",
             "mgc-convert-face-model=mgc_tf.convert_face_model:run",
+            "mgc-preprocess=mgc_tf.preprocess:run",
         ],
     },
 )

@@ -1,4 +1,4 @@
-"""Converts a face-model file to mgc_tf's native `.npz`.
+r"""Converts a face-model file to mgc_tf's native `.npz`.
 
   python -m mgc_tf.convert_face_model --input=BFM/BFM_model_front.mat \
       --output=bfm09_front.npz

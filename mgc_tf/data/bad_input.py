@@ -134,7 +134,11 @@ def check_landmarks(landmarks, num_landmarks: int = NUM_LANDMARKS,
   Raises:
     BadExampleError: "wrong landmark count" or "non-finite landmarks".
   """
-  array = np.asarray(landmarks, dtype=np.float64)
+  try:
+    array = np.asarray(landmarks, dtype=np.float64)
+  except (ValueError, TypeError) as error:
+    raise BadExampleError("unparsable landmarks",
+                          f"{source}: {error}") from error
   if array.ndim != 2 or array.shape[0] != num_landmarks or array.shape[1] < 2:
     raise BadExampleError(
         "wrong landmark count",
