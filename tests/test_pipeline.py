@@ -83,11 +83,36 @@ class VideoToy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                  "identity": "p0"}
 
 
+class VideoWithGapToy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """Frames 0, 2, 4, 6, 10, 12, 14 of a video sampled every 2nd frame (8 dropped)."""
+  VERSION = tfds.core.Version("1.0.0")
+
+  def _info(self):
+    return tfds.core.DatasetInfo(builder=self,
+        features=features_lib.video_features(
+            SIZE, extra={"frame_indices": tfds.features.Tensor(
+                shape=(None,), dtype=np.int32)}))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    frames = np.stack([np.full((SIZE, SIZE, 3), 30 * t, np.uint8)
+                       for t in range(7)])
+    landmarks = np.tile(np.arange(7, dtype=np.float32)[:, None, None],
+                        (1, NUM_LM, 2))
+    yield "v0", {"frames": frames, "landmarks": landmarks,
+                 "skin": np.full((7, SIZE, SIZE, 1), 255, np.uint8),
+                 "identity": "p0",
+                 "frame_indices": np.array([0, 2, 4, 6, 10, 12, 14], np.int32)}
+
+
 @pytest.fixture(scope="module")
 def toy_builders(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   builders = {}
-  for cls in (MultiviewToy, MultiviewToyBright, VideoToy):
+  for cls in (MultiviewToy, MultiviewToyBright, VideoToy,
+              VideoWithGapToy):
     builder = cls(data_dir=data_dir)
     builder.download_and_prepare()
     builders[cls.__name__] = builder
@@ -167,6 +192,19 @@ def test_video_windows_have_the_target_in_the_middle(toy_builders):
   grey = batch["images"][:, :, 0, 0, 0] * 255
   np.testing.assert_allclose(grey, 30 * frame_index, atol=1.0)
   assert (batch["flag"] == 2).all()
+
+
+def test_video_windows_skip_dropped_frames(toy_builders):
+  spec = pipeline.SourceSpec("video_with_gap_toy", frame_step=1)
+  dataset = pipeline.training_dataset(
+      [spec], _config(batch_size=3, repeat=False),
+      builders=[toy_builders["VideoWithGapToy"]])
+  batches = _take(dataset, 2)
+  # Stored positions 0..6 are frames 0, 2, 4, 6, 10, 12, 14: windows
+  # (2,3,4) = frames 4, 6, 10 and (3,4,5) = 6, 10, 12 span the gap.
+  assert len(batches) == 1
+  np.testing.assert_array_equal(batches[0]["landmarks"][:, :, 0, 0],
+                                [[0, 1, 2], [1, 2, 3], [4, 5, 6]])
 
 
 def test_deterministic_mode_repeats_exactly(toy_builders):

@@ -82,10 +82,11 @@ class SkipCounter:
     return "\n".join(lines)
 
   def report(self) -> None:
-    """Logs the summary (warning level when something was skipped)."""
-    level = logging.WARNING if self.skipped else logging.INFO
-    _LOG.log(level, "%s", self.summary())
-    # absl (used by `tfds build`) may not show the stdlib logger's records.
+    """Prints the summary to stdout, where `tfds build` output goes.
+
+    Printed rather than logged: the stdlib logger hides INFO records unless
+    logging is configured, and the summary must always be seen.
+    """
     print(self.summary(), flush=True)
 
 

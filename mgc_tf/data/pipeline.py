@@ -37,6 +37,7 @@ _LOG = logging.getLogger("mgc_tf.data")
 # instants, so only the 2D losses apply.
 SINGLE_VIEW_DATASETS = ("celeba",)
 FLAG_MULTIVIEW_EPIPOLAR = 2
+FRAME_INDICES_KEY = "frame_indices"
 
 
 class DatasetNotPreparedError(FileNotFoundError):
@@ -249,6 +250,12 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
     }
     out["skin"] = (example[features_lib.SKIN_KEY] if has_skin
                    else tf.fill(tf.shape(example[image_key]), ""))
+    if is_video:
+      # Original frame numbers, so windows can avoid dropped frames.
+      out["frame_indices"] = (
+          tf.cast(example[FRAME_INDICES_KEY], tf.int64)
+          if FRAME_INDICES_KEY in features
+          else tf.range(tf.shape(example[image_key], out_type=tf.int64)[0]))
     return out
 
   return dataset.map(core), is_video
@@ -256,11 +263,23 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
 
 def _video_windows(example, num_views: int, frame_step: int,
                    window_stride: int) -> tf.data.Dataset:
-  """All N-frame windows of one video: frames s, s+step, ..., target middle."""
+  """All N-frame windows of one video: frames s, s+step, ..., target middle.
+
+  A window that spans frames the builder dropped (no face, bad landmarks:
+  a gap in `frame_indices` wider than the video's usual spacing) is left
+  out, so the views of a window are evenly spaced in time.
+  """
   length = tf.shape(example["images"])[0]
   span = (num_views - 1) * frame_step
   starts = tf.range(0, tf.maximum(length - span, 0), window_stride)
   indices = starts[:, None] + tf.range(num_views)[None, :] * frame_step
+  frame_numbers = example.pop("frame_indices")
+  spacing = tf.reduce_min(tf.concat(
+      [frame_numbers[1:] - frame_numbers[:-1], [tf.int64.max]], axis=0))
+  window_numbers = tf.gather(frame_numbers, indices)
+  evenly_spaced = tf.equal(window_numbers[:, -1] - window_numbers[:, 0],
+                           span * spacing)
+  indices = tf.boolean_mask(indices, evenly_spaced)
   return tf.data.Dataset.from_tensor_slices({
       key: tf.gather(value, indices) for key, value in example.items()})
 
