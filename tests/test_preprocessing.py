@@ -436,7 +436,7 @@ def test_cli_on_a_folder_skips_a_broken_file(tmp_path, astronaut):
                     "--image_size=112"])
   assert result.returncode == 0, result.stderr[-3000:]
   assert "[1/2]" in result.stdout and "[2/2]" in result.stdout
-  assert "kept 1 examples, skipped 1" in result.stdout
+  assert "kept 1 images, skipped 1" in result.stdout
   assert "1 x unreadable image" in result.stdout
   assert sorted(os.listdir(out)) == [
       "good.png", "good_landmarks.npy", "good_landmarks.txt", "good_skin.png"]

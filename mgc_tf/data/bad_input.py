@@ -39,10 +39,13 @@ class SkipCounter:
 
   Attributes:
     name: what is being built (dataset/split), used in the report.
+    unit: what is counted ("examples", "views", "videos", ...).
   """
 
-  def __init__(self, name: str, max_examples_per_reason: int = 5):
+  def __init__(self, name: str, max_examples_per_reason: int = 5,
+               unit: str = "examples"):
     self.name = name
+    self.unit = unit
     self._max_examples = max_examples_per_reason
     self._counts: Dict[str, int] = collections.Counter()
     self._examples: Dict[str, list] = collections.defaultdict(list)
@@ -75,7 +78,8 @@ class SkipCounter:
 
   def summary(self) -> str:
     """One paragraph: kept and skipped totals, each reason with examples."""
-    lines = [f"{self.name}: kept {self._kept} examples, skipped {self.skipped}"]
+    lines = [f"{self.name}: kept {self._kept} {self.unit}, "
+             f"skipped {self.skipped}"]
     for reason, count in sorted(self._counts.items(), key=lambda kv: -kv[1]):
       lines.append(f"  {count} x {reason}, e.g.")
       lines.extend(f"    {example}" for example in self._examples[reason])

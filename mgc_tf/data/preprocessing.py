@@ -482,7 +482,7 @@ def preprocess_files(paths: Sequence[str], output_dir: str,
     by reason.
   """
   import cv2  # pylint: disable=g-import-not-at-top
-  counter = SkipCounter("preprocess")
+  counter = SkipCounter("preprocess", unit="images")
   total = len(paths)
   for number, path in enumerate(paths, start=1):
     prefix = f"[{number}/{total}] {path}"
