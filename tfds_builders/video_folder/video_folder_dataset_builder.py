@@ -127,7 +127,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                          ) -> Iterator[Tuple[str, dict]]:
     entries = video_io.find_videos(str(root))
     name = f"video_folder/{self.builder_config.name} {split}"
-    counter = SkipCounter(f"{name} videos")
+    counter = SkipCounter(name, unit="videos")
     tally = video_io.FrameTally(f"{name} frames")
     self.skip_counters[split] = counter
     self.frame_tallies[split] = tally
