@@ -29,6 +29,8 @@ INSTALL_REQUIRES = [
     "filelock>=3.12",
     "pillow>=10.0",
     "trimesh>=4.0",
+    # tf.summary needs it; TensorFlow 2.21 no longer installs it.
+    "tensorboard>=2.20",
     # The synthetic multi-view set draws backgrounds from its bundled photos.
     "scikit-image>=0.22",
 ]
@@ -70,6 +72,7 @@ setup(
             "mgc-render-demo=mgc_tf.render_demo:run",
             "mgc-convert-face-model=mgc_tf.convert_face_model:run",
             "mgc-preprocess=mgc_tf.preprocess:run",
+            "mgc-train=mgc_tf.train:run",
         ],
     },
 )

@@ -1,0 +1,1 @@
+"""Training: configuration, distribution strategies and the custom loop."""

@@ -1,0 +1,378 @@
+"""The MGCNet training loop under tf.distribute.
+
+    config = TrainConfig(model_dir="runs/mgc", ...).validate()
+    Trainer(config).train()
+
+One step: the N views of each sample go through the reconstructor as one
+batch of B*N images, the MGCNet loss (rendering, 2D and multi-view terms)
+is computed per replica and divided by the global batch, the gradients are
+summed over replicas, checked, optionally clipped, and applied by Adam. A
+step whose loss or gradients are not finite is skipped and counted; after
+`max_consecutive_nonfinite` in a row the run stops, keeping the last good
+checkpoint.
+
+Checkpoints (`tf.train.CheckpointManager` in model_dir) hold the model, the
+optimizer and the step; a run resumes from the latest one. SIGTERM/SIGINT
+(preemption, Ctrl-C) saves a checkpoint at the end of the current step and
+exits. The resolved configuration is written to model_dir/config.json.
+"""
+
+import logging
+import os
+import signal
+import time
+from typing import Dict, Optional
+
+import keras
+import tensorflow as tf
+
+from mgc_tf.data import augment as augment_lib
+from mgc_tf.data import pipeline
+from mgc_tf.data import prepare
+from mgc_tf.facemodel import loaders
+from mgc_tf.losses import identity as identity_lib
+from mgc_tf.losses import mgc_loss
+from mgc_tf.models import face_decoder
+from mgc_tf.models import reconstructor
+from mgc_tf.training import distribution
+from mgc_tf.training import progress as progress_lib
+from mgc_tf.training import schedule as schedule_lib
+from mgc_tf.training import summaries
+from mgc_tf.training.config import TrainConfig
+
+_LOG = logging.getLogger("mgc_tf.train")
+
+
+class NonFiniteLossError(RuntimeError):
+  """Too many non-finite steps in a row; the last good checkpoint is kept."""
+
+
+class Trainer:
+  """Builds everything a run needs from a `TrainConfig` and trains.
+
+  Attributes:
+    config: the validated configuration.
+    strategy: the tf.distribute strategy.
+    model: the Keras reconstructor (image [B,S,S,3] in [0,1] -> [B,K]).
+    decoder: the FaceDecoder of the face model.
+    optimizer: Adam (wrapped in a LossScaleOptimizer under mixed precision).
+    step: int64 variable, the global step (checkpointed).
+    skipped_steps: int64 variable, non-finite steps skipped so far.
+  """
+
+  def __init__(self, config: TrainConfig,
+               strategy: Optional[tf.distribute.Strategy] = None):
+    self.config = config.validate()
+    self.strategy = strategy or distribution.make_strategy(
+        config.strategy, config.num_cpu_devices)
+    self.is_chief = distribution.is_chief(self.strategy)
+    if config.mixed_precision:
+      keras.mixed_precision.set_dtype_policy("mixed_float16")
+    self.face_model = loaders.load_face_model(config.face_model)
+    self.decoder = face_decoder.FaceDecoder(self.face_model)
+    self.num_coefficients = self.decoder.layout.size
+    with self.strategy.scope():
+      keras.utils.set_random_seed(config.seed)
+      self.model = reconstructor.build_reconstructor(
+          self.num_coefficients, backbone=config.backbone,
+          image_size=config.image_size,
+          backbone_weights=config.backbone_weights)
+      self.schedule = schedule_lib.WarmupSchedule(
+          config.learning_rate, config.lr_schedule, config.max_steps,
+          config.warmup_steps)
+      optimizer = keras.optimizers.Adam(learning_rate=self.schedule)
+      if config.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+      self.optimizer = optimizer
+      # Variables must exist before the first (distributed) step.
+      self.optimizer.build(self.model.trainable_variables)
+      self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+      self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                       name="skipped_steps")
+    self.loss = mgc_loss.MGCLoss(
+        self.decoder, config.weights,
+        identity_loss=identity_lib.IdentityLoss.from_path(
+            config.identity_model),
+        use_covisible_map=config.use_covisible_map,
+        depth_reference=config.depth_reference,
+        global_batch_size=config.batch_size)
+    self.checkpoint = tf.train.Checkpoint(
+        model=self.model, optimizer=self.optimizer, step=self.step,
+        skipped_steps=self.skipped_steps)
+    self.manager = tf.train.CheckpointManager(
+        self.checkpoint,
+        distribution.worker_dir(config.model_dir, self.strategy),
+        max_to_keep=config.keep_checkpoints)
+    self._stop_signal = None
+    self._train_step = None
+
+  # ---------------------------------------------------------------- data
+
+  def _sources(self):
+    return pipeline.parse_sources(self.config.dataset,
+                                  data_dir=self.config.data_dir)
+
+  def prepare_data(self) -> None:
+    """Builds missing synthetic datasets (train and eval) when allowed."""
+    if not self.config.build_data_if_missing:
+      return
+    names = [spec.name for spec in self._sources()]
+    if self.config.eval_dataset:
+      names.append(self.config.eval_dataset)
+    for name in dict.fromkeys(names):
+      prepare.ensure_synthetic(name, self.config.data_dir)
+
+  def distributed_dataset(self, start_step: int):
+    """The training batches, distributed over the replicas."""
+    config = self.config
+    sources = self._sources()
+    builders = [pipeline.load_builder(spec, config.data_dir)
+                for spec in sources]
+    replicas = self.strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+      raise ValueError(
+          f"--batch_size={config.batch_size} is not divisible by the "
+          f"{replicas} replicas; the rasterizer needs equal static batches")
+
+    def dataset_fn(context: tf.distribute.InputContext):
+      pipeline_config = pipeline.PipelineConfig(
+          num_views=config.num_views, image_size=config.image_size,
+          batch_size=context.get_per_replica_batch_size(config.batch_size),
+          shuffle_buffer=config.shuffle_buffer,
+          augment=(augment_lib.AugmentConfig() if config.augment
+                   else augment_lib.NO_AUGMENTATION),
+          deterministic=config.deterministic,
+          # A resumed run continues with a new data order.
+          seed=config.seed + start_step, data_dir=config.data_dir)
+      return pipeline.training_dataset(sources, pipeline_config,
+                                       input_context=context,
+                                       builders=builders)
+
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  # ---------------------------------------------------------------- step
+
+  def _replica_step(self, batch):
+    images = batch["images"]
+    batch_size, num_views, size = (images.shape[0], images.shape[1],
+                                   images.shape[2])
+    with tf.GradientTape() as tape:
+      flat = tf.reshape(images, [batch_size * num_views, size, size, 3])
+      coefficients = tf.cast(self.model(flat, training=True), tf.float32)
+      coefficients = tf.reshape(coefficients,
+                                [batch_size, num_views, self.num_coefficients])
+      out = self.loss(coefficients, images, batch["landmarks"], batch["flag"],
+                      skin=batch["skin"])
+      total = out.total
+      if self.config.mixed_precision:
+        total_for_gradient = self.optimizer.scale_loss(total)
+      else:
+        total_for_gradient = total
+    gradients = tape.gradient(total_for_gradient,
+                              self.model.trainable_variables)
+    self._sync_non_trainable_variables()
+    gradients = [tf.zeros_like(v) if g is None else g
+                 for g, v in zip(gradients, self.model.trainable_variables)]
+    return gradients, total, out.terms
+
+  def _sync_non_trainable_variables(self):
+    """Averages the batch-norm moving statistics over all replicas.
+
+    Each replica updates them from its own batch; without this, workers of a
+    multi-worker run would end with different statistics (and different
+    exported models depending on which worker saved).
+    """
+    context = tf.distribute.get_replica_context()
+    variables = self.model.non_trainable_variables
+    if context is None or context.num_replicas_in_sync == 1 or not variables:
+      return
+    averaged = context.all_reduce(tf.distribute.ReduceOp.MEAN,
+                                  [tf.identity(v) for v in variables])
+    for variable, value in zip(variables, averaged):
+      variable.assign(value)
+
+  def _make_train_step(self):
+    strategy = self.strategy
+    clip = self.config.clip_grad_norm
+    mixed = self.config.mixed_precision
+
+    def train_step(batch):
+      gradients, total, terms = strategy.run(self._replica_step, args=(batch,))
+      reduce = lambda value: strategy.reduce(  # pylint: disable=g-long-lambda
+          tf.distribute.ReduceOp.SUM, value, axis=None)
+      gradients = [reduce(g) for g in gradients]
+      total = reduce(total)
+      terms = {name: reduce(value) for name, value in terms.items()}
+      if mixed:
+        # The loss scale optimizer unscales, checks and skips by itself;
+        # overflow of the scaled float16 gradients is routine there.
+        finite = tf.math.is_finite(total)
+        grad_norm = tf.linalg.global_norm(gradients) / tf.cast(
+            self.optimizer.scale_loss(1.0), tf.float32)
+      else:
+        finite = tf.math.is_finite(total) & tf.reduce_all(
+            [tf.reduce_all(tf.math.is_finite(g)) for g in gradients])
+        grad_norm = tf.linalg.global_norm(gradients)
+      if clip > 0 and not mixed:
+        gradients, _ = tf.clip_by_global_norm(gradients, clip,
+                                              use_norm=grad_norm)
+
+      def apply():
+        self.optimizer.apply(gradients, self.model.trainable_variables)
+        return tf.constant(True)
+
+      applied = tf.cond(finite, apply, lambda: tf.constant(False))
+      self.step.assign_add(1)
+      self.skipped_steps.assign_add(tf.cast(tf.logical_not(applied), tf.int64))
+      return {"total": total, "terms": terms, "applied": applied,
+              "grad_norm": grad_norm,
+              "learning_rate": self.schedule(self.step - 1)}
+
+    return tf.function(train_step)
+
+  # ---------------------------------------------------------------- loop
+
+  def _install_signal_handlers(self):
+    def handler(signum, frame):  # pylint: disable=unused-argument
+      self._stop_signal = signum
+      print(f"\nReceived {signal.Signals(signum).name}: saving a checkpoint "
+            "at the end of this step, then stopping.", flush=True)
+
+    previous = {}
+    for signum in (signal.SIGTERM, signal.SIGINT):
+      try:
+        previous[signum] = signal.signal(signum, handler)
+      except ValueError:  # not the main thread
+        pass
+    return previous
+
+  def restore(self) -> int:
+    """Restores the latest checkpoint if there is one; returns the step."""
+    latest = self.manager.latest_checkpoint
+    if latest:
+      self.checkpoint.restore(latest).expect_partial()
+      print(f"Resumed from {latest} at step {int(self.step.numpy())}",
+            flush=True)
+    return int(self.step.numpy())
+
+  def save(self) -> Optional[str]:
+    """Saves a checkpoint at the current step (all workers must call it)."""
+    path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+    if self.is_chief:
+      print(f"Saved checkpoint {path}", flush=True)
+    return path
+
+  def _write_config(self):
+    if not self.is_chief:
+      return
+    tf.io.gfile.makedirs(self.config.model_dir)
+    with tf.io.gfile.GFile(os.path.join(self.config.model_dir, "config.json"),
+                           "w") as f:
+      f.write(self.config.to_json())
+
+  def train(self, evaluate_fn=None) -> Dict[str, float]:
+    """Trains to max_steps (or a stop signal); returns the last metrics.
+
+    Args:
+      evaluate_fn: optional callable(trainer) -> dict of metrics, run on the
+        chief every eval_every steps and at the end, written to TensorBoard
+        under eval/.
+
+    Raises:
+      NonFiniteLossError: after max_consecutive_nonfinite skipped steps in a
+        row (the last good checkpoint is kept; nothing is saved after them).
+    """
+    config = self.config
+    self._write_config()
+    self.prepare_data()
+    start_step = self.restore()
+    if start_step >= config.max_steps:
+      print(f"Already at step {start_step} >= max_steps {config.max_steps}; "
+            "nothing to do.", flush=True)
+      return {}
+    dataset = self.distributed_dataset(start_step)
+    iterator = iter(dataset)
+    if self._train_step is None:
+      self._train_step = self._make_train_step()
+    writer = summaries.SummaryWriter(config.model_dir, enabled=self.is_chief)
+    progress = progress_lib.Progress(start_step, config.max_steps,
+                                     config.batch_size,
+                                     enabled=self.is_chief)
+    previous_handlers = self._install_signal_handlers()
+    print(f"Training {config.backbone} on {config.dataset} with "
+          f"{distribution.describe(self.strategy)}; global batch "
+          f"{config.batch_size} x {config.num_views} views, "
+          f"{config.image_size} px; steps {start_step} -> {config.max_steps}",
+          flush=True)
+    consecutive_nonfinite = 0
+    last = {}
+    step = start_step
+    try:
+      while step < config.max_steps:
+        batch = next(iterator)
+        outputs = self._train_step(batch)
+        step = int(self.step.numpy())
+        applied = bool(outputs["applied"].numpy())
+        total = float(outputs["total"].numpy())
+        consecutive_nonfinite = 0 if applied else consecutive_nonfinite + 1
+        if not applied:
+          print(f"step {step}: non-finite loss or gradient ({total}); update "
+                f"skipped ({consecutive_nonfinite} in a row, "
+                f"{int(self.skipped_steps.numpy())} in all)", flush=True)
+          if consecutive_nonfinite >= config.max_consecutive_nonfinite:
+            raise NonFiniteLossError(
+                f"{consecutive_nonfinite} non-finite steps in a row at step "
+                f"{step}; stopping. The last good checkpoint is "
+                f"{self.manager.latest_checkpoint}. Lower --learning_rate, "
+                "set --clip_grad_norm, or check the data.")
+        last = {"loss/total": total,
+                "learning_rate": float(outputs["learning_rate"].numpy()),
+                "grad_norm": float(outputs["grad_norm"].numpy()),
+                "skipped_steps": float(self.skipped_steps.numpy())}
+        last.update({f"loss/{name}": float(value.numpy())
+                     for name, value in outputs["terms"].items()})
+        rate = progress.update(step)
+        if step % config.log_every == 0 or step == config.max_steps:
+          progress.log(step, total)
+        if step % config.summary_every == 0:
+          writer.scalars(step, dict(last, examples_per_second=rate))
+        if (config.image_summary_every
+            and step % config.image_summary_every == 0 and self.is_chief):
+          self._image_summaries(writer, batch, step)
+        stopping = self._stop_signal is not None
+        if (step % config.checkpoint_every == 0 or step == config.max_steps
+            or stopping) and applied:
+          self.save()
+        if (evaluate_fn is not None and self.is_chief and config.eval_every
+            and step % config.eval_every == 0 and step != config.max_steps):
+          writer.scalars(step, _prefixed(evaluate_fn(self), "eval/"))
+        if stopping:
+          break
+    finally:
+      for signum, handler in previous_handlers.items():
+        signal.signal(signum, handler)
+      writer.flush()
+    if evaluate_fn is not None and self.is_chief and self._stop_signal is None:
+      metrics = evaluate_fn(self)
+      writer.scalars(step, _prefixed(metrics, "eval/"))
+      writer.flush()
+      last.update(_prefixed(metrics, "eval/"))
+    return last
+
+  def _image_summaries(self, writer, batch, step: int) -> None:
+    """Input views, render overlay, covisible map and synthesized target."""
+    local = self.strategy.experimental_local_results(batch)[0]
+    images = local["images"]
+    b, n, s = images.shape[0], images.shape[1], images.shape[2]
+    coefficients = tf.reshape(
+        tf.cast(self.model(tf.reshape(images, [b * n, s, s, 3]),
+                           training=False), tf.float32),
+        [b, n, self.num_coefficients])
+    out = self.loss(coefficients, images, local["landmarks"], local["flag"],
+                    skin=local["skin"])
+    writer.images(step, summaries.training_images(images, out))
+
+
+def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
+  return {prefix + name: value for name, value in metrics.items()}
+

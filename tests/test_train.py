@@ -1,0 +1,231 @@
+"""The trainer: loss goes down, resume, SIGTERM, Mirrored on 2 logical CPUs,
+two workers on loopback, and the original MGCNet flag names.
+
+Runs on synthetic_multiview/tiny (3 train / 3 test examples at 64 px) with
+the ResNet18-style backbone; each subprocess run takes ~15-30 s.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from mgc_tf.data import prepare
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = "synthetic_multiview/tiny"
+
+# Small, fast runs: 64 px, ResNet18-style, batch 2.
+COMMON = ["--dataset=" + TINY, "--eval_dataset=" + TINY, "--backbone=resnet18",
+          "--image_size=64", "--batch_size=2", "--shuffle_buffer=4",
+          "--log_every=1", "--summary_every=1", "--image_summary_every=0",
+          "--eval_every=0", "--build_data_if_missing=false"]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  directory = str(tmp_path_factory.mktemp("tfds"))
+  prepare.ensure_synthetic(TINY, directory)
+  return directory
+
+
+def _train_command(model_dir, data_dir, *extra):
+  return [sys.executable, "-m", "mgc_tf.train", f"--model_dir={model_dir}",
+          f"--data_dir={data_dir}", *COMMON, *extra]
+
+
+def _env(**extra):
+  env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
+  env.update(extra)
+  return env
+
+
+def _run(command, timeout=600, **env):
+  result = subprocess.run(command, capture_output=True, text=True,
+                          timeout=timeout, env=_env(**env), cwd=REPO)
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return result.stdout
+
+
+def _model_variables(checkpoint_prefix):
+  reader = tf.train.load_checkpoint(checkpoint_prefix)
+  return {name: reader.get_tensor(name)
+          for name in reader.get_variable_to_shape_map()
+          if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
+
+
+def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
+  from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig(
+      model_dir=str(tmp_path / "run"), dataset=TINY, data_dir=data_dir,
+      eval_dataset="", build_data_if_missing=False, backbone="resnet18",
+      image_size=64, batch_size=3, num_views=3, learning_rate=1e-3,
+      max_steps=12, augment=False, deterministic=True, shuffle_buffer=1,
+      log_every=4, summary_every=1, image_summary_every=6,
+      checkpoint_every=12).validate()
+  trainer = trainer_lib.Trainer(config)
+  losses = []
+  original_step = trainer._make_train_step  # pylint: disable=protected-access
+
+  def recording_step():
+    step_fn = original_step()
+
+    def wrapped(batch):
+      out = step_fn(batch)
+      losses.append(float(out["total"].numpy()))
+      return out
+    return wrapped
+
+  trainer._make_train_step = recording_step  # pylint: disable=protected-access
+  last = trainer.train()
+  # batch 3 = the whole tiny train split, so every step sees the same data.
+  assert len(losses) == 12
+  assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+  assert set(last) >= {"loss/total", "loss/render", "loss/landmark",
+                       "loss/pixel", "loss/epipolar", "learning_rate"}
+  assert os.path.exists(os.path.join(config.model_dir, "config.json"))
+  assert tf.train.latest_checkpoint(config.model_dir).endswith("ckpt-12")
+  events = os.listdir(os.path.join(config.model_dir, "train"))
+  assert any(name.startswith("events.out.tfevents") for name in events)
+
+
+def test_kill_and_restart_resumes_at_the_saved_step(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  command = _train_command(model_dir, data_dir, "--max_steps=1000",
+                           "--checkpoint_every=2")
+  process = subprocess.Popen(command, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=_env(),
+                             cwd=REPO)
+  saved = None
+  deadline = time.time() + 300
+  for line in process.stdout:
+    if "Saved checkpoint" in line and line.strip().endswith("ckpt-4"):
+      saved = 4
+      process.kill()  # no chance to save anything more
+      break
+    assert time.time() < deadline, "no checkpoint within 300 s"
+  process.wait(timeout=60)
+  assert saved == 4
+  latest = tf.train.latest_checkpoint(model_dir)
+  step = int(latest.rsplit("-", 1)[1])
+  assert step >= 4
+  output = _run(_train_command(model_dir, data_dir, f"--max_steps={step + 2}",
+                               "--checkpoint_every=100"))
+  assert f"Resumed from {latest} at step {step}" in output
+  assert f"step {step + 1}/{step + 2}" in output
+  assert tf.train.latest_checkpoint(model_dir).endswith(f"ckpt-{step + 2}")
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  process = subprocess.Popen(
+      _train_command(model_dir, data_dir, "--max_steps=1000",
+                     "--checkpoint_every=1000"),
+      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(),
+      cwd=REPO)
+  for line in process.stdout:
+    if line.startswith("step 2/1000"):
+      process.send_signal(signal.SIGTERM)
+      break
+  rest = process.communicate(timeout=120)[0]
+  assert process.returncode == 0, rest
+  assert "Received SIGTERM" in rest
+  latest = tf.train.latest_checkpoint(model_dir)
+  assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2
+
+
+def test_mirrored_on_two_logical_cpus(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  output = _run(_train_command(model_dir, data_dir, "--strategy=mirrored",
+                               "--num_cpu_devices=2", "--max_steps=2",
+                               "--checkpoint_every=2"))
+  assert "MirroredStrategy: 2 replica(s)" in output
+  assert "step 2/2" in output
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-2")
+
+
+def _free_ports(count):
+  sockets = [socket.socket() for _ in range(count)]
+  for s in sockets:
+    s.bind(("localhost", 0))
+  ports = [s.getsockname()[1] for s in sockets]
+  for s in sockets:
+    s.close()
+  return ports
+
+
+def test_two_workers_on_loopback_end_with_identical_weights(data_dir, tmp_path):
+  model_dir = str(tmp_path / "run")
+  workers = [f"localhost:{port}" for port in _free_ports(2)]
+  processes = []
+  for index in range(2):
+    tf_config = json.dumps({"cluster": {"worker": workers},
+                            "task": {"type": "worker", "index": index}})
+    processes.append(subprocess.Popen(
+        _train_command(model_dir, data_dir, "--strategy=multi_worker",
+                       "--max_steps=3", "--checkpoint_every=3"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path)), cwd=REPO))
+  outputs = [p.communicate(timeout=600)[0] for p in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-4000:]
+  assert "2 replica(s), 2 worker(s)" in outputs[0]
+  chief = _model_variables(os.path.join(model_dir, "ckpt-3"))
+  other = _model_variables(os.path.join(str(tmp_path), "mgc_tf_workers",
+                                        "worker_1", "ckpt-3"))
+  assert chief.keys() == other.keys() and len(chief) > 10
+  for name, value in chief.items():
+    np.testing.assert_array_equal(value, other[name], err_msg=name)
+
+
+def test_original_flag_names_parse_to_the_same_config():
+  from mgc_tf import train  # pylint: disable=g-import-not-at-top
+  original = [
+      "train", "--checkpoint_dir=/tmp/x", "--learning_rate=0.0001",
+      "--MULTIVIEW_weight=1.0", "--photom_weight=0.15", "--ssim_weight=0.0",
+      "--epipolar_weight=0.0015", "--depth_weight=0.0001",
+      "--gpmm_lm_loss_weight=0.001", "--gpmm_pixel_loss_weight=1.9",
+      "--gpmm_id_loss_weight=0.2", "--gpmm_regular_shape_loss_weight=0.0001",
+      "--gpmm_regular_color_loss_weight=0.0003", "--batch_size=2",
+      "--img_height=224", "--img_width=224", "--max_steps=20001",
+      "--seq_length=3", "--lm_detail_weight=5.0",
+      # Original flags without a counterpart: accepted and ignored.
+      "--dataset_dir=./data/eccv2020_MGCNet_data", "--flag_fore=1",
+      "--dataset_loader=data_loader_semi_unsupervised_skin",
+      "--num_scales=1", "--min_steps=2000", "--save_freq=20000",
+      "--summary_freq=100", "--num_source=2", "--match_num=68", "--net=resnet",
+      "--net_id=facenet", "--path_gpmm=/x/bfm09_trim_exp_uv_presplit.h5"]
+  ours = [
+      "train", "--model_dir=/tmp/x", "--learning_rate=0.0001",
+      "--multiview_weight=1.0", "--pixel_weight=0.15", "--ssim_weight=0.0",
+      "--epipolar_weight=0.0015", "--depth_weight=0.0001",
+      "--landmark_weight=0.001", "--render_weight=1.9",
+      "--identity_weight=0.2", "--regularization_weight=0.0001",
+      "--albedo_regularization_weight=0.0003", "--batch_size=2",
+      "--image_size=224", "--max_steps=20001", "--num_views=3",
+      "--landmark_nose_mouth_weight=5.0", "--checkpoint_every=20000",
+      "--summary_every=100"]
+  try:
+    configs = [train.config_from_flags(_parse(argv))
+               for argv in (original, ours)]
+  finally:
+    train.FLAGS.unparse_flags()
+  assert configs[0] == configs[1]
+  assert configs[0].weights.reg_albedo == pytest.approx(3.0)
+  assert configs[0].num_views == 3 and configs[0].model_dir == "/tmp/x"
+
+
+def _parse(argv):
+  """Parses argv with the trainer's flags (a deep copy would lose aliases)."""
+  from mgc_tf import train  # pylint: disable=g-import-not-at-top
+  train.FLAGS.unparse_flags()
+  train.FLAGS(argv)
+  return train.FLAGS
