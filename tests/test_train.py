@@ -5,6 +5,7 @@ Runs on synthetic_multiview/tiny (3 train / 3 test examples at 64 px) with
 the ResNet18-style backbone; each subprocess run takes ~15-30 s.
 """
 
+import dataclasses
 import json
 import os
 import signal
@@ -229,3 +230,40 @@ def _parse(argv):
   train.FLAGS.unparse_flags()
   train.FLAGS(argv)
   return train.FLAGS
+
+
+def test_non_finite_steps_are_skipped_and_stop_the_run(data_dir, tmp_path):
+  from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = config_lib.TrainConfig(
+      model_dir=str(tmp_path / "run"), dataset=TINY, data_dir=data_dir,
+      eval_dataset="", build_data_if_missing=False, backbone="resnet18",
+      image_size=64, batch_size=2, max_steps=50, augment=False,
+      shuffle_buffer=1, checkpoint_every=2, image_summary_every=0,
+      max_consecutive_nonfinite=2).validate()
+  trainer = trainer_lib.Trainer(config)
+  poison = tf.Variable(0.0, trainable=False)
+  loss = trainer.loss
+
+  class PoisonedLoss:
+    """The real loss, with a NaN total while `poison` is set."""
+
+    def __call__(self, *args, **kwargs):
+      out = loss(*args, **kwargs)
+      total = tf.where(poison > 0, tf.constant(float("nan")), out.total)
+      return out._replace(total=total)
+
+  trainer.loss = PoisonedLoss()
+  # Two clean steps first (checkpoint at step 2), then poisoned ones.
+  trainer.config = dataclasses.replace(config, max_steps=2)
+  trainer.train()
+  weights_at_2 = [w.numpy() for w in trainer.model.trainable_variables]
+  poison.assign(1.0)
+  trainer.config = config
+  with pytest.raises(trainer_lib.NonFiniteLossError, match="2 non-finite"):
+    trainer.train()
+  assert int(trainer.skipped_steps.numpy()) == 2
+  for before, after in zip(weights_at_2, trainer.model.trainable_variables):
+    np.testing.assert_array_equal(before, after.numpy())
+  # Nothing was saved after the bad steps: the last good checkpoint stays.
+  assert tf.train.latest_checkpoint(config.model_dir).endswith("ckpt-2")
