@@ -24,12 +24,14 @@ import dataclasses
 import os
 import struct
 import zlib
-from typing import Any, Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple, TypeVar)
 
 import numpy as np
 
 from mgc_tf.data.bad_input import (NUM_LANDMARKS, BadExampleError,
-                                   SkipCounter, check_landmarks)
+                                   SkipCounter, check_landmarks,
+                                   generate_with_skips)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Tried in this order when several landmark files share an image's stem.
@@ -409,3 +411,49 @@ def preprocess_views(
     kept.append(PreprocessedView(view=view, face=face, info=loaded.info,
                                  landmarks_detected=loaded.landmarks is None))
   return kept
+
+
+# A multi-view group needs a target and at least one source.
+MIN_GROUP_VIEWS = 2
+
+
+def stack_group(kept: Sequence[PreprocessedView], num_views: int,
+                identity: str, image_size: int) -> Dict[str, Any]:
+  """The core multi-view features of a group's surviving views.
+
+  Args:
+    kept: what `preprocess_views` returned for the group.
+    num_views: how many views the group had before bad ones were dropped.
+    identity: the identity label.
+    image_size: side S of the aligned crops, pixels.
+
+  Returns:
+    dict with the core keys of `mgc_tf.data.features` filled.
+
+  Raises:
+    BadExampleError: "too few views" when fewer than MIN_GROUP_VIEWS survive.
+  """
+  from mgc_tf.data import features  # pylint: disable=g-import-not-at-top
+  if len(kept) < MIN_GROUP_VIEWS:
+    raise BadExampleError("too few views",
+                          f"{len(kept)} of {num_views} views usable")
+  faces = [view.face for view in kept]
+  return features.stack_views(
+      [face.image for face in faces], [face.landmarks for face in faces],
+      [face.skin for face in faces], identity, image_size)
+
+
+def generate_group_examples(groups: Sequence[Any],
+                            make_example: Callable[[Any], Tuple[str, dict]],
+                            group_counter: SkipCounter,
+                            view_counter: SkipCounter,
+                            key_of: Callable[[Any], str]
+                            ) -> Iterator[Tuple[str, dict]]:
+  """`generate_with_skips` over view groups, then the views' report too.
+
+  Dropped views are counted in `view_counter` (by `preprocess_views`),
+  skipped groups in `group_counter`; both print their summary at the end.
+  """
+  yield from generate_with_skips(groups, make_example, group_counter,
+                                 key_of=key_of)
+  view_counter.report()

@@ -24,11 +24,9 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import readers
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips, read_image_rgb)
+from mgc_tf.data.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
-MIN_VIEWS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,14 +146,8 @@ def make_group_example(group: ViewGroup, view_counter: SkipCounter,
   kept = readers.preprocess_views(
       group.image_paths, load_view, view_counter, name_of=group.view_name,
       image_size=image_size, landmarker=landmarker)
-  if len(kept) < MIN_VIEWS:
-    raise BadExampleError(
-        "too few views",
-        f"{len(kept)} of {len(group.image_paths)} views usable")
-  faces = [view.face for view in kept]
-  example = mv_features.stack_views(
-      [face.image for face in faces], [face.landmarks for face in faces],
-      [face.skin for face in faces], group.identity, image_size)
+  example = readers.stack_group(kept, len(group.image_paths), group.identity,
+                                image_size)
   example.update({
       "view_names": [group.view_name(view.view) for view in kept],
       "landmarks_detected": np.array(
@@ -173,12 +165,11 @@ def generate_examples(groups: Sequence[ViewGroup], group_counter: SkipCounter,
   Dropped views are counted in `view_counter`, skipped groups in
   `group_counter`; both report when the generator ends.
   """
-  yield from generate_with_skips(
+  yield from readers.generate_group_examples(
       groups,
       lambda group: make_group_example(group, view_counter, image_size,
                                        landmarker),
-      group_counter, key_of=lambda group: group.key)
-  view_counter.report()
+      group_counter, view_counter, key_of=lambda group: group.key)
 
 
 @dataclasses.dataclass

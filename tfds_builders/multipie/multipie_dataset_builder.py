@@ -30,11 +30,10 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import readers
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips, read_image_rgb)
+from mgc_tf.data.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
-MIN_VIEWS = 2
+MIN_VIEWS = readers.MIN_GROUP_VIEWS
 
 # Nominal yaw of the cameras on the horizontal arc, in degrees, sorted. The
 # values are the commonly used 15-degree steps (e.g. in face frontalization
@@ -253,14 +252,9 @@ def make_window_example(window: CameraWindow, cache: CaptureViewCache,
     BadExampleError: "too few views" when fewer than 2 views survive.
   """
   kept = cache.get(window.capture, window.views)
-  if len(kept) < MIN_VIEWS:
-    raise BadExampleError(
-        "too few views", f"{len(kept)} of {len(window.views)} views usable")
-  faces = [view.face for view in kept]
   capture = window.capture
-  example = mv_features.stack_views(
-      [face.image for face in faces], [face.landmarks for face in faces],
-      [face.skin for face in faces], capture.subject, image_size)
+  example = readers.stack_group(kept, len(window.views), capture.subject,
+                                image_size)
   example.update({
       "view_names": [view.view.name for view in kept],
       "cameras": [view.view.camera for view in kept],
@@ -281,10 +275,9 @@ def generate_examples(windows: Sequence[CameraWindow],
                       ) -> Iterator[Tuple[str, dict]]:
   """(key, example) per window with >= 2 good views; counts the rest."""
   cache = CaptureViewCache(view_counter, image_size, landmarker)
-  yield from generate_with_skips(
+  yield from readers.generate_group_examples(
       windows, lambda window: make_window_example(window, cache, image_size),
-      group_counter, key_of=lambda window: window.key)
-  view_counter.report()
+      group_counter, view_counter, key_of=lambda window: window.key)
 
 
 @dataclasses.dataclass

@@ -32,10 +32,9 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import readers
 from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips, read_image_rgb)
+                                   read_image_rgb)
 
 IMAGE_SIZE = 224
-MIN_VIEWS = 2
 SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
 FLIP_SUFFIX = "_Flip"
 LANDMARKS_DIR = "landmarks"
@@ -221,13 +220,8 @@ def make_group_example(group: W300Group, view_counter: SkipCounter,
   kept = readers.preprocess_views(group.views, load_view, view_counter,
                                   name_of=lambda view: view.name,
                                   image_size=image_size)
-  if len(kept) < MIN_VIEWS:
-    raise BadExampleError(
-        "too few views", f"{len(kept)} of {len(group.views)} views usable")
-  faces = [view.face for view in kept]
-  example = mv_features.stack_views(
-      [face.image for face in faces], [face.landmarks for face in faces],
-      [face.skin for face in faces], group.source, image_size)
+  example = readers.stack_group(kept, len(group.views), group.source,
+                                image_size)
   pose_para = np.stack([view.info["pose_para"] for view in kept])
   example.update({
       "view_names": [view.view.name for view in kept],
@@ -245,11 +239,10 @@ def generate_examples(groups: Sequence[W300Group], group_counter: SkipCounter,
                       image_size: int = IMAGE_SIZE
                       ) -> Iterator[Tuple[str, dict]]:
   """(key, example) per group with >= 2 good views; counts what is dropped."""
-  yield from generate_with_skips(
+  yield from readers.generate_group_examples(
       groups, lambda group: make_group_example(group, view_counter,
                                                image_size),
-      group_counter, key_of=lambda group: group.key)
-  view_counter.report()
+      group_counter, view_counter, key_of=lambda group: group.key)
 
 
 @dataclasses.dataclass
