@@ -16,8 +16,6 @@ Target: the pipeline delivers >= 3x what a training step consumes.
 """
 
 import os
-import subprocess
-import sys
 import time
 
 from absl import app
@@ -25,11 +23,11 @@ from absl import flags
 import cv2
 import numpy as np
 import tensorflow as tf
-import tensorflow_datasets as tfds
 from timing import median_ms
 import workloads
 
 from mgc_tf.data import pipeline
+from mgc_tf.data import prepare
 from mgc_tf.facemodel import synthetic
 from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
@@ -47,26 +45,6 @@ _BATCHES = flags.DEFINE_integer("batches", 40, "Batches timed per dataset.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed training steps (median).")
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 4, "Videos to write.")
 _VIDEO_FRAMES = flags.DEFINE_integer("video_frames", 30, "Frames per video.")
-
-
-def _tfds_build(builder_name: str, data_dir: str, config: str = None,
-                manual_dir: str = None) -> None:
-  command = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main",
-             "build", os.path.join(REPO, "tfds_builders", builder_name),
-             f"--data_dir={data_dir}"]
-  if config:
-    command.append(f"--config={config}")
-  if manual_dir:
-    command.append(f"--manual_dir={manual_dir}")
-  print("$", " ".join(command), flush=True)
-  subprocess.run(command, check=True)
-
-
-def _is_prepared(name: str, data_dir: str) -> bool:
-  try:
-    return tfds.builder(name, data_dir=data_dir).is_prepared()
-  except Exception:  # pylint: disable=broad-except
-    return False
 
 
 def write_rendered_videos(folder: str, num_videos: int, num_frames: int,
@@ -118,12 +96,12 @@ def main(argv):
   data_dir = os.path.expanduser(_DATA_DIR.value)
   b, n, size = _BATCH.value, _VIEWS.value, _SIZE.value
   synthetic_name = f"synthetic_multiview/{_SYNTHETIC_CONFIG.value}"
-  if not _is_prepared(synthetic_name, data_dir):
-    _tfds_build("synthetic_multiview", data_dir, config=_SYNTHETIC_CONFIG.value)
-  if not _is_prepared("video_folder", data_dir):
+  prepare.ensure_synthetic(synthetic_name, data_dir)
+  if not prepare.is_prepared("video_folder", data_dir):
     manual = os.path.join(data_dir, "manual", "video_folder")
     write_rendered_videos(manual, _NUM_VIDEOS.value, _VIDEO_FRAMES.value)
-    _tfds_build("video_folder", data_dir, manual_dir=manual)
+    prepare.tfds_build(os.path.join(REPO, "tfds_builders", "video_folder"),
+                       data_dir, manual_dir=manual)
 
   rates = {}
   for label, name in ((f"pipeline: {synthetic_name}", synthetic_name),

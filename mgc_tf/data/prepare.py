@@ -23,6 +23,23 @@ def builder_folder(name: str) -> Optional[str]:
   return folder if os.path.isdir(folder) else None
 
 
+def tfds_build(folder: str, data_dir: str, config: Optional[str] = None,
+               manual_dir: Optional[str] = None) -> None:
+  """Runs `tfds build <folder>` (the output is shown as it comes).
+
+  Raises:
+    subprocess.CalledProcessError: the build failed.
+  """
+  command = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main",
+             "build", folder, f"--data_dir={data_dir}"]
+  if config:
+    command.append(f"--config={config}")
+  if manual_dir:
+    command.append(f"--manual_dir={manual_dir}")
+  print("$ " + " ".join(command), flush=True)
+  subprocess.run(command, check=True)
+
+
 def is_prepared(name: str, data_dir: Optional[str]) -> bool:
   try:
     return tfds.builder(name, data_dir=data_dir).is_prepared()
@@ -64,11 +81,7 @@ def ensure_synthetic(name: str, data_dir: Optional[str]) -> bool:
   with filelock.FileLock(os.path.join(data_dir, f".{SYNTHETIC}.build.lock")):
     if is_prepared(name, data_dir):
       return False
-    command = [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main",
-               "build", folder, f"--data_dir={data_dir}"]
-    if "/" in name:
-      command.append(f"--config={name.split('/')[1].split(':')[0]}")
-    print(f"{name} is missing; building it (no download needed):\n  "
-          + " ".join(command), flush=True)
-    subprocess.run(command, check=True)
+    print(f"{name} is missing; building it (no download needed)", flush=True)
+    config = name.split("/")[1].split(":")[0] if "/" in name else None
+    tfds_build(folder, data_dir, config=config)
   return True

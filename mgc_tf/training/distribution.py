@@ -95,8 +95,8 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None:
     return 1
-  return max(1, len(resolver.cluster_spec().as_dict().get("worker", [])) +
-             len(resolver.cluster_spec().as_dict().get("chief", [])))
+  cluster = resolver.cluster_spec().as_dict()
+  return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
 
 
 def describe(strategy: tf.distribute.Strategy) -> str:
