@@ -73,6 +73,9 @@ setup(
             "mgc-convert-face-model=mgc_tf.convert_face_model:run",
             "mgc-preprocess=mgc_tf.preprocess:run",
             "mgc-train=mgc_tf.train:run",
+            "mgc-export=mgc_tf.export:run",
+            "mgc-infer=mgc_tf.infer:run",
+            "mgc-evaluate=mgc_tf.evaluate:run",
         ],
     },
 )
