@@ -187,3 +187,33 @@ print("MIRRORED_OK", float(distributed), float(single))
 
 def test_replica_sums_equal_the_single_device_mean():
   run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")
+
+
+def test_pixel_terms_are_in_reference_crop_pixels(decoder):
+  """The same scene at two crop sizes gives the same landmark and epipolar
+  terms: both are measured in pixels of the decoder's reference crop."""
+  coeffs = views_of_one_face(decoder, [-15, 0, 15])
+  perturbed = coeffs.copy()
+  perturbed[:, 0, decoder.layout.slices()["pose"].start + 1] += np.deg2rad(4)
+  loss = mgc_loss.MGCLoss(decoder)
+  reference = decoder.image_size
+  terms = {}
+  for size in (reference // 4, reference // 2):
+    b, n, k = coeffs.shape
+    face = decoder.decode(tf.reshape(coeffs, [b * n, k]), image_size=size)
+    # Ground truth = true projections shifted by (3, 4) reference pixels.
+    truth = (tf.reshape(face.landmarks_2d, [b, n, 68, 2])
+             + tf.constant([3.0, 4.0]) * size / reference)
+    images = tf.fill([b, n, size, size, 3], 0.5)
+    terms[size] = {
+        "landmark": float(loss(coeffs, images, truth,
+                               flags=tf.constant([2])).terms["landmark"]),
+        "epipolar": float(loss(perturbed, images, truth,
+                               flags=tf.constant([2])).terms["epipolar"])}
+  small, large = terms[reference // 4], terms[reference // 2]
+  assert large["epipolar"] > 0.05
+  assert small["epipolar"] == pytest.approx(large["epipolar"], rel=1e-3)
+  # Every landmark is 5 reference pixels off: (1/L) sum_k c_k 25.
+  expected = 25.0 * float(np.mean(loss.landmark_weights))
+  assert small["landmark"] == pytest.approx(expected, rel=1e-3)
+  assert large["landmark"] == pytest.approx(expected, rel=1e-3)

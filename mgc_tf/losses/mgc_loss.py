@@ -95,6 +95,13 @@ class MGCLoss:
       map D_t, the literal reading of the paper's eq. 4 (see docs/losses.md).
     global_batch_size: the batch size over all replicas; None uses the local
       batch size (single device).
+
+  Pixel units: the landmark (px^2) and epipolar (px) terms are measured in
+  pixels of the face model's reference crop (`decoder.image_size`, 224 for
+  the BFM setup) whatever the training size S: crop-pixel values are scaled
+  by 224/S (squared for the landmark term). The paper's weights were set at
+  224 px; without this, training at 112 px would weaken the landmark term 4x
+  against the size-independent render and consistency terms.
   """
 
   def __init__(self, decoder, weights: MGCLossWeights = MGCLossWeights(),
@@ -153,6 +160,10 @@ class MGCLoss:
                                            batch, views)
       multiview, covisible, synthesized = self._multiview_terms(
           images, landmarks, faces, renders, batch, views)
+      # Pixel-measured terms in reference-crop pixels (see the class doc).
+      to_reference = float(self.decoder.image_size) / float(width)
+      terms_per_sample["landmark"] *= to_reference**2
+      multiview["epipolar"] *= to_reference
       flags = tf.cast(tf.reshape(flags, [batch]), tf.int32)
       pair_gate = tf.cast(flags >= 1, tf.float32)
       epipolar_gate = tf.cast(flags >= 2, tf.float32)
