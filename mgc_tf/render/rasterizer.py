@@ -170,7 +170,10 @@ def rasterize(vertices: tf.Tensor,
           "use drop_remainder=True in tf.data. Received: vertices.shape="
           f"{vertices.shape}")
     height, width = int(image_size[0]), int(image_size[1])
-    ops = kernel.load_rasterizer_module()
+    # Plain Python (file checks, compiler, load_op_library): keep AutoGraph
+    # from trying to convert it when the renderer is traced.
+    ops = tf.autograph.experimental.do_not_convert(
+        kernel.load_rasterizer_module)()
 
     clip = clip_space_vertices(vertices, intrinsics, (height, width), near,
                                far)
