@@ -1,6 +1,7 @@
-"""Shared timing helper for the benchmark scripts."""
+"""Shared timing helpers for the benchmark scripts."""
 
 import time
+from typing import Callable, Dict
 
 import numpy as np
 
@@ -14,3 +15,23 @@ def median_ms(fn, repeats: int) -> float:
     fn()
     times.append(time.perf_counter() - start)
   return 1000.0 * float(np.median(times))
+
+
+def interleaved_median_ms(fns: Dict[str, Callable[[], object]],
+                          repeats: int) -> Dict[str, float]:
+  """Median wall time (ms) of each fn, timed round-robin.
+
+  Each round times every fn once, so a load change on a shared machine
+  affects all of them alike and their ratios stay meaningful. One warm-up
+  call each first.
+  """
+  for fn in fns.values():
+    fn()
+  times = {name: [] for name in fns}
+  for _ in range(repeats):
+    for name, fn in fns.items():
+      start = time.perf_counter()
+      fn()
+      times[name].append(time.perf_counter() - start)
+  return {name: 1000.0 * float(np.median(values))
+          for name, values in times.items()}
