@@ -1,0 +1,122 @@
+"""Face crops -> coefficients -> decoded, rendered faces (NumPy out).
+
+The crops are 224 px (the template); they are resized to the model's crop
+side S exactly as the training pipeline resizes (bilinear, antialiased) and
+the coefficients are decoded and rendered back at 224, so every 2D result is
+in 224-crop pixels whatever S is.
+"""
+
+import dataclasses
+from typing import Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_tf.inference.faces import CROP_SIZE
+from mgc_tf.render import renderer
+
+
+@dataclasses.dataclass(frozen=True)
+class Reconstruction:
+  """B reconstructed faces, as NumPy arrays.
+
+  Attributes:
+    coefficients: [B, K] float32 predicted coefficients (decoder.layout).
+    pose: [B, 6] float32 full pose (default + predicted): (rz, ry, rx)
+      radians, (tx, ty, tz) mm; X_cam = R X + t with R = Rx(rx) Ry(ry) Rz(rz).
+    rotation: [B, 3, 3] float32 R.
+    translation: [B, 3] float32 t, mm.
+    vertices: [B, V, 3] float32 camera-space vertices (OpenCV axes: x right,
+      y down, z forward), mm.
+    colors: [B, V, 3] float32 shaded vertex colours clipped to [0, 1].
+    intrinsics: [B, 3, 3] float32 K of the 224 crop, pixels.
+    landmarks_3d: [B, 68, 3] float32 camera-space landmarks, mm.
+    landmarks_2d: [B, 68, 2] float32 projected landmarks, 224-crop pixels.
+    rendered: [B, 224, 224, 3] float32 render in [0, 1], 0 off the face
+      (None when not rendered).
+    mask: [B, 224, 224, 1] float32, 1 where the face is visible (None when
+      not rendered).
+  """
+  coefficients: np.ndarray
+  pose: np.ndarray
+  rotation: np.ndarray
+  translation: np.ndarray
+  vertices: np.ndarray
+  colors: np.ndarray
+  intrinsics: np.ndarray
+  landmarks_3d: np.ndarray
+  landmarks_2d: np.ndarray
+  rendered: Optional[np.ndarray]
+  mask: Optional[np.ndarray]
+
+  def __len__(self) -> int:
+    return len(self.coefficients)
+
+
+def model_inputs(crops: np.ndarray, image_size: int) -> np.ndarray:
+  """[B, 224, 224, 3] uint8 crops -> [B, S, S, 3] float32 in [0, 1].
+
+  Resized like `mgc_tf.data.pipeline` resizes training crops.
+  """
+  images = tf.image.convert_image_dtype(
+      tf.convert_to_tensor(crops, tf.uint8), tf.float32)
+  if images.shape[1] != image_size or images.shape[2] != image_size:
+    images = tf.image.resize(images, [image_size, image_size], antialias=True)
+  return images.numpy()
+
+
+def predict_coefficients(predictor, crops: Sequence[np.ndarray],
+                         batch_size: int) -> np.ndarray:
+  """Coefficients of 224 crops, `batch_size` crops per model call.
+
+  Args:
+    predictor: a `mgc_tf.inference.predictor.Predictor`.
+    crops: B uint8 [224, 224, 3] crops.
+    batch_size: crops per call.
+
+  Returns:
+    [B, K] float32.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
+  size = predictor.decoder.layout.size
+  if not len(crops):
+    return np.zeros([0, size], np.float32)
+  chunks = []
+  for start in range(0, len(crops), batch_size):
+    batch = np.stack(crops[start:start + batch_size])
+    chunks.append(predictor.coefficients(
+        model_inputs(batch, predictor.image_size)))
+  return np.concatenate(chunks).astype(np.float32)
+
+
+def reconstruct(decoder, coefficients: np.ndarray,
+                render: bool = True) -> Reconstruction:
+  """Decodes (and renders) coefficients in the 224 crop's camera.
+
+  Args:
+    decoder: `mgc_tf.models.face_decoder.FaceDecoder`.
+    coefficients: [B, K] float32, B >= 1.
+    render: also rasterize the faces (image and mask).
+
+  Returns:
+    Reconstruction.
+  """
+  coefficients = tf.convert_to_tensor(coefficients, tf.float32)
+  if render:
+    face, output = renderer.render_face(decoder, coefficients,
+                                        image_size=(CROP_SIZE, CROP_SIZE))
+    rendered = np.clip(output.rendered.numpy(), 0.0, 1.0)
+    mask = output.mask.numpy()
+  else:
+    face = decoder.decode(coefficients, image_size=CROP_SIZE)
+    rendered = mask = None
+  return Reconstruction(
+      coefficients=coefficients.numpy(), pose=face.pose.numpy(),
+      rotation=face.rotation.numpy(), translation=face.translation.numpy(),
+      vertices=face.vertices.numpy(),
+      colors=np.clip(face.colors.numpy(), 0.0, 1.0),
+      intrinsics=face.intrinsics.numpy(),
+      landmarks_3d=face.landmarks_3d.numpy(),
+      landmarks_2d=face.landmarks_2d.numpy(),
+      rendered=rendered, mask=mask)
