@@ -1,24 +1,25 @@
 """The trainer's periodic evaluation on a held-out split.
 
-Runs the reconstructor on every view of the split (single images: no
-rendering is needed) and reports:
-  nme/<bin>, nme/mean   2D landmark NME (ground-truth box sqrt(w h)) per
-                        |yaw| bin [0,30), [30,60), [60,90] and their mean,
-                        in percent
-  yaw_error_deg, pitch_error_deg, roll_error_deg
-                        absolute pose-angle errors, when the set has `pose`
-  vertex_error_mm       mean vertex distance after rigid alignment, when the
-                        set has ground-truth `coefficients` of the same face
-                        model (the synthetic set)
+The same protocol code as `python -m mgc_tf.evaluate`
+(`protocols.evaluate_builder`), run on the model being trained: on the
+synthetic set NME per |yaw| bin (nme/0-30, nme/30-60, nme/60-90, nme/mean,
+percent), pose-angle errors, vertex, depth, epipolar and relative-rotation
+errors and render PSNR/SSIM; on aflw2000_3d the original-image NME; on
+micc_florence the scan errors (docs/evaluation.md). `--eval_batches` keeps
+it cheap: at most that many batches of EVAL_BATCH_SIZE images.
+
+`view_dataset` gives the single views of a multi-view split as resized
+batches (for tools that need plain image batches).
 """
 
 from typing import Callable, Dict
 
-import numpy as np
 import tensorflow as tf
 
-from mgc_tf.data import pipeline
-from mgc_tf.evaluation import metrics
+from mgc_tf.evaluation import protocols
+
+#: Images per batch of the periodic evaluation (whole examples: 8 x 3 views).
+EVAL_BATCH_SIZE = 24
 
 
 def view_dataset(builder, split: str, image_size: int, batch_size: int
@@ -53,59 +54,67 @@ def view_dataset(builder, split: str, image_size: int, batch_size: int
           .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
-def evaluate(model, decoder, dataset: tf.data.Dataset, image_size: int,
-             max_batches: int = 0) -> Dict[str, float]:
-  """Metrics of `model` over `dataset` (see the module docstring)."""
-  nme, yaws = [], []
-  angle_errors = {"yaw_error_deg": [], "pitch_error_deg": [],
-                  "roll_error_deg": []}
-  vertex_errors = []
-  for index, batch in enumerate(dataset):
-    if max_batches and index >= max_batches:
-      break
-    coefficients = tf.cast(model(batch["image"], training=False), tf.float32)
-    face = decoder.decode(coefficients, image_size=image_size)
-    truth = batch["landmarks"].numpy()
-    nme.append(metrics.landmark_nme(face.landmarks_2d.numpy(), truth))
-    yaws.append(batch["yaw_degrees"].numpy() if "yaw_degrees" in batch
-                else np.zeros(len(truth)))
-    if "pose" in batch:
-      predicted = np.degrees(face.pose.numpy()[:, :3])
-      expected = np.degrees(batch["pose"].numpy()[:, :3])
-      errors = metrics.angle_error_degrees(predicted, expected)
-      # Pose angles are (rz, ry, rx) = (roll, yaw, pitch).
-      angle_errors["roll_error_deg"].extend(errors[:, 0])
-      angle_errors["yaw_error_deg"].extend(errors[:, 1])
-      angle_errors["pitch_error_deg"].extend(errors[:, 2])
-    if ("coefficients" in batch
-        and batch["coefficients"].shape[-1] == coefficients.shape[-1]):
-      true_shape = decoder.decode(batch["coefficients"]).shape.numpy()
-      for predicted_shape, shape in zip(face.shape.numpy(), true_shape):
-        vertex_errors.append(metrics.aligned_vertex_error(predicted_shape,
-                                                          shape))
-  if not nme:
-    raise ValueError("The evaluation split is empty")
-  nme = np.concatenate(nme) * 100.0
-  result = {f"nme/{name}": value for name, value in
-            metrics.per_yaw_bin_mean(nme, np.concatenate(yaws)).items()}
-  result.update(metrics.summarise(angle_errors))
-  if vertex_errors:
-    result["vertex_error_mm"] = float(np.mean(vertex_errors))
-  return result
+def evaluate(model, decoder, builder, split: str, image_size: int,
+             max_batches: int = 0,
+             batch_size: int = protocols.DEFAULT_BATCH_SIZE
+             ) -> Dict[str, float]:
+  """Metrics of a Keras reconstructor on a prepared split (`protocols`).
+
+  Args:
+    model: Keras model, image [N, S, S, 3] in [0, 1] -> coefficients [N, K].
+    decoder: its `FaceDecoder`.
+    builder: prepared TFDS builder (see `protocols.evaluate_builder`).
+    split: TFDS split.
+    image_size: S.
+    max_batches: evaluate at most this many batches of `batch_size` images
+      (rounded to whole examples); 0: the whole split.
+    batch_size: images per batch.
+  """
+  predictor = protocols.ModelPredictor(model, decoder, image_size)
+  return _evaluate(predictor, builder, split, max_batches, batch_size)
+
+
+def _evaluate(predictor, builder, split, max_batches, batch_size):
+  max_examples = 0
+  if max_batches:
+    images_per_example = _images_per_example(builder)
+    max_examples = max(1, max_batches * batch_size // images_per_example)
+  result = protocols.evaluate_builder(
+      predictor, builder, split, batch_size=batch_size,
+      max_examples=max_examples, progress=False)
+  return result.metrics
+
+
+def _images_per_example(builder) -> int:
+  """Views per example of a multi-view set with a fixed count, else 1."""
+  features = builder.info.features
+  if "images" in features:
+    views = features["images"].shape[0]
+    return int(views) if views else 1
+  return 1
 
 
 def make_evaluate_fn(config) -> Callable[[object], Dict[str, float]]:
-  """evaluate_fn(trainer) for `Trainer.train`, on config.eval_dataset."""
-  spec = pipeline.SourceSpec(config.eval_dataset, split=config.eval_split)
+  """evaluate_fn(trainer) for `Trainer.train`, on config.eval_dataset.
+
+  Runs `protocols.evaluate_builder` (the code behind python -m
+  mgc_tf.evaluate) on config.eval_split, at most config.eval_batches batches
+  of EVAL_BATCH_SIZE images, prints one line and returns the metrics.
+  """
   state = {}
 
   def evaluate_fn(trainer) -> Dict[str, float]:
-    if "dataset" not in state:
-      builder = pipeline.load_builder(spec, config.data_dir)
-      state["dataset"] = view_dataset(builder, config.eval_split,
-                                      config.image_size, batch_size=16)
-    result = evaluate(trainer.model, trainer.decoder, state["dataset"],
-                      config.image_size, config.eval_batches)
+    if "builder" not in state:
+      # The trainer built a missing synthetic set already (prepare_data).
+      state["builder"] = protocols.load_dataset_builder(
+          config.eval_dataset, config.data_dir, split=config.eval_split,
+          build_if_missing=False)
+      state["predictor"] = protocols.ModelPredictor(
+          trainer.model, trainer.decoder, config.image_size,
+          description="the model being trained")
+    result = _evaluate(state["predictor"], state["builder"],
+                       config.eval_split, config.eval_batches,
+                       EVAL_BATCH_SIZE)
     print("eval " + "  ".join(f"{k} {v:.3f}" for k, v in result.items()),
           flush=True)
     return result

@@ -1,0 +1,104 @@
+r"""Evaluates a trained model on a benchmark: prints a table, writes JSON.
+
+  python -m mgc_tf.evaluate --model_dir=runs/quickstart \
+      --dataset=synthetic_multiview/small
+  python -m mgc_tf.evaluate --saved_model=export/mgc/1 \
+      --dataset=aflw2000_3d --data_dir=~/tensorflow_datasets
+  python -m mgc_tf.evaluate --model_dir=runs/mgc --dataset=micc_florence \
+      --output_json=results/micc.json [--max_examples=10]
+
+--dataset: synthetic_multiview[/config] (built on demand, no download),
+aflw2000_3d or micc_florence (built with `tfds build`, docs/datasets/), or
+another multi-view set. Metrics, protocols and the JSON keys:
+docs/evaluation.md. Without --output_json the JSON goes to
+<model_dir>/eval_<dataset>_<split>.json, or for --saved_model next to the
+version directory: <saved_model>_eval_<dataset>_<split>.json. Exit status 2
+for a bad model or a dataset that is not prepared (the message says how to
+build it).
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from mgc_tf.data import pipeline
+from mgc_tf.evaluation import protocols
+from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.training import restore
+
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "A training run (config.json + checkpoints).")
+_SAVED_MODEL = flags.DEFINE_string(
+    "saved_model", None,
+    "An exported SavedModel version directory (python -m mgc_tf.export).")
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "With --model_dir: this checkpoint, not the latest.")
+_FACE_MODEL = flags.DEFINE_string(
+    "face_model", None,
+    "With --saved_model: the face-model file it decodes with (default: the "
+    "one its export metadata names).")
+_DATASET = flags.DEFINE_string(
+    "dataset", None,
+    "synthetic_multiview[/config] | aflw2000_3d | micc_florence | another "
+    "multi-view TFDS set.")
+_SPLIT = flags.DEFINE_string("split", "test", "TFDS split.")
+_DATA_DIR = flags.DEFINE_string(
+    "data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
+_OUTPUT_JSON = flags.DEFINE_string(
+    "output_json", None,
+    "Where the JSON goes (default: in --model_dir, or next to "
+    "--saved_model).")
+_MAX_EXAMPLES = flags.DEFINE_integer(
+    "max_examples", 0,
+    "Evaluate at most this many examples (multi-view groups, images or "
+    "videos); 0: the whole split.", lower_bound=0)
+_BATCH_SIZE = flags.DEFINE_integer(
+    "batch_size", protocols.DEFAULT_BATCH_SIZE,
+    "Images per model/render call.", lower_bound=1)
+_BUILD_DATA_IF_MISSING = flags.DEFINE_boolean(
+    "build_data_if_missing", True,
+    "Build a missing synthetic_multiview config first (no download).")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not _DATASET.value:
+    raise app.UsageError("--dataset is required, e.g. "
+                         "--dataset=synthetic_multiview/small")
+  try:
+    predictor = predictor_lib.predictor_from_args(
+        model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
+        checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
+  except (ValueError, restore.TrainedModelError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  try:
+    builder = protocols.load_dataset_builder(
+        _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
+        build_if_missing=_BUILD_DATA_IF_MISSING.value)
+  except pipeline.DatasetNotPreparedError as error:
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(f"Evaluating {predictor.description} on {_DATASET.value} "
+        f"[{_SPLIT.value}]", flush=True)
+  result = protocols.evaluate_builder(
+      predictor, builder, _SPLIT.value, batch_size=_BATCH_SIZE.value,
+      max_examples=_MAX_EXAMPLES.value)
+  print(protocols.format_table(result, predictor.description))
+  path = _OUTPUT_JSON.value or protocols.default_output_path(
+      _DATASET.value, _SPLIT.value, model_dir=_MODEL_DIR.value,
+      saved_model=_SAVED_MODEL.value)
+  protocols.write_json(result, path, predictor.description)
+  print(f"Wrote {path}", flush=True)
+  return 0
+
+
+def run():
+  """Console-script entry point (mgc-evaluate)."""
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
