@@ -109,7 +109,8 @@ def write_trained_model_dir(model_dir: str, backbone: str = "resnet18",
   keras.utils.set_random_seed(seed)
   model = reconstructor.build_reconstructor(
       decoder.layout.size, backbone=backbone, image_size=image_size,
-      head_stddev=1e-2)
+      head_stddev=1e-2,
+      output_scale=reconstructor.coefficient_output_scale(decoder.layout))
   os.makedirs(model_dir, exist_ok=True)
   with open(os.path.join(model_dir, "config.json"), "w") as f:
     f.write(config.to_json())

@@ -351,3 +351,27 @@ def test_keras_file_and_saved_model_round_trip(tmp_path):
   out = restored.signatures["serving_default"](image=tf.constant(x))
   np.testing.assert_allclose(out["coefficients"], expected, rtol=1e-5,
                              atol=1e-6)
+
+
+def test_translation_outputs_are_in_units_of_100_mm(embedded_decoder, tmp_path):
+  layout = embedded_decoder.layout
+  scale = reconstructor_lib.coefficient_output_scale(layout)
+  pose = layout.slices()["pose"]
+  expected = np.ones([layout.size], np.float32)
+  expected[pose.start + 3:pose.start + 6] = 100.0
+  np.testing.assert_array_equal(scale, expected)
+  model = reconstructor_lib.build_reconstructor(
+      layout.size, "resnet18", SIZE, head_stddev=1e-2, output_scale=scale)
+  head = keras.Model(model.input, model.get_layer("head").output)
+  x = images(2)
+  np.testing.assert_allclose(model(x).numpy(), head(x).numpy() * expected,
+                             rtol=1e-6)
+  assert model.output_names == ["coefficients"]
+  # Weightless: a saved model file round-trips with the factors.
+  path = str(tmp_path / "scaled.keras")
+  model.save(path)
+  np.testing.assert_allclose(keras.models.load_model(path)(x).numpy(),
+                             model(x).numpy(), rtol=1e-6)
+  with pytest.raises(ValueError, match="output_scale has 3 entries"):
+    reconstructor_lib.build_reconstructor(layout.size, "resnet18", SIZE,
+                                          output_scale=[1.0, 1.0, 1.0])

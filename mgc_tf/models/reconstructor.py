@@ -14,6 +14,15 @@ input preprocessing), so `model.save("x.keras")` / `keras.models.load_model`
 and `tf.saved_model.save` of a `tf.function` around it both work. Its input is
 named "image" and its output "coefficients".
 
+Translation unit: the head predicts the pose translation (tx, ty, tz) in
+units of `TRANSLATION_UNIT_MM` (100 mm), and a fixed `CoefficientScale`
+layer turns them into millimetres, so every output of the head is O(1).
+In millimetres, Adam moves a translation output by well under a millimetre
+per step; aligned crops of turned heads need tens of millimetres of lateral
+translation together with the yaw (the model's origin is not the centre of
+rotation), so yaw stalled near 10 degrees on 60-90 degree views (see
+docs/results.md). `coefficient_output_scale(layout)` gives the scale vector.
+
 Mixed precision: build it under `keras.mixed_precision.set_global_policy(
 "mixed_float16")` and the backbone computes in float16 while the input
 preprocessing and the head stay float32, so the coefficients (and everything
@@ -22,8 +31,10 @@ decoded, rendered and compared from them) are float32.
 
 import dataclasses
 import math
+from typing import Optional, Sequence
 
 import keras
+import numpy as np
 
 from mgc_tf.models import backbones
 
@@ -32,6 +43,40 @@ INPUT_NAME = "image"
 # Small enough that the first prediction is the mean face to well under a
 # millimetre; not zero, so the backbone gets gradient from the first step.
 DEFAULT_HEAD_STDDEV = 1e-5
+# The head's unit for the pose translation (see the module docstring).
+TRANSLATION_UNIT_MM = 100.0
+SCALE_NAME = "coefficient_scale"
+
+
+def coefficient_output_scale(layout, translation_unit_mm: float =
+                             TRANSLATION_UNIT_MM) -> np.ndarray:
+  """[K] float32: 1 everywhere but `translation_unit_mm` on tx, ty, tz.
+
+  Args:
+    layout: a `mgc_tf.models.coefficients.CoefficientLayout`.
+    translation_unit_mm: millimetres per unit of the head's translation
+      outputs.
+  """
+  scale = np.ones([layout.size], np.float32)
+  pose = layout.slices()["pose"]
+  scale[pose.start + 3:pose.stop] = translation_unit_mm
+  return scale
+
+
+@keras.saving.register_keras_serializable(package="mgc_tf")
+class CoefficientScale(keras.layers.Layer):
+  """[B, K] -> [B, K] * scale, a fixed per-coefficient factor (no weights)."""
+
+  def __init__(self, scale: Sequence[float], **kwargs):
+    super().__init__(**kwargs)
+    self.scale = [float(v) for v in scale]
+
+  def call(self, coefficients):
+    return coefficients * keras.ops.convert_to_tensor(
+        np.asarray(self.scale, np.float32), dtype=coefficients.dtype)
+
+  def get_config(self):
+    return {**super().get_config(), "scale": self.scale}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +133,7 @@ def build_reconstructor(num_coefficients: int, backbone: str = "resnet50",
                         image_size: int = 224,
                         backbone_weights: str = "none",
                         head_stddev: float = DEFAULT_HEAD_STDDEV,
+                        output_scale: Optional[Sequence[float]] = None,
                         name: str = "reconstructor") -> keras.Model:
   """Builds image -> coefficients.
 
@@ -99,6 +145,9 @@ def build_reconstructor(num_coefficients: int, backbone: str = "resnet50",
     backbone_weights: "none", "imagenet" or a `.weights.h5` path (see
       `backbones.build_backbone`).
     head_stddev: std of the head kernel's normal initialiser; the bias is 0.
+    output_scale: optional [K] fixed factors applied after the head, e.g.
+      `coefficient_output_scale(layout)` (what the trainer uses); None: the
+      head's outputs are the coefficients.
     name: the model's name.
 
   Returns:
@@ -125,8 +174,16 @@ def build_reconstructor(num_coefficients: int, backbone: str = "resnet50",
   # losses, which must stay float32.
   head = keras.layers.Dense(
       num_coefficients, kernel_initializer=_head_initializer(head_stddev),
-      bias_initializer="zeros", dtype="float32", name=HEAD_NAME)
-  return keras.Model(images, head(encoder(images)), name=name)
+      bias_initializer="zeros", dtype="float32",
+      name=HEAD_NAME if output_scale is None else "head")
+  coefficients = head(encoder(images))
+  if output_scale is not None:
+    if len(output_scale) != num_coefficients:
+      raise ValueError(f"output_scale has {len(output_scale)} entries for "
+                       f"{num_coefficients} coefficients.")
+    coefficients = CoefficientScale(output_scale, dtype="float32",
+                                    name=HEAD_NAME)(coefficients)
+  return keras.Model(images, coefficients, name=name)
 
 
 def backbone_of(reconstructor: keras.Model) -> keras.Model:

@@ -86,7 +86,8 @@ def load_trained_model(model_dir: str, checkpoint: Optional[str] = None
   # Inference runs in float32 even when training used mixed precision.
   model = reconstructor.build_reconstructor(
       decoder.layout.size, backbone=config.backbone,
-      image_size=config.image_size, backbone_weights="none")
+      image_size=config.image_size, backbone_weights="none",
+      output_scale=reconstructor.coefficient_output_scale(decoder.layout))
   step = tf.Variable(0, dtype=tf.int64, name="step")
   status = tf.train.Checkpoint(model=model, step=step).restore(checkpoint)
   try:

@@ -76,7 +76,9 @@ class Trainer:
       self.model = reconstructor.build_reconstructor(
           self.num_coefficients, backbone=config.backbone,
           image_size=config.image_size,
-          backbone_weights=config.backbone_weights)
+          backbone_weights=config.backbone_weights,
+          output_scale=reconstructor.coefficient_output_scale(
+              self.decoder.layout))
       self.schedule = schedule_lib.WarmupSchedule(
           config.learning_rate, config.lr_schedule, config.max_steps,
           config.warmup_steps)
