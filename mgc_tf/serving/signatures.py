@@ -1,0 +1,296 @@
+"""The serving graph: a tf.Module whose signatures TF Serving calls.
+
+    module = ReconstructionModule(restored.model, restored.decoder.face_model)
+    tf.saved_model.save(module, path, signatures=module.signatures())
+
+The graph holds the Keras reconstructor and the pure-TF face decoding
+(`FaceDecoder.decode`: shape, pose, shading, projection) and nothing else: no
+rasterizer op, so stock TF Serving, or `tf.saved_model.load` in a process that
+never imports mgc_tf, runs it.
+
+Signatures (names shared with `mgc_tf.inference.predictor`; B = batch, S =
+the training crop side, H = the side of the crop given, K = coefficients,
+V = vertices):
+
+  serving_default   image_bytes string [B] (JPEG/PNG of square aligned crops,
+                    any side H, normally 224)
+                    -> coefficients [B, K], pose [B, 6], landmarks_2d
+                       [B, 68, 2] (pixels of each input crop),
+                       landmarks_3d [B, 68, 3] (camera mm)
+  predict_images    images float32 [B, H, H, 3] RGB in [0, 1] -> the same four
+  predict_vertices  images float32 [B, H, H, 3] -> vertices [B, V, 3] (camera
+                    mm), colors [B, V, 3] (shaded, clipped to [0, 1])
+
+Inputs of another side than S are resized to S in-graph (bilinear with
+antialiasing, as the training pipeline resizes its crops); at H == S no
+resize runs, so the outputs equal the Keras model's. Bad inputs fail with
+tf.errors.InvalidArgumentError naming the input (`image_bytes` or `images`).
+"""
+
+from typing import Dict
+
+import keras
+import tensorflow as tf
+
+from mgc_tf.inference import predictor
+from mgc_tf.models import face_decoder
+
+SERVING_DEFAULT = "serving_default"
+# The float signature `mgc_tf.inference.predictor.SavedModelPredictor` calls.
+PREDICT_IMAGES = predictor.IMAGES_SIGNATURE
+PREDICT_VERTICES = "predict_vertices"
+BYTES_INPUT = "image_bytes"
+IMAGES_INPUT = "images"
+
+# What each input and output holds (written into the export metadata).
+UNITS = {
+    BYTES_INPUT: ("JPEG or PNG bytes of a square aligned crop (any side H, "
+                  "normally 224), resized to the model's S in-graph"),
+    IMAGES_INPUT: ("float32 RGB in [0, 1], [B, H, H, 3], any square side H, "
+                   "resized to the model's S in-graph"),
+    "coefficients": "the face model's coefficient layout (coefficient_layout)",
+    "pose": ("default + predicted pose: rz, ry, rx (radians, R = Rx Ry Rz), "
+             "tx, ty, tz (mm)"),
+    "landmarks_2d": "68 iBUG landmarks, (x, y) pixels of the input crop",
+    "landmarks_3d": "68 iBUG landmarks, camera frame (OpenCV axes), mm",
+    "vertices": "mesh vertices, camera frame (OpenCV axes), mm",
+    "colors": "SH-shaded vertex colours, RGB clipped to [0, 1]",
+}
+# Input shapes as documented. The float input is declared [-1, -1, -1, -1]
+# (any channel count) so that a wrong shape reaches the in-graph check, which
+# names the input and prints the shape received.
+_INPUT_SHAPES = {BYTES_INPUT: [-1], IMAGES_INPUT: [-1, -1, -1, 3]}
+
+# Leading bytes of the accepted encodings.
+_JPEG_MAGIC = b"\xff\xd8\xff"
+_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+# The arrays FaceDecoder holds as constants; stored as variables here so the
+# (large, for BFM) face model is written once into variables/ rather than
+# copied into the graph of every signature.
+_DECODER_TENSORS = ("mean_shape", "id_basis", "exp_basis", "mean_albedo",
+                    "albedo_basis", "triangles", "vertex_triangles",
+                    "landmark_indices", "skin_mask", "default_pose")
+
+
+class _VariableFaceDecoder(face_decoder.FaceDecoder):
+  """A FaceDecoder whose face-model arrays are non-trainable tf.Variables.
+
+  Attributes:
+    arrays: {name: tf.Variable}, the variables (tracked by the module that
+      holds this dict).
+  """
+
+  def __init__(self, face_model):
+    super().__init__(face_model)
+    self.arrays = {}
+    for name in _DECODER_TENSORS:
+      variable = tf.Variable(getattr(self, name), trainable=False,
+                             name=f"face_model_{name}")
+      setattr(self, name, variable)
+      self.arrays[name] = variable
+
+
+def _resize_to(images: tf.Tensor, side: tf.Tensor, size: int) -> tf.Tensor:
+  """[..., H, H, 3] float32 -> [..., S, S, 3]; untouched when H == S.
+
+  Bilinear with antialiasing, as `mgc_tf.data.pipeline` resizes training
+  crops. (No shape assertion inside the branches: the caller's checks must be
+  the first thing to fail on a bad input.)
+  """
+  return tf.cond(
+      tf.equal(side, size), lambda: tf.identity(images),
+      lambda: tf.image.resize(images, [size, size], antialias=True))
+
+
+def _check_float_images(images: tf.Tensor):
+  """Asserts images is [B, H, H, 3] with B, H > 0, before anything reads it.
+
+  One assert on the whole shape, whose message gives the shape received.
+  The shape is zero-padded to rank 4 before it is read, so no slice can run
+  out of bounds first (the loaded signature does not check the rank of what
+  it is fed, and with the rank declared as 4 a rank test alone folds away).
+
+  Returns:
+    (images [B, H, H, 3] with that static rank and channel count, H int32).
+
+  Raises (when run):
+    tf.errors.InvalidArgumentError naming `images`.
+  """
+  shape = tf.shape(images)
+  dims = tf.concat([shape, tf.zeros([4], tf.int32)], axis=0)
+  valid = tf.reduce_all(tf.stack([
+      tf.equal(tf.size(shape), 4), tf.equal(dims[3], 3),
+      tf.equal(dims[1], dims[2]), dims[0] > 0, dims[1] > 0]))
+  check = tf.debugging.Assert(valid, [
+      f"{IMAGES_INPUT} must be float32 [B, H, H, 3]: B >= 1 square RGB "
+      "crops (H == W) with values in [0, 1]. Received shape:", shape],
+      summarize=8)
+  with tf.control_dependencies([check]):
+    images = tf.ensure_shape(tf.identity(images), [None, None, None, 3])
+    return images, tf.identity(dims[1])
+
+
+def _decode_image_bytes(data: tf.Tensor, size: int):
+  """One encoded image -> ([S, S, 3] float32 in [0, 1], its side H float32).
+
+  Decoded as the training pipeline decodes its crops (uint8 ->
+  tf.image.convert_image_dtype), then resized to S unless H == S.
+  """
+  is_jpeg = tf.strings.substr(data, 0, len(_JPEG_MAGIC)) == _JPEG_MAGIC
+  is_png = tf.strings.substr(data, 0, len(_PNG_MAGIC)) == _PNG_MAGIC
+  check_format = tf.debugging.Assert(
+      tf.logical_or(is_jpeg, is_png),
+      [f"{BYTES_INPUT}: an element is neither a JPEG nor a PNG image; "
+       "send the encoded file bytes of an aligned crop (base64 {\"b64\": "
+       "...} in REST JSON). Its first bytes:",
+       tf.strings.substr(data, 0, 16)])
+  with tf.control_dependencies([check_format]):
+    # The op names carry the input name, so a corrupt body that passes the
+    # header check fails at node ".../image_bytes_decode/...".
+    with tf.name_scope(f"{BYTES_INPUT}_decode"):
+      image = tf.io.decode_image(data, channels=3, expand_animations=False)
+  shape = tf.shape(image)
+  square = tf.debugging.Assert(
+      tf.equal(shape[0], shape[1]),
+      [f"{BYTES_INPUT}: images must be square aligned crops (H == W, "
+       "normally 224 x 224). Decoded [H, W, C]:", shape], summarize=8)
+  with tf.control_dependencies([square]):
+    side = tf.identity(shape[0])
+    image = tf.image.convert_image_dtype(tf.identity(image), tf.float32)
+  image = tf.ensure_shape(image, [None, None, 3])
+  return _resize_to(image, side, size), tf.cast(side, tf.float32)
+
+
+class ReconstructionModule(tf.Module):
+  """Encoder + face decoding with the three serving signatures.
+
+  Args:
+    model: the reconstructor, keras.Model image [B, S, S, 3] float32 in
+      [0, 1] -> coefficients [B, K].
+    face_model: the `FaceModel` the coefficients decode with.
+  """
+
+  def __init__(self, model: keras.Model, face_model):
+    super().__init__(name="mgc_reconstruction")
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
+      raise ValueError("model must take square images [B, S, S, 3]; its "
+                       f"input shape is {shape}.")
+    self.model = model
+    self.image_size = int(shape[1])
+    self._decoder = _VariableFaceDecoder(face_model)
+    self.face_model_arrays = self._decoder.arrays
+    if model.output_shape[-1] != self._decoder.layout.size:
+      raise ValueError(
+          f"model predicts {model.output_shape[-1]} coefficients but the face "
+          f"model {face_model.name!r} has {self._decoder.layout.size}: export "
+          "with the face model the run was trained with.")
+
+  @property
+  def num_coefficients(self) -> int:
+    return self._decoder.layout.size
+
+  @property
+  def num_vertices(self) -> int:
+    return self._decoder.num_vertices
+
+  def _outputs(self, images: tf.Tensor, side: tf.Tensor
+               ) -> Dict[str, tf.Tensor]:
+    """images [B, S, S, 3], crop sides [B] or [] float32 -> the four outputs.
+
+    landmarks_2d are projected with the camera of an S crop and scaled by
+    H / S: the camera's focal length and principal point scale linearly with
+    the crop side (`FaceDecoder.intrinsics`), so this equals
+    `decode(..., image_size=H)`.
+    """
+    images = tf.ensure_shape(images, [None, self.image_size,
+                                      self.image_size, 3])
+    coefficients = self.model(images, training=False)
+    face = self._decoder.decode(coefficients, image_size=self.image_size)
+    scale = tf.reshape(side / float(self.image_size), [-1, 1, 1])
+    return {
+        "coefficients": tf.identity(coefficients, name="coefficients"),
+        "pose": tf.identity(face.pose, name="pose"),
+        "landmarks_2d": tf.identity(face.landmarks_2d * scale,
+                                    name="landmarks_2d"),
+        "landmarks_3d": tf.identity(face.landmarks_3d, name="landmarks_3d"),
+    }
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None], tf.string, name=BYTES_INPUT)])
+  def serve_image_bytes(self, image_bytes):
+    """image_bytes [B] JPEG/PNG square crops -> coefficients, pose, landmarks.
+
+    Each image may have its own side H; landmarks_2d are in its pixels.
+    """
+    not_empty = tf.debugging.Assert(
+        tf.size(image_bytes) > 0,
+        [f"{BYTES_INPUT} must hold at least one encoded image; got an "
+         "empty batch."])
+    with tf.control_dependencies([not_empty]):
+      image_bytes = tf.identity(image_bytes)
+    images, sides = tf.map_fn(
+        lambda data: _decode_image_bytes(data, self.image_size),
+        image_bytes,
+        fn_output_signature=(tf.TensorSpec([None, None, 3], tf.float32),
+                             tf.TensorSpec([], tf.float32)))
+    return self._outputs(images, sides)
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, None], tf.float32,
+                    name=IMAGES_INPUT)])
+  def predict_images(self, images):
+    """images [B, H, H, 3] float32 in [0, 1] -> the four outputs."""
+    images, side = _check_float_images(images)
+    resized = _resize_to(images, side, self.image_size)
+    return self._outputs(resized, tf.cast(side, tf.float32))
+
+  @tf.function(input_signature=[
+      tf.TensorSpec([None, None, None, None], tf.float32,
+                    name=IMAGES_INPUT)])
+  def predict_vertices(self, images):
+    """images [B, H, H, 3] -> vertices [B, V, 3] mm, colors [B, V, 3]."""
+    images, side = _check_float_images(images)
+    resized = _resize_to(images, side, self.image_size)
+    resized = tf.ensure_shape(resized, [None, self.image_size,
+                                        self.image_size, 3])
+    face = self._decoder.decode(self.model(resized, training=False),
+                                image_size=self.image_size)
+    return {
+        "vertices": tf.identity(face.vertices, name="vertices"),
+        "colors": tf.clip_by_value(face.colors, 0.0, 1.0, name="colors"),
+    }
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """{signature name: concrete function} for tf.saved_model.save."""
+    return {
+        SERVING_DEFAULT: self.serve_image_bytes.get_concrete_function(),
+        PREDICT_IMAGES: self.predict_images.get_concrete_function(),
+        PREDICT_VERTICES: self.predict_vertices.get_concrete_function(),
+    }
+
+
+def _shape_list(shape: tf.TensorShape):
+  return [-1 if d is None else int(d) for d in shape.as_list()]
+
+
+def describe(functions: Dict[str, tf.types.experimental.ConcreteFunction]
+             ) -> Dict[str, dict]:
+  """{signature: {"inputs": {name: {dtype, shape, units}}, "outputs": ...}}.
+
+  Shapes use -1 for a dimension of any size (B, H); output shapes are those
+  of the traced functions.
+  """
+  out = {}
+  for name, function in functions.items():
+    input_specs = tf.nest.flatten(function.structured_input_signature)
+    inputs = {spec.name: {"dtype": spec.dtype.name,
+                          "shape": _INPUT_SHAPES[spec.name],
+                          "units": UNITS[spec.name]}
+              for spec in input_specs}
+    outputs = {key: {"dtype": spec.dtype.name,
+                     "shape": _shape_list(spec.shape), "units": UNITS[key]}
+               for key, spec in sorted(function.structured_outputs.items())}
+    out[name] = {"inputs": inputs, "outputs": outputs}
+  return out
