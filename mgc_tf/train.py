@@ -93,6 +93,11 @@ flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every N steps.")
 flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.")
 flags.DEFINE_integer("eval_every", 5000, "Evaluate every N steps (0: only at the end).")
 flags.DEFINE_integer("eval_batches", 0, "Batches per evaluation (0: all).")
+flags.DEFINE_string("export_dir", None,
+                    "After training, export a SavedModel for TF Serving to "
+                    "EXPORT_DIR/<export_model_name>/<step> (python -m "
+                    "mgc_tf.export does the same for any run).")
+flags.DEFINE_string("export_model_name", "mgc", "Model name of --export_dir.")
 flags.DEFINE_integer("max_consecutive_nonfinite", 5,
                      "Stop after this many non-finite steps in a row.")
 
@@ -217,6 +222,23 @@ def main(argv):
   except trainer_lib.NonFiniteLossError as error:
     print(error, file=sys.stderr)
     return 3
+  if FLAGS.export_dir and trainer.is_chief and not trainer.stopped_by_signal:
+    return export_after_training(config.model_dir, FLAGS.export_dir,
+                                 FLAGS.export_model_name)
+  return 0
+
+
+def export_after_training(model_dir: str, export_dir: str,
+                          model_name: str) -> int:
+  """Exports the run's latest checkpoint; an existing version is kept."""
+  from mgc_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
+  try:
+    result = export_lib.export_saved_model(model_dir, export_dir, model_name)
+  except export_lib.ExportError as error:
+    # A re-run of a finished job: its step is exported already.
+    print(f"Not exported: {error}", flush=True)
+    return 0
+  print(result.summary(), flush=True)
   return 0
 
 

@@ -143,14 +143,21 @@ def test_sigterm_saves_a_checkpoint_and_stops(data_dir, tmp_path):
   assert latest is not None and int(latest.rsplit("-", 1)[1]) >= 2
 
 
-def test_mirrored_on_two_logical_cpus(data_dir, tmp_path):
-  model_dir = str(tmp_path / "run")
-  output = _run(_train_command(model_dir, data_dir, "--strategy=mirrored",
-                               "--num_cpu_devices=2", "--max_steps=2",
-                               "--checkpoint_every=2"))
+def test_mirrored_on_two_logical_cpus_then_export(data_dir, tmp_path):
+  model_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "export")
+  command = _train_command(model_dir, data_dir, "--strategy=mirrored",
+                           "--num_cpu_devices=2", "--max_steps=2",
+                           "--checkpoint_every=2", f"--export_dir={export_dir}")
+  output = _run(command)
   assert "MirroredStrategy: 2 replica(s)" in output
   assert "step 2/2" in output
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-2")
+  # --export_dir: the final step is exported for TF Serving.
+  assert f"Exported {os.path.join(export_dir, 'mgc', '2')}" in output
+  assert os.path.exists(os.path.join(export_dir, "mgc", "2", "saved_model.pb"))
+  # Running the finished job again trains nothing and keeps the export.
+  again = _run(command)
+  assert "nothing to do" in again and "Not exported" in again
 
 
 def _free_ports(count):

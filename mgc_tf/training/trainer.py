@@ -108,6 +108,11 @@ class Trainer:
     self._stop_signal = None
     self._train_step = None
 
+  @property
+  def stopped_by_signal(self) -> bool:
+    """Whether the last `train` call stopped early on SIGTERM/SIGINT."""
+    return self._stop_signal is not None
+
   # ---------------------------------------------------------------- data
 
   def _sources(self):
