@@ -194,6 +194,23 @@ def _render_over(decoder, coefficients: np.ndarray, images: np.ndarray):
   return face, output, np.clip(output.image.numpy(), 0.0, 1.0)
 
 
+def _predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
+  """Predicts crops [N, H, W, 3] (uint8), renders over them, scores the render.
+
+  Adds render_psnr_db and render_ssim to `values`; returns (coefficients
+  [N, K], DecodedFace at crop size H, RenderOutput).
+  """
+  coefficients = predictor.coefficients(
+      model_inputs(crops, predictor.image_size))
+  inputs = _as_float_images(crops)
+  face, output, rendered = _render_over(decoder, coefficients, inputs)
+  mask = output.mask.numpy()
+  values.add("render_psnr_db",
+             render_quality.masked_psnr(rendered, inputs, mask))
+  values.add("render_ssim", render_quality.masked_ssim(rendered, inputs, mask))
+  return coefficients, face, output
+
+
 def _split_size(builder, split: str) -> int:
   try:
     return int(builder.info.splits[split].num_examples)
@@ -299,15 +316,8 @@ def evaluate_multiview(predictor: predictor_lib.Predictor, builder,
   for chunk in _chunks(examples, batch_size, lambda e: len(e["images"])):
     views = [len(example["images"]) for example in chunk]
     images = np.concatenate([example["images"] for example in chunk])
-    coefficients = predictor.coefficients(
-        model_inputs(images, predictor.image_size))
-    inputs = _as_float_images(images)
-    face, output, rendered = _render_over(decoder, coefficients, inputs)
-    mask = output.mask.numpy()
-    values.add("render_psnr_db",
-               render_quality.masked_psnr(rendered, inputs, mask))
-    values.add("render_ssim",
-               render_quality.masked_ssim(rendered, inputs, mask))
+    _, face, output = _predict_render_and_score(predictor, decoder, images,
+                                                values)
     landmarks = np.concatenate([example["landmarks"] for example in chunk])
     predicted_landmarks.append(face.landmarks_2d.numpy())
     true_landmarks.append(landmarks)
@@ -424,15 +434,7 @@ def evaluate_aflw2000_3d(predictor: predictor_lib.Predictor, builder,
   count = 0
   for batch in tfds.as_numpy(dataset.batch(batch_size)):
     crops = batch["aligned_image"]
-    coefficients = predictor.coefficients(
-        model_inputs(crops, predictor.image_size))
-    inputs = _as_float_images(crops)
-    face, output, rendered = _render_over(decoder, coefficients, inputs)
-    mask = output.mask.numpy()
-    values.add("render_psnr_db",
-               render_quality.masked_psnr(rendered, inputs, mask))
-    values.add("render_ssim",
-               render_quality.masked_ssim(rendered, inputs, mask))
+    _, face, _ = _predict_render_and_score(predictor, decoder, crops, values)
     crop_landmarks = face.landmarks_2d.numpy()
     predicted.extend(
         alignment.transform_points(
