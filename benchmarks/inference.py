@@ -20,13 +20,13 @@ Target: predict_images <= 1.1x the direct call.
 
 import os
 import tempfile
-import time
 
 from absl import app
 from absl import flags
 import keras
 import numpy as np
 import tensorflow as tf
+from timing import interleaved_median_ms
 
 from mgc_tf.facemodel import loaders
 from mgc_tf.models import face_decoder
@@ -68,24 +68,6 @@ def write_random_run(model_dir: str, backbone: str, image_size: int,
       tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64)),
       model_dir, max_to_keep=1).save(checkpoint_number=step)
   return model_dir
-
-
-def interleaved_median_ms(functions: dict, repeats: int) -> dict:
-  """{name: median ms}, calling the functions in turn, after a warm-up.
-
-  Each round starts with the next function, so none is always first.
-  """
-  for fn in functions.values():
-    fn()
-  names = list(functions)
-  times = {name: [] for name in names}
-  for round_index in range(repeats):
-    shift = round_index % len(names)
-    for name in names[shift:] + names[:shift]:
-      start = time.perf_counter()
-      functions[name]()
-      times[name].append(time.perf_counter() - start)
-  return {name: 1000.0 * float(np.median(t)) for name, t in times.items()}
 
 
 def contenders(restored, loaded, images: np.ndarray) -> dict:

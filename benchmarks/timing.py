@@ -22,16 +22,18 @@ def interleaved_median_ms(fns: Dict[str, Callable[[], object]],
   """Median wall time (ms) of each fn, timed round-robin.
 
   Each round times every fn once, so a load change on a shared machine
-  affects all of them alike and their ratios stay meaningful. One warm-up
-  call each first.
+  affects all of them alike and their ratios stay meaningful; each round
+  starts with the next fn, so none is always first. One warm-up call each.
   """
   for fn in fns.values():
     fn()
-  times = {name: [] for name in fns}
-  for _ in range(repeats):
-    for name, fn in fns.items():
+  names = list(fns)
+  times = {name: [] for name in names}
+  for round_index in range(repeats):
+    shift = round_index % len(names)
+    for name in names[shift:] + names[:shift]:
       start = time.perf_counter()
-      fn()
+      fns[name]()
       times[name].append(time.perf_counter() - start)
   return {name: 1000.0 * float(np.median(values))
           for name, values in times.items()}

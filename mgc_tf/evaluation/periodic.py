@@ -7,51 +7,15 @@ percent), pose-angle errors, vertex, depth, epipolar and relative-rotation
 errors and render PSNR/SSIM; on aflw2000_3d the original-image NME; on
 micc_florence the scan errors (docs/evaluation.md). `--eval_batches` keeps
 it cheap: at most that many batches of EVAL_BATCH_SIZE images.
-
-`view_dataset` gives the single views of a multi-view split as resized
-batches (for tools that need plain image batches).
 """
 
 from typing import Callable, Dict
 
-import tensorflow as tf
-
 from mgc_tf.evaluation import protocols
+from mgc_tf.inference import predictor as predictor_lib
 
 #: Images per batch of the periodic evaluation (whole examples: 8 x 3 views).
 EVAL_BATCH_SIZE = 24
-
-
-def view_dataset(builder, split: str, image_size: int, batch_size: int
-                 ) -> tf.data.Dataset:
-  """Single views of a multi-view split, resized, with their ground truth.
-
-  Yields dicts: image [b, S, S, 3] float32 in [0, 1], landmarks [b, 68, 2]
-  (pixels of the resized crop), and, when the set has them, yaw_degrees [b],
-  pose [b, 6], coefficients [b, K].
-  """
-  features = builder.info.features
-  extra = [key for key in ("yaw_degrees", "pose", "coefficients")
-           if key in features]
-  dataset = builder.as_dataset(split=split, shuffle_files=False)
-
-  def views(example):
-    out = {"image": example["images"], "landmarks": example["landmarks"]}
-    out.update({key: example[key] for key in extra})
-    return tf.data.Dataset.from_tensor_slices(out)
-
-  def resize(view):
-    raw = tf.cast(tf.shape(view["image"])[0], tf.float32)
-    image = tf.image.convert_image_dtype(view["image"], tf.float32)
-    view["image"] = tf.image.resize(image, [image_size, image_size],
-                                    antialias=True)
-    view["landmarks"] = ((view["landmarks"] + 0.5) * (image_size / raw)
-                         - 0.5)
-    return view
-
-  return (dataset.flat_map(views)
-          .map(resize, num_parallel_calls=tf.data.AUTOTUNE)
-          .batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def evaluate(model, decoder, builder, split: str, image_size: int,
@@ -70,7 +34,7 @@ def evaluate(model, decoder, builder, split: str, image_size: int,
       (rounded to whole examples); 0: the whole split.
     batch_size: images per batch.
   """
-  predictor = protocols.ModelPredictor(model, decoder, image_size)
+  predictor = predictor_lib.ModelPredictor(model, decoder, image_size)
   return _evaluate(predictor, builder, split, max_batches, batch_size)
 
 
@@ -109,7 +73,7 @@ def make_evaluate_fn(config) -> Callable[[object], Dict[str, float]]:
       state["builder"] = protocols.load_dataset_builder(
           config.eval_dataset, config.data_dir, split=config.eval_split,
           build_if_missing=False)
-      state["predictor"] = protocols.ModelPredictor(
+      state["predictor"] = predictor_lib.ModelPredictor(
           trainer.model, trainer.decoder, config.image_size,
           description="the model being trained")
     result = _evaluate(state["predictor"], state["builder"],

@@ -88,31 +88,6 @@ class EvaluationResult:
     }, indent=2, sort_keys=False)
 
 
-class ModelPredictor(predictor_lib.Predictor):
-  """A Keras reconstructor in memory (the trainer's) as a `Predictor`.
-
-  Args:
-    model: Keras model, image [N, S, S, 3] float32 in [0, 1] -> [N, K].
-    decoder: its `FaceDecoder`.
-    image_size: S.
-    description: one line for logs.
-  """
-
-  def __init__(self, model, decoder, image_size: int,
-               description: str = "model in memory"):
-    self.model = model
-    self.decoder = decoder
-    self.image_size = int(image_size)
-    self.description = description
-    self._call = tf.function(
-        lambda x: tf.cast(model(x, training=False), tf.float32),
-        input_signature=[tf.TensorSpec(
-            [None, self.image_size, self.image_size, 3], tf.float32)])
-
-  def coefficients(self, images) -> np.ndarray:
-    return self._call(tf.convert_to_tensor(images, tf.float32)).numpy()
-
-
 class ProgressLog:
   """Prints 'evaluate NAME: done/total UNIT  rate/s  ETA' now and then.
 
@@ -164,18 +139,6 @@ def load_dataset_builder(dataset: str, data_dir: Optional[str] = None,
                                data_dir)
 
 
-def model_inputs(images: np.ndarray, image_size: int) -> np.ndarray:
-  """[N, H, W, 3] uint8 (or float in [0, 1]) -> [N, S, S, 3] float32 [0, 1].
-
-  Resized with antialiasing like the training pipeline.
-  """
-  images = tf.image.convert_image_dtype(tf.convert_to_tensor(images),
-                                        tf.float32)
-  if images.shape[1] != image_size or images.shape[2] != image_size:
-    images = tf.image.resize(images, [image_size, image_size], antialias=True)
-  return tf.clip_by_value(images, 0.0, 1.0).numpy()
-
-
 def _as_float_images(images: np.ndarray) -> np.ndarray:
   return tf.image.convert_image_dtype(tf.convert_to_tensor(images),
                                       tf.float32).numpy()
@@ -201,7 +164,7 @@ def _predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
   [N, K], DecodedFace at crop size H, RenderOutput).
   """
   coefficients = predictor.coefficients(
-      model_inputs(crops, predictor.image_size))
+      predictor_lib.model_inputs(crops, predictor.image_size))
   inputs = _as_float_images(crops)
   face, output, rendered = _render_over(decoder, coefficients, inputs)
   mask = output.mask.numpy()
@@ -506,7 +469,7 @@ def evaluate_micc_florence(predictor: predictor_lib.Predictor, builder,
     shapes = []
     for start in range(0, len(frames), batch_size):
       coefficients = predictor.coefficients(
-          model_inputs(frames[start:start + batch_size],
+          predictor_lib.model_inputs(frames[start:start + batch_size],
                        predictor.image_size))
       groups = decoder.layout.split(tf.constant(coefficients, tf.float32))
       shapes.append(decoder.shape(groups["identity"],

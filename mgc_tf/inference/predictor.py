@@ -47,22 +47,54 @@ class Predictor(abc.ABC):
     """images [N, S, S, 3] float32 RGB in [0, 1] -> [N, K] float32."""
 
 
-class CheckpointPredictor(Predictor):
+def model_inputs(images, image_size: int) -> np.ndarray:
+  """[N, H, W, 3] uint8 (or float in [0, 1]) -> [N, S, S, 3] float32 in [0, 1].
+
+  Resized with antialiasing, as the training pipeline resizes crops; no
+  resize when H = W = S.
+  """
+  images = tf.image.convert_image_dtype(tf.convert_to_tensor(images),
+                                        tf.float32)
+  if images.shape[1] != image_size or images.shape[2] != image_size:
+    images = tf.image.resize(images, [image_size, image_size], antialias=True)
+  return tf.clip_by_value(images, 0.0, 1.0).numpy()
+
+
+class ModelPredictor(Predictor):
+  """A Keras reconstructor in memory (e.g. the trainer's) as a `Predictor`.
+
+  Args:
+    model: Keras model, image [N, S, S, 3] float32 in [0, 1] -> [N, K].
+    decoder: its `FaceDecoder`.
+    image_size: S.
+    description: one line for logs.
+  """
+
+  def __init__(self, model, decoder: face_decoder.FaceDecoder,
+               image_size: int, description: str = "model in memory"):
+    self.model = model
+    self.decoder = decoder
+    self.image_size = int(image_size)
+    self.description = description
+    # float32 also when the model was built under mixed precision.
+    self._call = tf.function(
+        lambda x: tf.cast(model(x, training=False), tf.float32),
+        input_signature=[tf.TensorSpec(
+            [None, self.image_size, self.image_size, 3], tf.float32)])
+
+  def coefficients(self, images) -> np.ndarray:
+    return self._call(tf.convert_to_tensor(images, tf.float32)).numpy()
+
+
+class CheckpointPredictor(ModelPredictor):
   """A training run's latest (or named) checkpoint, run with Keras."""
 
   def __init__(self, model_dir: str, checkpoint: Optional[str] = None):
     self.restored = restore.load_trained_model(model_dir, checkpoint)
-    self.image_size = self.restored.image_size
-    self.decoder = self.restored.decoder
-    self.description = (f"checkpoint {self.restored.checkpoint_path} "
-                        f"(step {self.restored.step})")
-    self._call = tf.function(
-        lambda x: self.restored.model(x, training=False),
-        input_signature=[tf.TensorSpec([None, self.image_size,
-                                        self.image_size, 3], tf.float32)])
-
-  def coefficients(self, images) -> np.ndarray:
-    return self._call(tf.convert_to_tensor(images, tf.float32)).numpy()
+    super().__init__(
+        self.restored.model, self.restored.decoder, self.restored.image_size,
+        description=(f"checkpoint {self.restored.checkpoint_path} "
+                     f"(step {self.restored.step})"))
 
 
 def read_export_metadata(saved_model_dir: str) -> dict:

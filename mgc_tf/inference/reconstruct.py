@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mgc_tf.inference import predictor as predictor_lib
 from mgc_tf.inference.faces import CROP_SIZE
 from mgc_tf.render import renderer
 
@@ -53,18 +54,6 @@ class Reconstruction:
     return len(self.coefficients)
 
 
-def model_inputs(crops: np.ndarray, image_size: int) -> np.ndarray:
-  """[B, 224, 224, 3] uint8 crops -> [B, S, S, 3] float32 in [0, 1].
-
-  Resized like `mgc_tf.data.pipeline` resizes training crops.
-  """
-  images = tf.image.convert_image_dtype(
-      tf.convert_to_tensor(crops, tf.uint8), tf.float32)
-  if images.shape[1] != image_size or images.shape[2] != image_size:
-    images = tf.image.resize(images, [image_size, image_size], antialias=True)
-  return images.numpy()
-
-
 def predict_coefficients(predictor, crops: Sequence[np.ndarray],
                          batch_size: int) -> np.ndarray:
   """Coefficients of 224 crops, `batch_size` crops per model call.
@@ -86,7 +75,7 @@ def predict_coefficients(predictor, crops: Sequence[np.ndarray],
   for start in range(0, len(crops), batch_size):
     batch = np.stack(crops[start:start + batch_size])
     chunks.append(predictor.coefficients(
-        model_inputs(batch, predictor.image_size)))
+        predictor_lib.model_inputs(batch, predictor.image_size)))
   return np.concatenate(chunks).astype(np.float32)
 
 
