@@ -15,91 +15,19 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import methods
 from mgc_tf.training import config as config_lib
-from mgc_tf.training import distribution
-from mgc_tf.losses.mgc_loss import MGCLossWeights
 
 FLAGS = flags.FLAGS
-_DEFAULTS = MGCLossWeights()
 
-# Run.
-flags.DEFINE_string("model_dir", None, "Checkpoints, summaries, config.json.")
-flags.DEFINE_string("dataset", "synthetic_multiview/small",
-                    "Training sources: 'name[:weight],...' (docs/data.md).")
-flags.DEFINE_string("data_dir", None, "TFDS data dir (default ~/tensorflow_datasets).")
-flags.DEFINE_boolean("build_data_if_missing", True,
-                     "Build synthetic_multiview configs that are missing.")
-flags.DEFINE_string("eval_dataset", "synthetic_multiview/small",
-                    "Periodic evaluation set ('' turns it off).")
-flags.DEFINE_string("eval_split", "test", "Split of --eval_dataset.")
-flags.DEFINE_string("face_model", None,
-                    "Face-model file (.npz/.mat/.h5); default: embedded.")
-flags.DEFINE_string("identity_model", None,
-                    "Face-recognition network (.keras/SavedModel) for the "
-                    "identity loss; unset turns the term off.")
-# Model.
-flags.DEFINE_enum("backbone", "resnet50", ["resnet50", "resnet18", "mobilenet_v2"],
-                  "Encoder backbone.")
-flags.DEFINE_string("backbone_weights", "none", "imagenet | none | PATH.")
-flags.DEFINE_integer("image_size", 224, "Training crop side, pixels.")
-flags.DEFINE_integer("num_views", 3, "Views per sample (odd; middle = target).")
-# Optimisation.
-flags.DEFINE_integer("batch_size", 5, "Global batch (samples of N views).")
-flags.DEFINE_float("learning_rate", 1e-4, "Adam's peak learning rate.")
-flags.DEFINE_enum("lr_schedule", "constant", list(config_lib.LR_SCHEDULES),
-                  "After warm-up: constant, cosine or step.")
-flags.DEFINE_integer("warmup_steps", 0, "Linear warm-up steps.")
-flags.DEFINE_float("clip_grad_norm", 0.0, "Global-norm clipping (0: off).")
-flags.DEFINE_integer("max_steps", 400_000, "Stop at this global step.")
-flags.DEFINE_boolean("mixed_precision", False,
-                     "mixed_float16 backbone (GPU); losses stay float32.")
-flags.DEFINE_enum("strategy", "default", list(distribution.STRATEGIES),
-                  "tf.distribute strategy.")
-flags.DEFINE_integer("num_cpu_devices", 1,
-                     "Split the CPU into this many logical devices (to run "
-                     "--strategy=mirrored replicas on a CPU).")
-flags.DEFINE_integer("seed", 0, "Seed of the init and the data order.")
-flags.DEFINE_boolean("deterministic", False, "Deterministic input pipeline.")
-flags.DEFINE_boolean("augment", True, "Landmark-consistent augmentation.")
-flags.DEFINE_integer("shuffle_buffer", 256, "Shuffle buffer (samples).")
-# Loss weights (paper defaults).
-flags.DEFINE_float("render_weight", _DEFAULTS.render, "Render (photometric) loss.")
-flags.DEFINE_float("landmark_weight", _DEFAULTS.landmark, "Landmark loss.")
-flags.DEFINE_float("landmark_nose_mouth_weight", _DEFAULTS.landmark_nose_mouth,
-                   "Landmark weight on nose and inner mouth (paper 10, code 5).")
-flags.DEFINE_float("identity_weight", _DEFAULTS.identity, "Identity loss.")
-flags.DEFINE_float("regularization_weight", _DEFAULTS.regularization,
-                   "Weight of the shape regularization 1.0|alpha|^2 + "
-                   "0.8|beta|^2 (+ the albedo part, see below).")
-flags.DEFINE_float("albedo_regularization_weight",
-                   _DEFAULTS.regularization * _DEFAULTS.reg_albedo,
-                   "Effective weight of |delta|^2 in the total loss.")
-flags.DEFINE_float("pixel_weight", _DEFAULTS.pixel, "Pixel consistency.")
-flags.DEFINE_float("depth_weight", _DEFAULTS.depth, "Depth consistency.")
-flags.DEFINE_float("epipolar_weight", _DEFAULTS.epipolar, "Epipolar loss.")
-flags.DEFINE_float("ssim_weight", _DEFAULTS.ssim, "SSIM consistency.")
-flags.DEFINE_float("two_d_weight", _DEFAULTS.two_d, "Scale of all 2D terms.")
-flags.DEFINE_float("multiview_weight", _DEFAULTS.multiview,
-                   "Scale of all multi-view terms (0: the 2D-only baseline).")
-flags.DEFINE_boolean("use_covisible_map", True,
-                     "False: the 'without covisible map' ablation.")
-flags.DEFINE_enum("depth_reference", "warped", ["warped", "target"],
-                  "Depth consistency reference (docs/losses.md).")
-# Bookkeeping.
-flags.DEFINE_integer("log_every", 10, "Console progress every N steps.")
-flags.DEFINE_integer("summary_every", 10, "Scalar summaries every N steps.")
-flags.DEFINE_integer("image_summary_every", 500, "Image summaries every N steps (0: off).")
-flags.DEFINE_integer("checkpoint_every", 1000, "Checkpoint every N steps.")
-flags.DEFINE_integer("keep_checkpoints", 5, "Checkpoints kept.")
-flags.DEFINE_integer("eval_every", 5000, "Evaluate every N steps (0: only at the end).")
-flags.DEFINE_integer("eval_batches", 0, "Batches per evaluation (0: all).")
-flags.DEFINE_string("export_dir", None,
-                    "After training, export a SavedModel for TF Serving to "
-                    "EXPORT_DIR/<export_model_name>/<step> (python -m "
-                    "mgc_tf.export does the same for any run).")
-flags.DEFINE_string("export_model_name", "mgc", "Model name of --export_dir.")
-flags.DEFINE_integer("max_consecutive_nonfinite", 5,
-                     "Stop after this many non-finite steps in a row.")
+# Every flag comes from a config dataclass: the run's TrainConfig and the
+# section of every registered method (mgc_tf.methods); their defaults live
+# there and nowhere else.
+config_lib.define_flags(config_lib.TrainConfig, FLAGS)
+flags.DEFINE_enum("method", config_lib.TrainConfig.method, methods.names(),
+                  "Training method (docs/methods.md).")
+for _name in methods.names():
+  config_lib.define_flags(methods.get(_name).config_class, FLAGS)
 
 # The original MGCNet (TF 1.13) flag names.
 ORIGINAL_ALIASES = {
@@ -150,48 +78,24 @@ for _name in ORIGINAL_IGNORED:
 
 
 def config_from_flags(flag_values=FLAGS) -> config_lib.TrainConfig:
-  """The TrainConfig the parsed flags describe (validated)."""
+  """The TrainConfig the parsed flags describe (validated).
+
+  defaults (the dataclasses) -> flagfiles -> command line -> validate; the
+  method's section is built from the flags of its own config class.
+  """
   f = flag_values
   if f.img_height is not None and f.img_width is not None and (
       f.img_height != f.img_width):
     raise ValueError(f"--img_height={f.img_height} and --img_width="
                      f"{f.img_width}: crops are square; use --image_size")
-  shape_weight = f.regularization_weight
-  weights = MGCLossWeights(
-      render=f.render_weight, landmark=f.landmark_weight,
-      identity=f.identity_weight,
-      # The regularization term is 1.0|a|^2 + 0.8|b|^2 + r|d|^2 scaled by
-      # shape_weight; r carries the separate albedo weight.
-      regularization=shape_weight,
-      reg_albedo=(f.albedo_regularization_weight / shape_weight
-                  if shape_weight > 0 else 0.0),
-      pixel=f.pixel_weight, depth=f.depth_weight, epipolar=f.epipolar_weight,
-      ssim=f.ssim_weight, two_d=f.two_d_weight, multiview=f.multiview_weight,
-      landmark_nose_mouth=f.landmark_nose_mouth_weight)
-  image_size = f.image_size
+  overrides = {}
   if f.img_height is not None and not f["image_size"].present:
-    image_size = int(f.img_height)
-  return config_lib.TrainConfig(
-      model_dir=f.model_dir, dataset=f.dataset, data_dir=f.data_dir,
-      build_data_if_missing=f.build_data_if_missing,
-      eval_dataset=f.eval_dataset, eval_split=f.eval_split,
-      face_model=f.face_model, identity_model=f.identity_model,
-      backbone=f.backbone, backbone_weights=f.backbone_weights,
-      image_size=image_size, num_views=f.num_views, batch_size=f.batch_size,
-      learning_rate=f.learning_rate, lr_schedule=f.lr_schedule,
-      warmup_steps=f.warmup_steps, clip_grad_norm=f.clip_grad_norm,
-      max_steps=f.max_steps, mixed_precision=f.mixed_precision,
-      strategy=f.strategy, num_cpu_devices=f.num_cpu_devices,
-      weights=weights, use_covisible_map=f.use_covisible_map,
-      depth_reference=f.depth_reference, augment=f.augment, seed=f.seed,
-      deterministic=f.deterministic, log_every=f.log_every,
-      summary_every=f.summary_every,
-      image_summary_every=f.image_summary_every,
-      checkpoint_every=f.checkpoint_every,
-      keep_checkpoints=f.keep_checkpoints, eval_every=f.eval_every,
-      eval_batches=f.eval_batches,
-      max_consecutive_nonfinite=f.max_consecutive_nonfinite,
-      shuffle_buffer=f.shuffle_buffer).validate()
+    overrides["image_size"] = int(f.img_height)
+  method_class = methods.get(f.method)
+  return config_lib.from_flags(
+      config_lib.TrainConfig, f, method=f.method,
+      method_config=config_lib.from_flags(method_class.config_class, f),
+      **overrides).validate()
 
 
 def report_ignored(flag_values=FLAGS) -> None:
@@ -211,10 +115,13 @@ def main(argv):
     print(error, file=sys.stderr)
     return 2
   report_ignored()
+  print(f"Method {config.method}: " + ", ".join(
+      f"{k}={v}" for k, v in config_lib.to_dict(config.method_config).items()),
+        flush=True)
   # Imported here: building the strategy must come before other TF work.
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.evaluation import periodic  # pylint: disable=g-import-not-at-top
-  trainer = trainer_lib.Trainer(config)
+  trainer = trainer_lib.Trainer(config, methods.get(config.method))
   evaluate_fn = (periodic.make_evaluate_fn(config)
                  if config.eval_dataset else None)
   try:
@@ -222,9 +129,9 @@ def main(argv):
   except trainer_lib.NonFiniteLossError as error:
     print(error, file=sys.stderr)
     return 3
-  if FLAGS.export_dir and trainer.is_chief and not trainer.stopped_by_signal:
-    return export_after_training(config.model_dir, FLAGS.export_dir,
-                                 FLAGS.export_model_name)
+  if config.export_dir and trainer.is_chief and not trainer.stopped_by_signal:
+    return export_after_training(config.model_dir, config.export_dir,
+                                 config.export_model_name)
   return 0
 
 

@@ -66,27 +66,25 @@ def compute():
   """
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mgc_tf import methods  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
-  from mgc_tf.losses import mgc_loss  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
-  from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
+  from mgc_tf.models import registry  # pylint: disable=g-import-not-at-top
 
   decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
   batch = fixed_batch(decoder)
   keras.utils.set_random_seed(SEED)
-  model = reconstructor.build_reconstructor(
-      decoder.layout.size, backbone="resnet18", image_size=SIZE,
-      output_scale=reconstructor.coefficient_output_scale(decoder.layout))
-  loss = mgc_loss.MGCLoss(decoder, mgc_loss.MGCLossWeights(),
-                          global_batch_size=BATCH)
-  images = batch["images"]
+  method_class = methods.get("mgcnet")
+  method = method_class(method_class.config_class(), decoder=decoder,
+                        backbone="resnet18", backbone_weights="none",
+                        image_size=SIZE, num_views=VIEWS,
+                        global_batch_size=BATCH)
+  networks = {name: registry.build(spec)
+              for name, spec in method.network_specs().items()}
+  model = networks["reconstructor"]
   with tf.GradientTape() as tape:
-    flat = tf.reshape(images, [BATCH * VIEWS, SIZE, SIZE, 3])
-    coefficients = tf.reshape(
-        tf.cast(model(flat, training=True), tf.float32),
-        [BATCH, VIEWS, decoder.layout.size])
-    out = loss(coefficients, images, batch["landmarks"], batch["flag"],
-               skin=batch["skin"])
+    out = method.objective(networks, batch, method.stages()[0],
+                           training=True)
   variables = model.trainable_variables
   gradients = tape.gradient(out.total, variables)
   return {

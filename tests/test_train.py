@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mgc_tf import methods
 from mgc_tf.data import prepare
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -71,13 +72,14 @@ def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
       image_size=64, batch_size=3, num_views=3, learning_rate=1e-3,
       max_steps=12, augment=False, deterministic=True, shuffle_buffer=1,
       log_every=4, summary_every=1, image_summary_every=6,
-      checkpoint_every=12).validate()
-  trainer = trainer_lib.Trainer(config)
+      checkpoint_every=12,
+      method_config=methods.get("mgcnet").config_class()).validate()
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
   losses = []
   original_step = trainer._make_train_step  # pylint: disable=protected-access
 
-  def recording_step():
-    step_fn = original_step()
+  def recording_step(stage):
+    step_fn = original_step(stage)
 
     def wrapped(batch):
       out = step_fn(batch)
@@ -93,6 +95,7 @@ def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
   assert set(last) >= {"loss/total", "loss/render", "loss/landmark",
                        "loss/pixel", "loss/epipolar", "learning_rate"}
   assert os.path.exists(os.path.join(config.model_dir, "config.json"))
+  assert os.path.exists(os.path.join(config.model_dir, "model.json"))
   assert tf.train.latest_checkpoint(config.model_dir).endswith("ckpt-12")
   events = os.listdir(os.path.join(config.model_dir, "train"))
   assert any(name.startswith("events.out.tfevents") for name in events)
@@ -232,7 +235,7 @@ def test_original_flag_names_parse_to_the_same_config():
       "  configs.append(train.config_from_flags())\n"
       "  train.report_ignored()\n"
       "assert configs[0] == configs[1], (configs[0], configs[1])\n"
-      "print('reg_albedo', round(configs[0].weights.reg_albedo, 9))\n"
+      "print('reg_albedo', round(configs[0].method_config.loss_weights().reg_albedo, 9))\n"
       "print('views', configs[0].num_views, 'model_dir', configs[0].model_dir)\n")
   output = _run([sys.executable, "-c", script, json.dumps([original, ours])])
   assert "reg_albedo 3.0" in output
@@ -248,10 +251,11 @@ def test_non_finite_steps_are_skipped_and_stop_the_run(data_dir, tmp_path):
       eval_dataset="", build_data_if_missing=False, backbone="resnet18",
       image_size=64, batch_size=2, max_steps=50, augment=False,
       shuffle_buffer=1, checkpoint_every=2, image_summary_every=0,
-      max_consecutive_nonfinite=2).validate()
-  trainer = trainer_lib.Trainer(config)
+      max_consecutive_nonfinite=2,
+      method_config=methods.get("mgcnet").config_class()).validate()
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
   poison = tf.Variable(0.0, trainable=False)
-  loss = trainer.loss
+  loss = trainer.method.loss
 
   class PoisonedLoss:
     """The real loss, with a NaN total while `poison` is set."""
@@ -261,7 +265,7 @@ def test_non_finite_steps_are_skipped_and_stop_the_run(data_dir, tmp_path):
       total = tf.where(poison > 0, tf.constant(float("nan")), out.total)
       return out._replace(total=total)
 
-  trainer.loss = PoisonedLoss()
+  trainer.method.loss = PoisonedLoss()
   # Two clean steps first (checkpoint at step 2), then poisoned ones.
   trainer.config = dataclasses.replace(config, max_steps=2)
   trainer.train()

@@ -17,6 +17,7 @@ Conventions (see ../shared/DESIGN.md section 4):
 """
 
 import dataclasses
+import hashlib
 import os
 from typing import Optional
 
@@ -72,6 +73,22 @@ class FaceModel:
   name: str = "unnamed"
 
   # --- derived sizes --------------------------------------------------------
+  def fingerprint(self) -> str:
+    """sha256 (hex, 16 digits) of every array and number of the model.
+
+    Two models with the same fingerprint decode coefficients identically;
+    `model.json` records it so a run is restored with its own face model.
+    """
+    digest = hashlib.sha256()
+    for f in dataclasses.fields(self):
+      if f.name == "name":
+        continue
+      value = np.ascontiguousarray(getattr(self, f.name))
+      digest.update(f.name.encode())
+      digest.update(str(value.dtype).encode() + str(value.shape).encode())
+      digest.update(value.tobytes())
+    return digest.hexdigest()[:16]
+
   @property
   def num_vertices(self) -> int:
     return int(self.mean_shape.shape[0])

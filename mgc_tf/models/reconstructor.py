@@ -37,6 +37,7 @@ import keras
 import numpy as np
 
 from mgc_tf.models import backbones
+from mgc_tf.models import registry
 
 HEAD_NAME = "coefficients"
 INPUT_NAME = "image"
@@ -184,6 +185,40 @@ def build_reconstructor(num_coefficients: int, backbone: str = "resnet50",
     coefficients = CoefficientScale(output_scale, dtype="float32",
                                     name=HEAD_NAME)(coefficients)
   return keras.Model(images, coefficients, name=name)
+
+
+@registry.register("reconstructor")
+def build_reconstructor_from_spec(num_coefficients: int, backbone: str,
+                                  image_size: int, translation_unit_mm: float,
+                                  translation_slice: Sequence[int],
+                                  backbone_weights: str = "none"
+                                  ) -> keras.Model:
+  """`build_reconstructor` from the JSON-friendly kwargs of `reconstructor_spec`."""
+  scale = np.ones([num_coefficients], np.float32)
+  scale[translation_slice[0]:translation_slice[1]] = translation_unit_mm
+  return build_reconstructor(num_coefficients, backbone=backbone,
+                             image_size=image_size,
+                             backbone_weights=backbone_weights,
+                             output_scale=scale)
+
+
+def reconstructor_spec(layout, backbone: str, image_size: int,
+                       backbone_weights: str = "none",
+                       translation_unit_mm: float = TRANSLATION_UNIT_MM
+                       ) -> registry.NetworkSpec:
+  """The `NetworkSpec` of the trainer's reconstructor for a coefficient layout.
+
+  `backbone_weights` only matters when training starts; a restored model
+  takes its weights from the checkpoint (`registry.build(spec,
+  backbone_weights="none")`).
+  """
+  pose = layout.slices()["pose"]
+  return registry.NetworkSpec("reconstructor", {
+      "num_coefficients": int(layout.size), "backbone": backbone,
+      "image_size": int(image_size),
+      "translation_unit_mm": float(translation_unit_mm),
+      "translation_slice": [pose.start + 3, pose.stop],
+      "backbone_weights": backbone_weights})
 
 
 def backbone_of(reconstructor: keras.Model) -> keras.Model:

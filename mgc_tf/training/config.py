@@ -1,110 +1,125 @@
-"""The trainer's configuration: one dataclass, validated, saved as JSON.
+"""The trainer's configuration: dataclasses are the one source of defaults.
 
-Entry points fill it from flags (`mgc_tf/train.py`); library code takes it
-as an explicit argument.
+Layers, in order: the dataclass defaults -> flagfiles -> the command line
+-> `validate()` -> a frozen `TrainConfig` -> `model_dir/config.json`.
+`define_flags(cls)` derives one absl flag per field (name, default, help
+from the field's metadata, enum choices), and `from_flags(cls)` reads them
+back, so no default is written twice. The method's own section (e.g.
+`mgc_tf.methods.mgcnet.MGCNetConfig`) is a second dataclass held in
+`TrainConfig.method_config`, with flags derived the same way.
+
+Library code takes a `TrainConfig` as an explicit argument; only entry
+points read flags.
 """
 
 import dataclasses
+import enum
 import json
-from typing import Optional
+import typing
+from typing import Any, Dict, Optional, Type
 
-from mgc_tf.losses.mgc_loss import MGCLossWeights
+from mgc_tf.models import backbones
 from mgc_tf.training import distribution
 
-LR_SCHEDULES = ("constant", "cosine", "step")
+
+class LrSchedule(str, enum.Enum):
+  """After warm-up: constant, cosine to 0 at max_steps, or x0.1 steps."""
+  CONSTANT = "constant"
+  COSINE = "cosine"
+  STEP = "step"
+
+
+Strategy = enum.Enum("Strategy", {name.upper(): name
+                                  for name in distribution.STRATEGIES},
+                     type=str)
+Strategy.__doc__ = "tf.distribute strategy (mgc_tf.training.distribution)."
+Backbone = enum.Enum("Backbone", {name.upper(): name
+                                  for name in backbones.BACKBONES}, type=str)
+Backbone.__doc__ = "Encoder backbone (mgc_tf.models.backbones)."
+
+# Kept for callers of the old tuple.
+LR_SCHEDULES = tuple(s.value for s in LrSchedule)
+
+
+def _field(default, help_text: str, **metadata):
+  return dataclasses.field(default=default,
+                           metadata={"help": help_text, **metadata})
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """Everything a training run needs.
+  """Everything a training run needs but the method's own section.
 
-  Attributes:
-    model_dir: checkpoints, summaries and the resolved config go here.
-    dataset: training sources, `mgc_tf.data.pipeline.parse_sources` syntax.
-    data_dir: TFDS data dir (None: TFDS' default).
-    build_data_if_missing: build `synthetic_multiview` configs that are not
-      prepared (the embedded default needs no download).
-    eval_dataset: TFDS name whose `eval_split` the periodic evaluation uses
-      ("" turns it off).
-    eval_split: split of eval_dataset.
-    face_model: face-model file; None uses the embedded synthetic model.
-    identity_model: face-recognition network (.keras / SavedModel) for the
-      identity loss; None turns the term off.
-    backbone, backbone_weights, image_size: the reconstructor.
-    num_views: N views per sample (the middle one is the target).
-    batch_size: global batch (samples, each of N views) over all replicas.
-    learning_rate: Adam's peak learning rate (paper: 1e-4).
-    lr_schedule: "constant", "cosine" (to 0 at max_steps) or "step" (x0.1 at
-      60% and 85% of max_steps); warmup_steps of linear warm-up first.
-    clip_grad_norm: clip the global gradient norm (0: off).
-    max_steps: the run stops at this global step.
-    mixed_precision: mixed_float16 for the backbone (GPU); the head,
-      rendering and losses stay float32.
-    strategy, num_cpu_devices: see `mgc_tf.training.distribution`.
-    weights: loss weights (`MGCLossWeights`; defaults are the paper's).
-    use_covisible_map, depth_reference: see `MGCLoss`.
-    augment: landmark-consistent augmentation on/off.
-    seed: seed of the model init and the data order.
-    deterministic: deterministic input pipeline (tests, debugging).
-    log_every: console progress line every this many steps.
-    summary_every: scalar summaries every this many steps.
-    image_summary_every: image summaries every this many steps (0: off).
-    checkpoint_every: checkpoint every this many steps (and at the end).
-    keep_checkpoints: checkpoints kept in model_dir.
-    eval_every: periodic evaluation every this many steps (0: only at end).
-    eval_batches: batches per evaluation (0: the whole split).
-    max_consecutive_nonfinite: stop after this many non-finite steps in a
-      row (the last good checkpoint stays).
-    shuffle_buffer: input pipeline shuffle buffer (encoded samples).
+  `method` names the method (`mgc_tf.methods`), `method_config` holds its
+  section (the method's `config_class`); the trainer never looks inside it.
   """
-  model_dir: str
-  dataset: str = "synthetic_multiview/small"
-  data_dir: Optional[str] = None
-  build_data_if_missing: bool = True
-  eval_dataset: str = "synthetic_multiview/small"
-  eval_split: str = "test"
-  face_model: Optional[str] = None
-  identity_model: Optional[str] = None
-  backbone: str = "resnet50"
-  backbone_weights: str = "none"
-  image_size: int = 224
-  num_views: int = 3
-  batch_size: int = 5
-  learning_rate: float = 1e-4
-  lr_schedule: str = "constant"
-  warmup_steps: int = 0
-  clip_grad_norm: float = 0.0
-  max_steps: int = 400_000
-  mixed_precision: bool = False
-  strategy: str = "default"
-  num_cpu_devices: int = 1
-  weights: MGCLossWeights = MGCLossWeights()
-  use_covisible_map: bool = True
-  depth_reference: str = "warped"
-  augment: bool = True
-  seed: int = 0
-  deterministic: bool = False
-  log_every: int = 10
-  summary_every: int = 10
-  image_summary_every: int = 500
-  checkpoint_every: int = 1000
-  keep_checkpoints: int = 5
-  eval_every: int = 5000
-  eval_batches: int = 0
-  max_consecutive_nonfinite: int = 5
-  shuffle_buffer: int = 256
+  model_dir: Optional[str] = _field(None, "Checkpoints, summaries, "
+                                    "config.json and model.json.")
+  # The entry point defines --method over the registered methods.
+  method: str = _field("mgcnet", "Training method (docs/methods.md).",
+                       flag=False)
+  dataset: str = _field("synthetic_multiview/small",
+                        "Training sources: 'name[:weight],...' "
+                        "(docs/data.md).")
+  data_dir: Optional[str] = _field(None, "TFDS data dir (default "
+                                   "~/tensorflow_datasets).")
+  build_data_if_missing: bool = _field(
+      True, "Build synthetic_multiview configs that are missing.")
+  eval_dataset: str = _field("synthetic_multiview/small",
+                             "Periodic evaluation set ('' turns it off).")
+  eval_split: str = _field("test", "Split of --eval_dataset.")
+  face_model: Optional[str] = _field(
+      None, "Face-model file (.npz/.mat/.h5); default: embedded.")
+  backbone: Backbone = _field(Backbone.RESNET50, "Encoder backbone.")
+  backbone_weights: str = _field("none", "imagenet | none | PATH.")
+  image_size: int = _field(224, "Training crop side, pixels.")
+  num_views: int = _field(3, "Views per sample (odd; middle = target).")
+  batch_size: int = _field(5, "Global batch (samples of N views).")
+  learning_rate: float = _field(1e-4, "Adam's peak learning rate.")
+  lr_schedule: LrSchedule = _field(LrSchedule.CONSTANT,
+                                   "After warm-up: constant, cosine or step.")
+  warmup_steps: int = _field(0, "Linear warm-up steps.")
+  clip_grad_norm: float = _field(0.0, "Global-norm clipping (0: off).")
+  max_steps: int = _field(400_000, "Stop at this global step.")
+  mixed_precision: bool = _field(
+      False, "mixed_float16 backbone (GPU); losses stay float32.")
+  strategy: Strategy = _field(Strategy.DEFAULT, "tf.distribute strategy.")
+  num_cpu_devices: int = _field(
+      1, "Split the CPU into this many logical devices (to run "
+      "--strategy=mirrored replicas on a CPU).")
+  augment: bool = _field(True, "Landmark-consistent augmentation.")
+  seed: int = _field(0, "Seed of the init and the data order.")
+  deterministic: bool = _field(False, "Deterministic input pipeline.")
+  log_every: int = _field(10, "Console progress every N steps.")
+  summary_every: int = _field(10, "Scalar summaries every N steps.")
+  image_summary_every: int = _field(
+      500, "Image summaries every N steps (0: off).")
+  checkpoint_every: int = _field(1000, "Checkpoint every N steps.")
+  keep_checkpoints: int = _field(5, "Checkpoints kept.")
+  eval_every: int = _field(5000,
+                           "Evaluate every N steps (0: only at the end).")
+  eval_batches: int = _field(0, "Batches per evaluation (0: all).")
+  max_consecutive_nonfinite: int = _field(
+      5, "Stop after this many non-finite steps in a row.")
+  shuffle_buffer: int = _field(256, "Shuffle buffer (samples).")
+  export_dir: Optional[str] = _field(
+      None, "After training, export a SavedModel for TF Serving to "
+      "EXPORT_DIR/<export_model_name>/<step> (python -m mgc_tf.export does "
+      "the same for any run).")
+  export_model_name: str = _field("mgc", "Model name of --export_dir.")
+  method_config: Any = _field(None, "The method's section.", flag=False)
 
   def validate(self) -> "TrainConfig":
-    """Returns self, or raises ValueError naming the bad setting."""
+    """Returns self, or raises ValueError naming every bad setting."""
     problems = []
     if not self.model_dir:
       problems.append("--model_dir is required")
-    if self.strategy not in distribution.STRATEGIES:
-      problems.append(f"--strategy={self.strategy!r} is not one of "
-                      f"{distribution.STRATEGIES}")
-    if self.lr_schedule not in LR_SCHEDULES:
-      problems.append(f"--lr_schedule={self.lr_schedule!r} is not one of "
-                      f"{LR_SCHEDULES}")
+    for name, kind in (("strategy", Strategy), ("lr_schedule", LrSchedule),
+                       ("backbone", Backbone)):
+      value = getattr(self, name)
+      if value not in {m.value for m in kind}:
+        problems.append(f"--{name}={value!r} is not one of "
+                        f"{[m.value for m in kind]}")
     for name in ("batch_size", "max_steps", "image_size", "log_every",
                  "summary_every", "checkpoint_every", "keep_checkpoints",
                  "max_consecutive_nonfinite", "num_cpu_devices"):
@@ -122,19 +137,135 @@ class TrainConfig:
                  "eval_every", "eval_batches"):
       if getattr(self, name) < 0:
         problems.append(f"--{name} must be >= 0, got {getattr(self, name)}")
-    if self.depth_reference not in ("warped", "target"):
-      problems.append(f"--depth_reference must be 'warped' or 'target', got "
-                      f"{self.depth_reference!r}")
+    if self.method_config is not None and hasattr(self.method_config,
+                                                  "validate"):
+      try:
+        self.method_config.validate()
+      except ValueError as error:
+        problems.append(str(error))
     if problems:
       raise ValueError("Invalid training configuration:\n  " +
                        "\n  ".join(problems))
     return self
 
   def to_json(self) -> str:
-    return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+    return json.dumps(to_dict(self), indent=2, sort_keys=True)
 
   @classmethod
-  def from_json(cls, text: str) -> "TrainConfig":
+  def from_json(cls, text: str,
+                method_config_class: Optional[type] = None) -> "TrainConfig":
+    """Reads `to_json` output; the method section needs its class."""
     values = json.loads(text)
-    values["weights"] = MGCLossWeights(**values.get("weights", {}))
-    return cls(**values)
+    section = values.pop("method_config", None)
+    config = from_dict(cls, values)
+    if section is not None and method_config_class is not None:
+      config = dataclasses.replace(
+          config, method_config=from_dict(method_config_class, section))
+    return config
+
+
+# ------------------------------------------------------ dataclass <-> JSON
+
+
+def to_dict(instance) -> Dict[str, Any]:
+  """A config dataclass as JSON values (enums as their values)."""
+  out = {}
+  for f in dataclasses.fields(instance):
+    value = getattr(instance, f.name)
+    if dataclasses.is_dataclass(value):
+      value = to_dict(value)
+    elif isinstance(value, enum.Enum):
+      value = value.value
+    out[f.name] = value
+  return out
+
+
+def from_dict(cls: Type, values: Dict[str, Any]):
+  """The `cls` instance of `to_dict` output (unknown keys are an error)."""
+  hints = typing.get_type_hints(cls)
+  names = {f.name for f in dataclasses.fields(cls)}
+  unknown = set(values) - names
+  if unknown:
+    raise ValueError(f"Unknown {cls.__name__} settings: {sorted(unknown)}")
+  kwargs = {}
+  for name, value in values.items():
+    kind = _enum_type(hints.get(name))
+    kwargs[name] = kind(value) if kind is not None and value is not None \
+        else value
+  return cls(**kwargs)
+
+
+def _enum_type(hint) -> Optional[Type[enum.Enum]]:
+  if isinstance(hint, type) and issubclass(hint, enum.Enum):
+    return hint
+  return None
+
+
+# ----------------------------------------------------------------- flags
+
+
+def flag_fields(cls: Type):
+  """The fields of `cls` that are flags, with their resolved type hints."""
+  hints = typing.get_type_hints(cls)
+  for f in dataclasses.fields(cls):
+    if f.metadata.get("flag", True):
+      yield f, hints[f.name]
+
+
+def define_flags(cls: Type, flag_values) -> None:
+  """Defines one absl flag per field of `cls` (default, help, choices).
+
+  A flag of the same name defined already (by another method's section) is
+  shared when its kind and default agree, and is an error otherwise.
+  """
+  # pylint: disable=g-import-not-at-top
+  from absl import flags
+  for f, hint in flag_fields(cls):
+    default = f.default
+    help_text = f.metadata.get("help", f.name)
+    base_hint = _optional_inner(hint)
+    if f.name in flag_values:
+      existing = flag_values[f.name].default
+      want = default.value if isinstance(default, enum.Enum) else default
+      if existing != want:
+        raise ValueError(f"Flag --{f.name} of {cls.__name__} has default "
+                         f"{want!r} but is defined already with "
+                         f"{existing!r}; rename one of them.")
+      continue
+    kind = _enum_type(base_hint)
+    if kind is not None:
+      flags.DEFINE_enum(f.name, default.value if default is not None else None,
+                        [m.value for m in kind], help_text,
+                        flag_values=flag_values)
+    elif base_hint is bool:
+      flags.DEFINE_boolean(f.name, default, help_text, flag_values=flag_values)
+    elif base_hint is int:
+      flags.DEFINE_integer(f.name, default, help_text, flag_values=flag_values)
+    elif base_hint is float:
+      flags.DEFINE_float(f.name, default, help_text, flag_values=flag_values)
+    elif base_hint is str:
+      flags.DEFINE_string(f.name, default, help_text, flag_values=flag_values)
+    else:
+      raise TypeError(f"{cls.__name__}.{f.name}: no flag kind for {hint}")
+
+
+def from_flags(cls: Type, flag_values, **overrides):
+  """The `cls` instance the parsed flags describe (enums converted)."""
+  values = {}
+  for f, hint in flag_fields(cls):
+    value = flag_values[f.name].value
+    kind = _enum_type(_optional_inner(hint))
+    values[f.name] = kind(value) if kind is not None and value is not None \
+        else value
+  values.update(overrides)
+  return cls(**values)
+
+
+def _optional_inner(hint):
+  """T for Optional[T], else the hint itself."""
+  args = typing.get_args(hint)
+  if typing.get_origin(hint) is typing.Union and type(None) in args:
+    inner = [a for a in args if a is not type(None)]
+    if len(inner) == 1:
+      return inner[0]
+  return hint

@@ -34,32 +34,3 @@ class SummaryWriter:
     if self.enabled:
       self._writer.flush()
 
-
-def training_images(images: tf.Tensor, loss_output) -> Dict[str, tf.Tensor]:
-  """Image panels of one batch for TensorBoard.
-
-  Args:
-    images: [B, N, S, S, 3] input views in [0, 1].
-    loss_output: the `MGCLossOutput` of the batch.
-
-  Returns:
-    name -> [B, H, W, 3] (or [B, H, W, 1]) images in [0, 1]:
-      inputs: the N views side by side;
-      render_overlay: the rendered faces composited on the inputs;
-      covisible: the covisible maps of the (target, source) pairs;
-      synthesized: the target synthesized from each source.
-  """
-  b, n, s = images.shape[0], images.shape[1], images.shape[2]
-
-  def side_by_side(views):  # [B, V, S, S, C] -> [B, S, V*S, C]
-    views = tf.transpose(views, [0, 2, 1, 3, 4])
-    return tf.reshape(views, [b, s, -1, views.shape[-1]])
-
-  rendered = tf.reshape(loss_output.renders.image, [b, n, s, s, 3])
-  return {
-      "inputs": side_by_side(images),
-      "render_overlay": side_by_side(tf.clip_by_value(rendered, 0.0, 1.0)),
-      "covisible": side_by_side(loss_output.covisible),
-      "synthesized": side_by_side(
-          tf.clip_by_value(loss_output.synthesized, 0.0, 1.0)),
-  }

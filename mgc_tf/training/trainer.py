@@ -1,46 +1,49 @@
-"""The MGCNet training loop under tf.distribute.
+"""The method-agnostic training loop under tf.distribute.
 
-    config = TrainConfig(model_dir="runs/mgc", ...).validate()
-    Trainer(config).train()
+    config = TrainConfig(model_dir="runs/mgc", method="mgcnet",
+                         method_config=MGCNetConfig()).validate()
+    Trainer(config, method_class).train()
 
-One step: the N views of each sample go through the reconstructor as one
-batch of B*N images, the MGCNet loss (rendering, 2D and multi-view terms)
-is computed per replica and divided by the global batch, the gradients are
-summed over replicas, checked, optionally clipped, and applied by Adam. A
-step whose loss or gradients are not finite is skipped and counted; after
-`max_consecutive_nonfinite` in a row the run stops, keeping the last good
-checkpoint.
+The trainer knows no method by name: it builds the method it is given
+(`mgc_tf.methods`), builds every network the method declares, and runs the
+method's stages in order. One step: the method's objective (forward pass
+and loss) runs per replica, divided by the global batch; the gradients of
+the current stage's variables are summed over replicas, checked, optionally
+clipped, and applied by Adam. A step whose loss or gradients are not finite
+is skipped and counted; after `max_consecutive_nonfinite` in a row the run
+stops, keeping the last good checkpoint.
 
-Checkpoints (`tf.train.CheckpointManager` in model_dir) hold the model, the
-optimizer and the step; a run resumes from the latest one. SIGTERM/SIGINT
-(preemption, Ctrl-C) saves a checkpoint at the end of the current step and
-exits. The resolved configuration is written to model_dir/config.json.
+Checkpoints (`tf.train.CheckpointManager` in model_dir) hold every network
+of the method, the optimizer and the step; a run resumes from the latest
+one, inside the stage that step belongs to. SIGTERM/SIGINT (preemption,
+Ctrl-C) saves a checkpoint at the end of the current step and exits. The
+resolved configuration is written to model_dir/config.json and the model
+description (what `Reconstructor.from_run` reads) to model_dir/model.json.
 """
 
-import logging
 import os
 import signal
-import time
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import keras
 import tensorflow as tf
 
+import mgc_tf
 from mgc_tf.data import augment as augment_lib
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
 from mgc_tf.facemodel import loaders
-from mgc_tf.losses import identity as identity_lib
-from mgc_tf.losses import mgc_loss
+from mgc_tf.models import description as description_lib
 from mgc_tf.models import face_decoder
-from mgc_tf.models import reconstructor
+from mgc_tf.models import registry
 from mgc_tf.training import distribution
 from mgc_tf.training import progress as progress_lib
 from mgc_tf.training import schedule as schedule_lib
 from mgc_tf.training import summaries
 from mgc_tf.training.config import TrainConfig
 
-_LOG = logging.getLogger("mgc_tf.train")
+# The name of the network every method trains (see mgc_tf.methods.base).
+RECONSTRUCTOR = "reconstructor"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -48,19 +51,29 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Trainer:
-  """Builds everything a run needs from a `TrainConfig` and trains.
+  """Builds everything a run needs from a `TrainConfig` and a method; trains.
+
+  Args:
+    config: the run's configuration; `config.method_config` is the method's
+      section.
+    method_class: the method (`mgc_tf.methods.base.Method` subclass) to
+      build with `method_class(config.method_config, setup)`.
+    strategy: optional tf.distribute strategy (default: from the config).
 
   Attributes:
     config: the validated configuration.
     strategy: the tf.distribute strategy.
-    model: the Keras reconstructor (image [B,S,S,3] in [0,1] -> [B,K]).
+    method: the method instance.
+    networks: name -> Keras model, every network the method trains.
+    model: the reconstructor (image [B,S,S,3] in [0,1] -> [B,K]).
     decoder: the FaceDecoder of the face model.
+    stages: the method's stages, in order.
     optimizer: Adam (wrapped in a LossScaleOptimizer under mixed precision).
     step: int64 variable, the global step (checkpointed).
     skipped_steps: int64 variable, non-finite steps skipped so far.
   """
 
-  def __init__(self, config: TrainConfig,
+  def __init__(self, config: TrainConfig, method_class,
                strategy: Optional[tf.distribute.Strategy] = None):
     self.config = config.validate()
     self.strategy = strategy or distribution.make_strategy(
@@ -73,12 +86,19 @@ class Trainer:
     self.num_coefficients = self.decoder.layout.size
     with self.strategy.scope():
       keras.utils.set_random_seed(config.seed)
-      self.model = reconstructor.build_reconstructor(
-          self.num_coefficients, backbone=config.backbone,
-          image_size=config.image_size,
+      self.method = method_class(
+          config.method_config, decoder=self.decoder,
+          backbone=_value(config.backbone),
           backbone_weights=config.backbone_weights,
-          output_scale=reconstructor.coefficient_output_scale(
-              self.decoder.layout))
+          image_size=config.image_size, num_views=config.num_views,
+          global_batch_size=config.batch_size)
+      self.network_specs = self.method.network_specs()
+      if RECONSTRUCTOR not in self.network_specs:
+        raise ValueError(f"Method {self.method.name!r} declares no "
+                         f"{RECONSTRUCTOR!r} network.")
+      self.networks = {name: registry.build(spec)
+                       for name, spec in self.network_specs.items()}
+      self.model = self.networks[RECONSTRUCTOR]
       self.schedule = schedule_lib.WarmupSchedule(
           config.learning_rate, config.lr_schedule, config.max_steps,
           config.warmup_steps)
@@ -87,31 +107,57 @@ class Trainer:
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
       self.optimizer = optimizer
       # Variables must exist before the first (distributed) step.
-      self.optimizer.build(self.model.trainable_variables)
+      self.optimizer.build(self._trainable_variables(None))
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name="skipped_steps")
-    self.loss = mgc_loss.MGCLoss(
-        self.decoder, config.weights,
-        identity_loss=identity_lib.IdentityLoss.from_path(
-            config.identity_model),
-        use_covisible_map=config.use_covisible_map,
-        depth_reference=config.depth_reference,
-        global_batch_size=config.batch_size)
+    self.stages = tuple(self.method.stages())
+    _check_stages(self.stages, list(self.networks), config.max_steps)
+    # The reconstructor keeps the checkpoint key "model" (runs written
+    # before the method layer restore unchanged); other networks are
+    # "network_<name>".
+    tracked = {"network_" + name: net for name, net in self.networks.items()
+               if name != RECONSTRUCTOR}
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
-        skipped_steps=self.skipped_steps)
+        skipped_steps=self.skipped_steps, **tracked)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint,
         distribution.worker_dir(config.model_dir, self.strategy),
         max_to_keep=config.keep_checkpoints)
     self._stop_signal = None
-    self._train_step = None
+    self._train_steps = {}
 
   @property
   def stopped_by_signal(self) -> bool:
     """Whether the last `train` call stopped early on SIGTERM/SIGINT."""
     return self._stop_signal is not None
+
+  def _trainable_variables(self, names) -> List[tf.Variable]:
+    """Trainable variables of the named networks (None: all), in order."""
+    chosen = [n for n in self.networks if names is None or n in names]
+    variables = []
+    for name in chosen:
+      variables.extend(self.networks[name].trainable_variables)
+    return variables
+
+  def _non_trainable_variables(self) -> List[tf.Variable]:
+    variables = []
+    for network in self.networks.values():
+      variables.extend(network.non_trainable_variables)
+    return variables
+
+  def stage_index(self, step: int) -> int:
+    """The index of the stage that global step `step` belongs to."""
+    end = 0
+    for index, stage in enumerate(self.stages):
+      end += stage.steps
+      if stage.steps == 0 or step < end:
+        return index
+    return len(self.stages) - 1
+
+  def stage_start(self, index: int) -> int:
+    return sum(stage.steps for stage in self.stages[:index])
 
   # ---------------------------------------------------------------- data
 
@@ -159,27 +205,18 @@ class Trainer:
 
   # ---------------------------------------------------------------- step
 
-  def _replica_step(self, batch):
-    images = batch["images"]
-    batch_size, num_views, size = (images.shape[0], images.shape[1],
-                                   images.shape[2])
+  def _replica_step(self, batch, stage, variables):
     with tf.GradientTape() as tape:
-      flat = tf.reshape(images, [batch_size * num_views, size, size, 3])
-      coefficients = tf.cast(self.model(flat, training=True), tf.float32)
-      coefficients = tf.reshape(coefficients,
-                                [batch_size, num_views, self.num_coefficients])
-      out = self.loss(coefficients, images, batch["landmarks"], batch["flag"],
-                      skin=batch["skin"])
+      out = self.method.objective(self.networks, batch, stage, training=True)
       total = out.total
       if self.config.mixed_precision:
         total_for_gradient = self.optimizer.scale_loss(total)
       else:
         total_for_gradient = total
-    gradients = tape.gradient(total_for_gradient,
-                              self.model.trainable_variables)
+    gradients = tape.gradient(total_for_gradient, variables)
     self._sync_non_trainable_variables()
     gradients = [tf.zeros_like(v) if g is None else g
-                 for g, v in zip(gradients, self.model.trainable_variables)]
+                 for g, v in zip(gradients, variables)]
     return gradients, total, out.terms
 
   def _sync_non_trainable_variables(self):
@@ -190,7 +227,7 @@ class Trainer:
     exported models depending on which worker saved).
     """
     context = tf.distribute.get_replica_context()
-    variables = self.model.non_trainable_variables
+    variables = self._non_trainable_variables()
     if context is None or context.num_replicas_in_sync == 1 or not variables:
       return
     averaged = context.all_reduce(tf.distribute.ReduceOp.MEAN,
@@ -198,13 +235,15 @@ class Trainer:
     for variable, value in zip(variables, averaged):
       variable.assign(value)
 
-  def _make_train_step(self):
+  def _make_train_step(self, stage):
     strategy = self.strategy
     clip = self.config.clip_grad_norm
     mixed = self.config.mixed_precision
+    variables = self._trainable_variables(stage.networks)
 
     def train_step(batch):
-      gradients, total, terms = strategy.run(self._replica_step, args=(batch,))
+      gradients, total, terms = strategy.run(
+          self._replica_step, args=(batch, stage, variables))
       reduce = lambda value: strategy.reduce(  # pylint: disable=g-long-lambda
           tf.distribute.ReduceOp.SUM, value, axis=None)
       gradients = [reduce(g) for g in gradients]
@@ -225,7 +264,7 @@ class Trainer:
                                               use_norm=grad_norm)
 
       def apply():
-        self.optimizer.apply(gradients, self.model.trainable_variables)
+        self.optimizer.apply(gradients, variables)
         return tf.constant(True)
 
       applied = tf.cond(finite, apply, lambda: tf.constant(False))
@@ -236,6 +275,11 @@ class Trainer:
               "learning_rate": self.schedule(self.step - 1)}
 
     return tf.function(train_step)
+
+  def _train_step_of(self, index: int):
+    if index not in self._train_steps:
+      self._train_steps[index] = self._make_train_step(self.stages[index])
+    return self._train_steps[index]
 
   # ---------------------------------------------------------------- loop
 
@@ -269,6 +313,20 @@ class Trainer:
       print(f"Saved checkpoint {path}", flush=True)
     return path
 
+  def model_description(self) -> description_lib.ModelDescription:
+    """What model.json says of this run's model."""
+    return description_lib.ModelDescription(
+        method=self.method.name, image_size=self.config.image_size,
+        face_model_path=self.config.face_model,
+        face_model_name=self.face_model.name,
+        face_model_fingerprint=self.face_model.fingerprint(),
+        coefficients=description_lib.layout_sizes(self.decoder.layout),
+        networks=dict(self.network_specs),
+        outputs={name: {"network": spec.network,
+                        "description": spec.description}
+                 for name, spec in self.method.outputs().items()},
+        mgc_tf_version=mgc_tf.__version__)
+
   def _write_config(self):
     if not self.is_chief:
       return
@@ -276,6 +334,7 @@ class Trainer:
     with tf.io.gfile.GFile(os.path.join(self.config.model_dir, "config.json"),
                            "w") as f:
       f.write(self.config.to_json())
+    description_lib.write(self.config.model_dir, self.model_description())
 
   def train(self, evaluate_fn=None) -> Dict[str, float]:
     """Trains to max_steps (or a stop signal); returns the last metrics.
@@ -299,14 +358,13 @@ class Trainer:
       return {}
     dataset = self.distributed_dataset(start_step)
     iterator = iter(dataset)
-    if self._train_step is None:
-      self._train_step = self._make_train_step()
     writer = summaries.SummaryWriter(config.model_dir, enabled=self.is_chief)
     progress = progress_lib.Progress(start_step, config.max_steps,
                                      config.batch_size,
                                      enabled=self.is_chief)
     previous_handlers = self._install_signal_handlers()
-    print(f"Training {config.backbone} on {config.dataset} with "
+    print(f"Training {_value(config.backbone)} "
+          f"with method {self.method.name} on {config.dataset} with "
           f"{distribution.describe(self.strategy)}; global batch "
           f"{config.batch_size} x {config.num_views} views, "
           f"{config.image_size} px; steps {start_step} -> {config.max_steps}",
@@ -314,10 +372,14 @@ class Trainer:
     consecutive_nonfinite = 0
     last = {}
     step = start_step
+    stage_index = None
     try:
       while step < config.max_steps:
+        if self.stage_index(step) != stage_index:
+          stage_index = self.stage_index(step)
+          self._announce_stage(stage_index, step)
         batch = next(iterator)
-        outputs = self._train_step(batch)
+        outputs = self._train_step_of(stage_index)(batch)
         step = int(self.step.numpy())
         applied = bool(outputs["applied"].numpy())
         total = float(outputs["total"].numpy())
@@ -335,7 +397,8 @@ class Trainer:
         last = {"loss/total": total,
                 "learning_rate": float(outputs["learning_rate"].numpy()),
                 "grad_norm": float(outputs["grad_norm"].numpy()),
-                "skipped_steps": float(self.skipped_steps.numpy())}
+                "skipped_steps": float(self.skipped_steps.numpy()),
+                "stage": float(stage_index)}
         last.update({f"loss/{name}": float(value.numpy())
                      for name, value in outputs["terms"].items()})
         rate = progress.update(step)
@@ -345,7 +408,7 @@ class Trainer:
           writer.scalars(step, dict(last, examples_per_second=rate))
         if (config.image_summary_every
             and step % config.image_summary_every == 0 and self.is_chief):
-          self._image_summaries(writer, batch, step)
+          self._image_summaries(writer, batch, step, stage_index)
         stopping = self._stop_signal is not None
         if (step % config.checkpoint_every == 0 or step == config.max_steps
             or stopping) and applied:
@@ -366,18 +429,46 @@ class Trainer:
       last.update(_prefixed(metrics, "eval/"))
     return last
 
-  def _image_summaries(self, writer, batch, step: int) -> None:
-    """Input views, render overlay, covisible map and synthesized target."""
+  def _announce_stage(self, index: int, step: int) -> None:
+    if len(self.stages) == 1 or not self.is_chief:
+      return
+    stage = self.stages[index]
+    start = self.stage_start(index)
+    end = (start + stage.steps) if stage.steps else self.config.max_steps
+    print(f"Stage {index + 1}/{len(self.stages)} {stage.name!r}: steps "
+          f"{start} -> {end} (from {step}); training "
+          f"{', '.join(stage.networks or self.networks)}; terms "
+          f"{', '.join(stage.terms) if stage.terms else 'all'}", flush=True)
+
+  def _image_summaries(self, writer, batch, step: int,
+                       stage_index: int) -> None:
+    """The method's image panels of the first replica's batch."""
     local = self.strategy.experimental_local_results(batch)[0]
-    images = local["images"]
-    b, n, s = images.shape[0], images.shape[1], images.shape[2]
-    coefficients = tf.reshape(
-        tf.cast(self.model(tf.reshape(images, [b * n, s, s, 3]),
-                           training=False), tf.float32),
-        [b, n, self.num_coefficients])
-    out = self.loss(coefficients, images, local["landmarks"], local["flag"],
-                    skin=local["skin"])
-    writer.images(step, summaries.training_images(images, out))
+    out = self.method.objective(self.networks, local,
+                                self.stages[stage_index], training=False)
+    images = self.method.summary_images(out, local)
+    if images:
+      writer.images(step, images)
+
+
+def _value(mode):
+  return getattr(mode, "value", mode)
+
+
+def _check_stages(stages, networks, max_steps: int) -> None:
+  """Raises ValueError unless the stages fit the networks and max_steps."""
+  if not stages:
+    raise ValueError("A method needs at least one stage.")
+  for index, stage in enumerate(stages):
+    if stage.steps < 0:
+      raise ValueError(f"Stage {stage.name!r} has {stage.steps} steps.")
+    if stage.steps == 0 and index != len(stages) - 1:
+      raise ValueError(f"Only the last stage may run to max_steps; stage "
+                       f"{stage.name!r} has steps=0.")
+    unknown = set(stage.networks or ()) - set(networks)
+    if unknown:
+      raise ValueError(f"Stage {stage.name!r} trains unknown networks "
+                       f"{sorted(unknown)}; the method has {list(networks)}.")
 
 
 def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:

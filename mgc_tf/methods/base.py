@@ -1,0 +1,186 @@
+"""The method interface: what one paper's way of training owns.
+
+A method (DESIGN section 9) owns exactly three things:
+
+1. its networks: `network_specs()` names every Keras model it trains (always
+   "reconstructor"; extra heads or networks beside it), each built by a
+   registered builder of `mgc_tf.models.registry` from plain keyword
+   arguments, so a trained model can be rebuilt from `model.json` alone;
+2. its objective: `objective(networks, batch, stage)` runs the forward pass
+   and returns the total and every named term (pure loss functions from
+   `mgc_tf.losses`), gated per sample and divided by the global batch size,
+   so that summing over replicas gives the global mean;
+3. its data needs and stages: `required_features` (keys every batch must
+   hold), `accepted_sources` (the kinds of data it trains on) and `stages()`
+   (which networks train, for how many steps, with which terms on).
+
+The trainer (`mgc_tf.training`) knows no method by name: the entry point
+builds one from `--method=NAME` and its config section (a frozen dataclass,
+`config_class`) and hands it over.
+"""
+
+import abc
+import dataclasses
+from typing import (Any, ClassVar, Dict, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple)
+
+import tensorflow as tf
+
+from mgc_tf.models import face_decoder as decoder_lib
+from mgc_tf.models import reconstructor as reconstructor_lib
+from mgc_tf.models import registry
+
+RECONSTRUCTOR = "reconstructor"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One training stage.
+
+  Attributes:
+    name: shown in logs.
+    steps: steps in this stage; 0 means "until max_steps" (last stage only).
+    networks: names of the networks whose variables train; None: all.
+    terms: names of the objective terms that are on; None: all.
+  """
+  name: str
+  steps: int = 0
+  networks: Optional[Tuple[str, ...]] = None
+  terms: Optional[Tuple[str, ...]] = None
+
+  def term_on(self, name: str) -> bool:
+    return self.terms is None or name in self.terms
+
+
+#: The stage of a method that trains everything at once.
+SINGLE_STAGE = (Stage("train"),)
+
+
+class Objective(NamedTuple):
+  """What `Method.objective` returns for one replica's batch.
+
+  Attributes:
+    total: scalar float32, the weighted sum of the terms that are on, summed
+      over the local batch and divided by the global batch size.
+    terms: name -> scalar, each term unweighted, summed over the local batch
+      and divided by the global batch size (logged as loss/NAME).
+    details: method-specific tensors for image summaries (may be None).
+  """
+  total: tf.Tensor
+  terms: Dict[str, tf.Tensor]
+  details: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputSpec:
+  """An extra output a trained model gives at inference.
+
+  Attributes:
+    network: the network (in `network_specs()`) whose output it is; the
+      network takes the same [N, S, S, 3] crops as the reconstructor.
+    description: one line with shape and units, for model.json and docs.
+  """
+  network: str
+  description: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodSetup:
+  """What the trainer gives every method, whatever it is.
+
+  Attributes:
+    decoder: the face model's `FaceDecoder` (layout, camera, decoding).
+    backbone, backbone_weights, image_size: the reconstructor's encoder.
+    num_views: N views per sample (the middle one is the target).
+    global_batch_size: samples per step over all replicas.
+  """
+  decoder: decoder_lib.FaceDecoder
+  backbone: str
+  backbone_weights: str
+  image_size: int
+  num_views: int
+  global_batch_size: int
+
+
+class Method(abc.ABC):
+  """One way to train the reconstructor (see the module docstring).
+
+  Subclasses set the class attributes and implement `objective`; most
+  override `network_specs`, `stages` and `summary_images` too.
+
+  Args:
+    config: an instance of `config_class`.
+    **setup: the `MethodSetup` fields, as keywords (the trainer passes them
+      so that it needs no import of this package).
+  """
+  #: The --method value.
+  name: ClassVar[str]
+  #: The frozen dataclass of the method's config section (flags derive
+  #: from its fields; its defaults are the paper's).
+  config_class: ClassVar[type]
+  #: Batch keys the objective reads.
+  required_features: ClassVar[Tuple[str, ...]] = ("images", "landmarks",
+                                                  "flag")
+  #: Kinds of training data the method accepts (multi_view, video,
+  #: single_view, ...), for documentation and the trainer's check.
+  accepted_sources: ClassVar[Tuple[str, ...]] = ("multi_view", "video",
+                                                 "single_view")
+
+  def __init__(self, config, **setup):
+    if not isinstance(config, self.config_class):
+      raise TypeError(f"Method {self.name!r} needs a {self.config_class.__name__}"
+                      f" config. Received: {type(config).__name__}")
+    self.config = config
+    self.setup = MethodSetup(**setup)
+
+  @property
+  def decoder(self) -> decoder_lib.FaceDecoder:
+    return self.setup.decoder
+
+  def reconstructor_spec(self) -> registry.NetworkSpec:
+    """The reconstructor (image -> coefficients) every method trains."""
+    setup = self.setup
+    return reconstructor_lib.reconstructor_spec(
+        setup.decoder.layout, backbone=setup.backbone,
+        image_size=setup.image_size, backbone_weights=setup.backbone_weights)
+
+  def network_specs(self) -> Dict[str, registry.NetworkSpec]:
+    """name -> spec of every network the method trains (and checkpoints)."""
+    return {RECONSTRUCTOR: self.reconstructor_spec()}
+
+  def stages(self) -> Sequence[Stage]:
+    """The training stages, in order (the last may run to max_steps)."""
+    return SINGLE_STAGE
+
+  def outputs(self) -> Dict[str, OutputSpec]:
+    """Extra inference outputs beside the coefficients (e.g. a depth map)."""
+    return {}
+
+  @abc.abstractmethod
+  def objective(self, networks: Mapping[str, Any], batch: Mapping[str, Any],
+                stage: Stage, training: bool = True) -> Objective:
+    """Forward pass and loss of one replica's batch.
+
+    Args:
+      networks: name -> the built Keras networks of `network_specs()`.
+      batch: the pipeline's batch: images [B, N, S, S, 3] in [0, 1],
+        landmarks [B, N, 68, 2] crop pixels, flag [B] int, skin
+        [B, N, S, S, 1], plus any of `required_features`.
+      stage: the current `Stage` (its terms are the ones that are on).
+      training: the networks' training mode (batch norm, dropout).
+    """
+
+  def summary_images(self, objective: Objective,
+                     batch: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
+    """name -> [M, H, W, 3] images for TensorBoard (default: none)."""
+    del objective, batch
+    return {}
+
+
+def weighted_total(terms: Mapping[str, tf.Tensor],
+                   weights: Mapping[str, float], stage: Stage) -> tf.Tensor:
+  """sum of weights[name] * terms[name] over the terms the stage has on."""
+  parts = [float(weights[name]) * tf.cast(value, tf.float32)
+           for name, value in terms.items()
+           if stage.term_on(name) and weights.get(name, 0.0)]
+  return tf.add_n(parts) if parts else tf.constant(0.0)

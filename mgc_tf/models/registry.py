@@ -1,0 +1,69 @@
+"""Network builders by name, so a trained model can be rebuilt from JSON.
+
+A method declares each network it trains as a `NetworkSpec`: the name of a
+registered builder and the keyword arguments (plain JSON values) it is
+called with. The trainer writes the specs into `model.json`; the
+`Reconstructor` rebuilds the networks from them and restores the weights.
+
+    @registry.register("my_head")
+    def build_my_head(image_size: int, units: int) -> keras.Model: ...
+
+    model = registry.build(NetworkSpec("my_head", {"image_size": 64,
+                                                   "units": 8}))
+"""
+
+import dataclasses
+from typing import Any, Callable, Dict
+
+import keras
+
+_BUILDERS: Dict[str, Callable[..., keras.Model]] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkSpec:
+  """How to build one network.
+
+  Attributes:
+    builder: a name given to `register`.
+    kwargs: JSON-serialisable keyword arguments of the builder.
+  """
+  builder: str
+  kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_dict(self) -> Dict[str, Any]:
+    return {"builder": self.builder, "kwargs": dict(self.kwargs)}
+
+  @classmethod
+  def from_dict(cls, values: Dict[str, Any]) -> "NetworkSpec":
+    return cls(builder=values["builder"], kwargs=dict(values.get("kwargs",
+                                                                 {})))
+
+
+def register(name: str):
+  """Decorator: registers `builder(**kwargs) -> keras.Model` under `name`."""
+
+  def decorate(builder):
+    existing = _BUILDERS.get(name)
+    if existing is not None and existing is not builder and (
+        existing.__qualname__ != builder.__qualname__):
+      raise ValueError(f"A network builder named {name!r} is registered "
+                       f"already ({existing.__module__}.{existing.__qualname__}).")
+    _BUILDERS[name] = builder
+    return builder
+
+  return decorate
+
+
+def names():
+  return sorted(_BUILDERS)
+
+
+def build(spec: NetworkSpec, **overrides) -> keras.Model:
+  """Builds the network a spec describes (overrides replace kwargs)."""
+  builder = _BUILDERS.get(spec.builder)
+  if builder is None:
+    raise KeyError(f"No network builder named {spec.builder!r} is registered "
+                   f"(known: {', '.join(names())}). Import the module that "
+                   "registers it (a method's module registers its networks).")
+  return builder(**{**spec.kwargs, **overrides})
