@@ -29,11 +29,10 @@ import tensorflow as tf
 from timing import interleaved_median_ms
 
 from mgc_tf.facemodel import loaders
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.models import face_decoder
 from mgc_tf.models import reconstructor
 from mgc_tf.serving import export_lib
-from mgc_tf.training import restore
-from mgc_tf.training.config import TrainConfig
 
 _BACKBONE = flags.DEFINE_enum("backbone", "resnet50",
                               ["resnet50", "resnet18", "mobilenet_v2"],
@@ -52,21 +51,19 @@ FOUR_OUTPUTS = ("coefficients", "pose", "landmarks_2d", "landmarks_3d")
 
 def write_random_run(model_dir: str, backbone: str, image_size: int,
                      step: int = 1) -> str:
-  """A model_dir as training leaves it (config.json + ckpt), random weights."""
-  config = TrainConfig(model_dir=model_dir, backbone=backbone,
-                       image_size=image_size, max_steps=step).validate()
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  """A model_dir as training leaves it (model.json + ckpt), random weights."""
+  face_model = loaders.load_face_model(None)
+  decoder = face_decoder.FaceDecoder(face_model)
   keras.utils.set_random_seed(0)
   model = reconstructor.build_reconstructor(
       decoder.layout.size, backbone=backbone, image_size=image_size,
       head_stddev=1e-2,
       output_scale=reconstructor.coefficient_output_scale(decoder.layout))
-  os.makedirs(model_dir, exist_ok=True)
-  with open(os.path.join(model_dir, restore.CONFIG_FILE), "w") as f:
-    f.write(config.to_json())
-  tf.train.CheckpointManager(
-      tf.train.Checkpoint(model=model, step=tf.Variable(step, dtype=tf.int64)),
-      model_dir, max_to_keep=1).save(checkpoint_number=step)
+  spec = reconstructor.reconstructor_spec(decoder.layout, backbone=backbone,
+                                          image_size=image_size)
+  reconstructor_lib.save_run(model_dir, {"reconstructor": model},
+                             {"reconstructor": spec}, face_model, image_size,
+                             step=step)
   return model_dir
 
 
@@ -110,7 +107,7 @@ def main(argv):
         os.path.join(tmp, "run"), _BACKBONE.value, size)
     export = export_lib.export_saved_model(model_dir,
                                            os.path.join(tmp, "export"))
-    restored = restore.load_trained_model(model_dir)
+    restored = reconstructor_lib.Reconstructor.from_run(model_dir)
     loaded = tf.saved_model.load(export.path)
     size = restored.image_size
     rng = np.random.default_rng(0)
@@ -126,7 +123,7 @@ def main(argv):
       results[n] = interleaved_median_ms(
           functions, _LATENCY_REPEATS.value if n == 1 else repeats)
 
-  print(f"\n{restored.config.backbone} at {size}x{size}, CPU "
+  print(f"\n{restored.model_description.backbone} at {size}x{size}, CPU "
         f"({os.cpu_count()} cores), median of {_LATENCY_REPEATS.value} "
         f"(batch 1) / {repeats} (batch {batch}) interleaved calls; "
         f"tensorflow {tf.__version__}\n")

@@ -30,6 +30,7 @@ from absl import flags
 import tensorflow as tf
 from timing import interleaved_median_ms
 
+from mgc_tf import methods
 from mgc_tf.data import prepare
 from mgc_tf.render import renderer
 from mgc_tf.training import trainer as trainer_lib
@@ -54,12 +55,13 @@ def main(argv):
       model_dir=tempfile.mkdtemp(prefix="mgc_train_step_"),
       dataset="synthetic_multiview/small", data_dir=data_dir,
       eval_dataset="", backbone=_BACKBONE.value, image_size=size,
-      num_views=n, batch_size=b, max_steps=1000)
-  trainer = trainer_lib.Trainer(config)
+      num_views=n, batch_size=b, max_steps=1000,
+      method_config=methods.get("mgcnet").config_class())
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
   iterator = iter(trainer.distributed_dataset(start_step=0))
   batch = next(iterator)
-  full_step = trainer._make_train_step()  # pylint: disable=protected-access
-  model, loss = trainer.model, trainer.loss
+  full_step = trainer._train_step_of(0)  # pylint: disable=protected-access
+  model, loss = trainer.model, trainer.method.loss
   images = batch["images"]
   flat = tf.reshape(images, [b * n, size, size, 3])
   coefficients = tf.Variable(tf.reshape(model(flat, training=False),

@@ -24,11 +24,10 @@ from absl import flags
 
 from mgc_tf.data import pipeline
 from mgc_tf.evaluation import protocols
-from mgc_tf.inference import predictor as predictor_lib
-from mgc_tf.training import restore
+from mgc_tf.inference import reconstructor as reconstructor_lib
 
 _MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "A training run (config.json + checkpoints).")
+    "model_dir", None, "A training run (model.json + checkpoints).")
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None,
     "An exported SavedModel version directory (python -m mgc_tf.export).")
@@ -68,10 +67,10 @@ def main(argv):
     raise app.UsageError("--dataset is required, e.g. "
                          "--dataset=synthetic_multiview/small")
   try:
-    predictor = predictor_lib.predictor_from_args(
+    predictor = reconstructor_lib.Reconstructor.from_args(
         model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
         checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
-  except (ValueError, restore.TrainedModelError) as error:
+  except ValueError as error:  # TrainedModelError is one.
     print(f"error: {error}", file=sys.stderr)
     return 2
   try:

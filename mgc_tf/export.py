@@ -37,13 +37,13 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # Imported here so --help does not wait for TensorFlow.
   from mgc_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
-  from mgc_tf.training import restore  # pylint: disable=g-import-not-at-top
+  from mgc_tf.inference import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
   try:
     result = export_lib.export_saved_model(
         FLAGS.model_dir, FLAGS.export_dir, model_name=FLAGS.model_name,
         version=FLAGS.version, checkpoint=FLAGS.checkpoint,
         overwrite=FLAGS.overwrite)
-  except (export_lib.ExportError, restore.TrainedModelError) as error:
+  except (export_lib.ExportError, reconstructor_lib.TrainedModelError) as error:
     print(f"Error: {error}", file=sys.stderr)
     return 2
   print(result.summary(), flush=True)

@@ -33,7 +33,7 @@ _INPUT = flags.DEFINE_string(
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None,
                                   "Folder for the results (created).")
 _MODEL_DIR = flags.DEFINE_string(
-    "model_dir", None, "A training run (config.json + checkpoints).")
+    "model_dir", None, "A training run (model.json + checkpoints).")
 _SAVED_MODEL = flags.DEFINE_string(
     "saved_model", None,
     "An exported version directory (python -m mgc_tf.export).")
@@ -97,11 +97,11 @@ def main(argv):
   # path fails in a moment.
   # pylint: disable=g-import-not-at-top
   from mgc_tf.inference import images
-  from mgc_tf.inference import predictor as predictor_lib
+  from mgc_tf.inference import reconstructor as reconstructor_lib
   from mgc_tf.inference import video
   # pylint: enable=g-import-not-at-top
   try:
-    predictor = predictor_lib.predictor_from_args(
+    predictor = reconstructor_lib.Reconstructor.from_args(
         model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
         checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
   except ValueError as error:  # TrainedModelError is one.

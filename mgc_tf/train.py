@@ -122,8 +122,9 @@ def main(argv):
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.evaluation import periodic  # pylint: disable=g-import-not-at-top
   trainer = trainer_lib.Trainer(config, methods.get(config.method))
-  evaluate_fn = (periodic.make_evaluate_fn(config)
-                 if config.eval_dataset else None)
+  evaluate_fn = (periodic.make_evaluate_fn(
+      config.eval_dataset, config.eval_split, config.data_dir,
+      config.eval_batches) if config.eval_dataset else None)
   try:
     trainer.train(evaluate_fn=evaluate_fn)
   except trainer_lib.NonFiniteLossError as error:

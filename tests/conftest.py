@@ -90,35 +90,30 @@ def run_with_two_logical_cpus(script: str, marker: str) -> str:
 def write_trained_model_dir(model_dir: str, backbone: str = "resnet18",
                             image_size: int = 64, step: int = 7,
                             seed: int = 3) -> str:
-  """A model_dir as a training run leaves it: config.json + ckpt-<step>.
+  """A model_dir as a training run leaves it: model.json + ckpt-<step>.
 
   The weights are random (no training) but the head is scaled up so the
   coefficients depend visibly on the image; the face model is the embedded
   synthetic one.
   """
   import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
+  from mgc_tf.inference import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
-  from mgc_tf.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 
-  config = TrainConfig(model_dir=model_dir, backbone=backbone,
-                       image_size=image_size, max_steps=step).validate()
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  face_model = loaders.load_face_model(None)
+  decoder = face_decoder.FaceDecoder(face_model)
   keras.utils.set_random_seed(seed)
   model = reconstructor.build_reconstructor(
       decoder.layout.size, backbone=backbone, image_size=image_size,
       head_stddev=1e-2,
       output_scale=reconstructor.coefficient_output_scale(decoder.layout))
-  os.makedirs(model_dir, exist_ok=True)
-  with open(os.path.join(model_dir, "config.json"), "w") as f:
-    f.write(config.to_json())
-  step_variable = tf.Variable(step, dtype=tf.int64, name="step")
-  manager = tf.train.CheckpointManager(
-      tf.train.Checkpoint(model=model, step=step_variable), model_dir,
-      max_to_keep=2)
-  manager.save(checkpoint_number=step)
+  spec = reconstructor.reconstructor_spec(decoder.layout, backbone=backbone,
+                                          image_size=image_size)
+  reconstructor_lib.save_run(model_dir, {"reconstructor": model},
+                             {"reconstructor": spec}, face_model, image_size,
+                             step=step)
   return model_dir
 
 

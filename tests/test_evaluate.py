@@ -24,7 +24,7 @@ from mgc_tf.data import prepare
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import periodic
 from mgc_tf.evaluation import protocols
-from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from tfds_builders.aflw2000_3d import aflw2000_3d_dataset_builder
 from tfds_builders.micc_florence import micc_florence_dataset_builder
 from tfds_builders.synthetic_multiview import (
@@ -57,26 +57,24 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(trained_model_dir):
-  return predictor_lib.CheckpointPredictor(trained_model_dir)
+  return reconstructor_lib.Reconstructor.from_run(trained_model_dir)
 
 
-class TableLookupPredictor(predictor_lib.Predictor):
+class TableLookupPredictor(reconstructor_lib.Reconstructor):
   """Returns given coefficient rows in order (the protocols read the split
   in order), whatever the images."""
 
   def __init__(self, decoder, rows: np.ndarray, image_size: int = 64):
-    self.decoder = decoder
-    self.image_size = image_size
-    self.description = "coefficient table"
+    super().__init__(self._lookup, decoder, image_size, "coefficient table")
     self.rows = np.asarray(rows, np.float32)
     self.next = 0
 
-  def coefficients(self, images) -> np.ndarray:
+  def _lookup(self, images):
     assert images.shape[1:] == (self.image_size, self.image_size, 3)
     rows = self.rows[self.next:self.next + len(images)]
     self.next += len(images)
     assert len(rows) == len(images), "more images than table rows"
-    return rows
+    return {"coefficients": rows}
 
 
 def _finite(values):
@@ -139,13 +137,12 @@ def test_ground_truth_coefficients_score_zero_errors(data_dir, predictor):
 
 def test_periodic_evaluation_runs_the_same_protocol(data_dir, predictor,
                                                    monkeypatch):
-  restored = predictor.restored
-  config = dataclasses.replace(restored.config, eval_dataset=TINY,
-                               eval_split="test", data_dir=data_dir,
-                               eval_batches=0)
-  trainer = types.SimpleNamespace(model=restored.model,
-                                  decoder=restored.decoder)
-  periodic_metrics = periodic.make_evaluate_fn(config)(trainer)
+  trainer = types.SimpleNamespace(
+      networks=predictor.networks, decoder=predictor.decoder,
+      config=types.SimpleNamespace(image_size=predictor.image_size),
+      method=types.SimpleNamespace(outputs=dict))
+  periodic_metrics = periodic.make_evaluate_fn(TINY, "test", data_dir, 0)(
+      trainer)
   builder = protocols.load_dataset_builder(TINY, data_dir)
   cli_metrics = protocols.evaluate_builder(predictor, builder, "test",
                                            progress=False).metrics
@@ -156,8 +153,7 @@ def test_periodic_evaluation_runs_the_same_protocol(data_dir, predictor,
   # --eval_batches counts batches of EVAL_BATCH_SIZE images, whole examples:
   # 1 batch of 3 images is the first example only.
   monkeypatch.setattr(periodic, "EVAL_BATCH_SIZE", 3)
-  limited = periodic.make_evaluate_fn(
-      dataclasses.replace(config, eval_batches=1))(trainer)
+  limited = periodic.make_evaluate_fn(TINY, "test", data_dir, 1)(trainer)
   first = protocols.evaluate_builder(predictor, builder, "test",
                                      max_examples=1, progress=False).metrics
   assert limited["vertex_error_mm"] == pytest.approx(
@@ -254,7 +250,7 @@ def test_an_exported_saved_model_scores_like_its_checkpoint(
   from mgc_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
   exported = export_lib.export_saved_model(trained_model_dir,
                                            str(tmp_path / "export"))
-  saved = predictor_lib.predictor_from_args(saved_model=exported.path)
+  saved = reconstructor_lib.Reconstructor.from_saved_model(exported.path)
   builder = protocols.load_dataset_builder(TINY, data_dir)
   from_saved = protocols.evaluate_builder(saved, builder, "test",
                                           max_examples=1, progress=False)

@@ -2,7 +2,7 @@
 
 One export of the `trained_model_dir` run (resnet18, 64 px, step 7) is
 written by the CLI in a subprocess and shared by the tests. References are
-the Keras model of `restore.load_trained_model` plus `FaceDecoder.decode`.
+the Keras model of `Reconstructor.from_run` plus `FaceDecoder.decode`.
 """
 
 import base64
@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mgc_tf.inference import predictor
 from mgc_tf.serving import export_lib
-from mgc_tf.training import restore
+from mgc_tf.inference import reconstructor as reconstructor_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SERVING_DIR = os.path.join(REPO, "launch", "serving")
@@ -84,7 +83,7 @@ def export(trained_model_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def restored(trained_model_dir):
-  return restore.load_trained_model(trained_model_dir)
+  return reconstructor_lib.Reconstructor.from_run(trained_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -371,7 +370,7 @@ def test_grpc_request_runs_through_the_signature(loaded, jpeg64):
 
 
 def test_saved_model_predictor_reads_the_export(export, restored):
-  saved = predictor.SavedModelPredictor(export.path)
+  saved = reconstructor_lib.Reconstructor.from_saved_model(export.path)
   assert saved.image_size == SIZE
   assert saved.decoder.layout.size == restored.decoder.layout.size
   images = tf.image.convert_image_dtype(_smooth_image(SIZE, 4), tf.float32)
@@ -423,7 +422,7 @@ def test_export_argument_errors(trained_model_dir, tmp_path):
   os.makedirs(tmp_path / "mgc" / "3")
   with pytest.raises(export_lib.ExportError, match=r"--version=4"):
     export_lib.export_saved_model(trained_model_dir, str(tmp_path), version=3)
-  with pytest.raises(restore.TrainedModelError, match="config.json"):
+  with pytest.raises(reconstructor_lib.TrainedModelError, match="model.json"):
     export_lib.export_saved_model(str(tmp_path / "no_run"), str(tmp_path))
 
 

@@ -20,7 +20,7 @@ from mgc_tf.data import preprocessing
 from mgc_tf.data.bad_input import BadExampleError
 from mgc_tf.inference import faces
 from mgc_tf.inference import images
-from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.inference import smoothing
 from mgc_tf.inference import sources
 from mgc_tf.inference import video
@@ -49,7 +49,7 @@ def astronaut():
 
 @pytest.fixture(scope="module")
 def predictor(trained_model_dir):
-  return predictor_lib.CheckpointPredictor(trained_model_dir)
+  return reconstructor_lib.Reconstructor.from_run(trained_model_dir)
 
 
 @pytest.fixture(scope="module")
@@ -396,7 +396,7 @@ def test_exported_saved_model_gives_the_checkpoint_results(
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
   assert exported.returncode == 0, exported.stderr[-3000:]
   (version_dir,) = (export_dir / "mgc").iterdir()
-  saved = predictor_lib.predictor_from_args(saved_model=str(version_dir))
+  saved = reconstructor_lib.Reconstructor.from_saved_model(str(version_dir))
   assert saved.image_size == predictor.image_size
   crop = preprocessing.preprocess_face(astronaut).image
   finder = faces.make_face_finder(aligned=True)

@@ -1,52 +1,22 @@
 """The trainer's periodic evaluation on a held-out split.
 
 The same protocol code as `python -m mgc_tf.evaluate`
-(`protocols.evaluate_builder`), run on the model being trained: on the
-synthetic set NME per |yaw| bin (nme/0-30, nme/30-60, nme/60-90, nme/mean,
-percent), pose-angle errors, vertex, depth, epipolar and relative-rotation
-errors and render PSNR/SSIM; on aflw2000_3d the original-image NME; on
-micc_florence the scan errors (docs/evaluation.md). `--eval_batches` keeps
-it cheap: at most that many batches of EVAL_BATCH_SIZE images.
+(`protocols.evaluate_builder`), run on the networks being trained through
+an in-memory `Reconstructor`: on the synthetic set NME per |yaw| bin
+(nme/0-30, nme/30-60, nme/60-90, nme/mean, percent), pose-angle errors,
+vertex, depth, epipolar and relative-rotation errors and render PSNR/SSIM;
+on aflw2000_3d the original-image NME; on micc_florence the scan errors
+(docs/evaluation.md). `--eval_batches` keeps it cheap: at most that many
+batches of EVAL_BATCH_SIZE images.
 """
 
 from typing import Callable, Dict
 
 from mgc_tf.evaluation import protocols
-from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.inference import reconstructor as reconstructor_lib
 
 #: Images per batch of the periodic evaluation (whole examples: 8 x 3 views).
 EVAL_BATCH_SIZE = 24
-
-
-def evaluate(model, decoder, builder, split: str, image_size: int,
-             max_batches: int = 0,
-             batch_size: int = protocols.DEFAULT_BATCH_SIZE
-             ) -> Dict[str, float]:
-  """Metrics of a Keras reconstructor on a prepared split (`protocols`).
-
-  Args:
-    model: Keras model, image [N, S, S, 3] in [0, 1] -> coefficients [N, K].
-    decoder: its `FaceDecoder`.
-    builder: prepared TFDS builder (see `protocols.evaluate_builder`).
-    split: TFDS split.
-    image_size: S.
-    max_batches: evaluate at most this many batches of `batch_size` images
-      (rounded to whole examples); 0: the whole split.
-    batch_size: images per batch.
-  """
-  predictor = predictor_lib.ModelPredictor(model, decoder, image_size)
-  return _evaluate(predictor, builder, split, max_batches, batch_size)
-
-
-def _evaluate(predictor, builder, split, max_batches, batch_size):
-  max_examples = 0
-  if max_batches:
-    images_per_example = _images_per_example(builder)
-    max_examples = max(1, max_batches * batch_size // images_per_example)
-  result = protocols.evaluate_builder(
-      predictor, builder, split, batch_size=batch_size,
-      max_examples=max_examples, progress=False)
-  return result.metrics
 
 
 def _images_per_example(builder) -> int:
@@ -58,27 +28,40 @@ def _images_per_example(builder) -> int:
   return 1
 
 
-def make_evaluate_fn(config) -> Callable[[object], Dict[str, float]]:
-  """evaluate_fn(trainer) for `Trainer.train`, on config.eval_dataset.
+def make_evaluate_fn(dataset: str, split: str, data_dir, max_batches: int
+                     ) -> Callable[[object], Dict[str, float]]:
+  """evaluate_fn(trainer) for `Trainer.train`.
 
-  Runs `protocols.evaluate_builder` (the code behind python -m
-  mgc_tf.evaluate) on config.eval_split, at most config.eval_batches batches
-  of EVAL_BATCH_SIZE images, prints one line and returns the metrics.
+  Args:
+    dataset: TFDS name (e.g. "synthetic_multiview/small"), prepared already
+      (the trainer builds a missing synthetic set before it trains).
+    split: its split.
+    data_dir: TFDS data dir (None: TFDS' default).
+    max_batches: at most this many batches of EVAL_BATCH_SIZE images
+      (rounded to whole examples); 0: the whole split.
+
+  The trainer is used through `networks`, `decoder`, `config.image_size`
+  and `method.outputs()`; prints one line and returns the metrics.
   """
   state = {}
 
   def evaluate_fn(trainer) -> Dict[str, float]:
     if "builder" not in state:
-      # The trainer built a missing synthetic set already (prepare_data).
       state["builder"] = protocols.load_dataset_builder(
-          config.eval_dataset, config.data_dir, split=config.eval_split,
-          build_if_missing=False)
-      state["predictor"] = predictor_lib.ModelPredictor(
-          trainer.model, trainer.decoder, config.image_size,
+          dataset, data_dir, split=split, build_if_missing=False)
+      state["reconstructor"] = reconstructor_lib.Reconstructor.from_networks(
+          trainer.networks, trainer.decoder, trainer.config.image_size,
+          outputs={name: spec.network
+                   for name, spec in trainer.method.outputs().items()},
           description="the model being trained")
-    result = _evaluate(state["predictor"], state["builder"],
-                       config.eval_split, config.eval_batches,
-                       EVAL_BATCH_SIZE)
+    builder = state["builder"]
+    max_examples = 0
+    if max_batches:
+      max_examples = max(1, max_batches * EVAL_BATCH_SIZE //
+                         _images_per_example(builder))
+    result = protocols.evaluate_builder(
+        state["reconstructor"], builder, split, batch_size=EVAL_BATCH_SIZE,
+        max_examples=max_examples, progress=False).metrics
     print("eval " + "  ".join(f"{k} {v:.3f}" for k, v in result.items()),
           flush=True)
     return result

@@ -3,7 +3,7 @@
 Shared by `python -m mgc_tf.evaluate` and the trainer's periodic evaluation
 (`periodic.py`), so both report the same numbers:
 
-    predictor = predictor_lib.predictor_from_args(model_dir="runs/quick")
+    predictor = reconstructor_lib.Reconstructor.from_run("runs/quick")
     builder = load_dataset_builder("synthetic_multiview/small", data_dir)
     result = evaluate_builder(predictor, builder, "test")
     print(format_table(result))      # result.metrics: name -> float
@@ -46,7 +46,7 @@ from mgc_tf.data import prepare
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import render_quality
 from mgc_tf.evaluation import scan_metrics
-from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.render import renderer
 from mgc_tf.training import progress as progress_lib
 
@@ -164,7 +164,7 @@ def _predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
   [N, K], DecodedFace at crop size H, RenderOutput).
   """
   coefficients = predictor.coefficients(
-      predictor_lib.model_inputs(crops, predictor.image_size))
+      reconstructor_lib.model_inputs(crops, predictor.image_size))
   inputs = _as_float_images(crops)
   face, output, rendered = _render_over(decoder, coefficients, inputs)
   mask = output.mask.numpy()
@@ -234,7 +234,7 @@ class _Accumulator:
 
 
 # --- multi-view sets (synthetic_multiview, w300_lp, multipie, ...) -----------
-def evaluate_multiview(predictor: predictor_lib.Predictor, builder,
+def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
                        split: str = "test",
                        batch_size: int = DEFAULT_BATCH_SIZE,
                        max_examples: int = 0,
@@ -361,7 +361,7 @@ def _pair_metrics(values: _Accumulator, chunk: List[dict], views: List[int],
 
 
 # --- AFLW2000-3D --------------------------------------------------------------
-def evaluate_aflw2000_3d(predictor: predictor_lib.Predictor, builder,
+def evaluate_aflw2000_3d(predictor: reconstructor_lib.Reconstructor, builder,
                          split: str = "test",
                          batch_size: int = DEFAULT_BATCH_SIZE,
                          max_examples: int = 0,
@@ -429,7 +429,7 @@ def evaluate_aflw2000_3d(predictor: predictor_lib.Predictor, builder,
 MICC_RENDERED_PREFIX = "rendered/"
 
 
-def evaluate_micc_florence(predictor: predictor_lib.Predictor, builder,
+def evaluate_micc_florence(predictor: reconstructor_lib.Reconstructor, builder,
                            split: str = "test",
                            batch_size: int = DEFAULT_BATCH_SIZE,
                            max_examples: int = 0,
@@ -469,7 +469,7 @@ def evaluate_micc_florence(predictor: predictor_lib.Predictor, builder,
     shapes = []
     for start in range(0, len(frames), batch_size):
       coefficients = predictor.coefficients(
-          predictor_lib.model_inputs(frames[start:start + batch_size],
+          reconstructor_lib.model_inputs(frames[start:start + batch_size],
                        predictor.image_size))
       groups = decoder.layout.split(tf.constant(coefficients, tf.float32))
       shapes.append(decoder.shape(groups["identity"],
@@ -524,7 +524,7 @@ PROTOCOLS = {AFLW2000_3D: evaluate_aflw2000_3d,
              MICC_FLORENCE: evaluate_micc_florence}
 
 
-def evaluate_builder(predictor: predictor_lib.Predictor, builder,
+def evaluate_builder(predictor: reconstructor_lib.Reconstructor, builder,
                      split: str = "test",
                      batch_size: int = DEFAULT_BATCH_SIZE,
                      max_examples: int = 0,

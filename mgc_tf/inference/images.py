@@ -65,7 +65,7 @@ def infer_images(paths: Sequence[str], output_dir: str, predictor, finder,
   Args:
     paths: image files.
     output_dir: created if missing.
-    predictor: a `mgc_tf.inference.predictor.Predictor`.
+    predictor: a `mgc_tf.inference.reconstructor.Reconstructor`.
     finder: a `mgc_tf.inference.faces.FaceFinder`.
     batch_size: images read per step, and faces per model call.
     all_faces: every face in an image, or only the largest.

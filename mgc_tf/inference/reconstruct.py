@@ -7,12 +7,12 @@ in 224-crop pixels whatever S is.
 """
 
 import dataclasses
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
-from mgc_tf.inference import predictor as predictor_lib
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.inference.faces import CROP_SIZE
 from mgc_tf.render import renderer
 
@@ -37,6 +37,10 @@ class Reconstruction:
       (None when not rendered).
     mask: [B, 224, 224, 1] float32, 1 where the face is visible (None when
       not rendered).
+    layout: the coefficient layout (for `groups()`).
+    extras: extra outputs of the method, name -> [B, ...] (e.g. "depth").
+    landmarks_photo: [B, 68, 2] float32 landmarks in the original photo's
+      pixels, when the faces were found in a photo (else None).
   """
   coefficients: np.ndarray
   pose: np.ndarray
@@ -49,49 +53,77 @@ class Reconstruction:
   landmarks_2d: np.ndarray
   rendered: Optional[np.ndarray]
   mask: Optional[np.ndarray]
+  layout: object = None
+  extras: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  landmarks_photo: Optional[np.ndarray] = None
 
   def __len__(self) -> int:
     return len(self.coefficients)
 
+  def groups(self) -> Dict[str, np.ndarray]:
+    """The coefficients by group: identity, albedo, expression, pose,
+    lighting -> [B, rank] (pose is the predicted offset; see `pose`)."""
+    return {name: self.coefficients[:, s]
+            for name, s in self.layout.slices().items()}
 
-def predict_coefficients(predictor, crops: Sequence[np.ndarray],
-                         batch_size: int) -> np.ndarray:
-  """Coefficients of 224 crops, `batch_size` crops per model call.
+  @property
+  def depth(self) -> Optional[np.ndarray]:
+    """The method's depth map, where it has one (else None)."""
+    return self.extras.get("depth")
+
+
+def predict_outputs(reconstructor, crops: Sequence[np.ndarray],
+                    batch_size: int) -> Dict[str, np.ndarray]:
+  """Every output of 224 crops, `batch_size` crops per model call.
 
   Args:
-    predictor: a `mgc_tf.inference.predictor.Predictor`.
+    reconstructor: a `mgc_tf.inference.reconstructor.Reconstructor`.
     crops: B uint8 [224, 224, 3] crops.
     batch_size: crops per call.
 
   Returns:
-    [B, K] float32.
+    "coefficients" [B, K] float32 and the extra outputs, [B, ...] each.
   """
   if batch_size < 1:
     raise ValueError(f"batch_size must be >= 1. Received: {batch_size}")
-  size = predictor.decoder.layout.size
   if not len(crops):
-    return np.zeros([0, size], np.float32)
+    return {"coefficients": np.zeros([0, reconstructor.decoder.layout.size],
+                                     np.float32)}
   chunks = []
   for start in range(0, len(crops), batch_size):
     batch = np.stack(crops[start:start + batch_size])
-    chunks.append(predictor.coefficients(
-        predictor_lib.model_inputs(batch, predictor.image_size)))
-  return np.concatenate(chunks).astype(np.float32)
+    chunks.append(reconstructor.predict(
+        reconstructor_lib.model_inputs(batch, reconstructor.image_size)))
+  return {name: np.concatenate([c[name] for c in chunks]).astype(np.float32)
+          for name in chunks[0]}
 
 
-def reconstruct(decoder, coefficients: np.ndarray,
-                render: bool = True) -> Reconstruction:
+def predict_coefficients(reconstructor, crops: Sequence[np.ndarray],
+                         batch_size: int) -> np.ndarray:
+  """[B, K] float32 coefficients of 224 crops (see `predict_outputs`)."""
+  return predict_outputs(reconstructor, crops, batch_size)["coefficients"]
+
+
+def reconstruct(decoder, coefficients: np.ndarray, render: bool = True,
+                extras: Optional[Dict[str, np.ndarray]] = None,
+                crop_transforms: Optional[np.ndarray] = None
+                ) -> Reconstruction:
   """Decodes (and renders) coefficients in the 224 crop's camera.
 
   Args:
     decoder: `mgc_tf.models.face_decoder.FaceDecoder`.
     coefficients: [B, K] float32, B >= 1.
     render: also rasterize the faces (image and mask).
+    extras: extra outputs to carry along, name -> [B, ...].
+    crop_transforms: [B, 2, 3] maps from photo to crop pixels; when given,
+      the landmarks are also mapped back into the photo.
 
   Returns:
     Reconstruction.
   """
   coefficients = tf.convert_to_tensor(coefficients, tf.float32)
+  if not coefficients.shape[0]:
+    raise ValueError("No face to reconstruct (an empty batch).")
   if render:
     face, output = renderer.render_face(decoder, coefficients,
                                         image_size=(CROP_SIZE, CROP_SIZE))
@@ -108,4 +140,14 @@ def reconstruct(decoder, coefficients: np.ndarray,
       intrinsics=face.intrinsics.numpy(),
       landmarks_3d=face.landmarks_3d.numpy(),
       landmarks_2d=face.landmarks_2d.numpy(),
-      rendered=rendered, mask=mask)
+      rendered=rendered, mask=mask, layout=decoder.layout,
+      extras=dict(extras or {}),
+      landmarks_photo=(None if crop_transforms is None else
+                       _to_photo(face.landmarks_2d.numpy(), crop_transforms)))
+
+
+def _to_photo(points: np.ndarray, transforms: np.ndarray) -> np.ndarray:
+  """[B, P, 2] crop pixels -> photo pixels through inverted [B, 2, 3] maps."""
+  from mgc_tf.inference import outputs  # pylint: disable=g-import-not-at-top
+  return np.stack([outputs.to_original(t, p)
+                   for p, t in zip(points, transforms)]).astype(np.float32)

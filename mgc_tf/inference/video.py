@@ -295,7 +295,7 @@ def infer_video(path: str, output_dir: str, predictor, finder,
   Args:
     path: a video file OpenCV can decode.
     output_dir: created if missing.
-    predictor: a `mgc_tf.inference.predictor.Predictor`.
+    predictor: a `mgc_tf.inference.reconstructor.Reconstructor`.
     finder: a `mgc_tf.inference.faces.FaceFinder` (largest face per frame).
     smoothing_config: how pose and expression are smoothed (default:
       `SmoothingConfig()`).

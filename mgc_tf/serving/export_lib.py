@@ -30,12 +30,11 @@ import tensorflow as tf
 
 import mgc_tf
 from mgc_tf.data import alignment
-from mgc_tf.inference import predictor
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.serving import signatures as signatures_lib
-from mgc_tf.training import restore
 
-# Relative to the version directory; read by mgc_tf.inference.predictor.
-METADATA_FILE = predictor.EXPORT_METADATA
+# Relative to the version directory; read by Reconstructor.from_saved_model.
+METADATA_FILE = reconstructor_lib.EXPORT_METADATA
 TRIANGLES_FILE = os.path.join("assets.extra", "triangles.npy")
 METADATA_FORMAT_VERSION = 1
 
@@ -106,7 +105,7 @@ def existing_versions(model_path: str):
 def checkpoint_step(checkpoint: str) -> Optional[int]:
   """The training step stored in a checkpoint, without building the model.
 
-  Reads the `step` variable that training (and `restore.load_trained_model`)
+  Reads the `step` variable that training (and `Reconstructor.from_run`)
   keeps beside the model in `tf.train.Checkpoint(model=..., step=...)`;
   None when the checkpoint cannot be read or has no such variable.
   """
@@ -128,7 +127,7 @@ def _check_free(model_path: str, version: int) -> None:
         "a new version.")
 
 
-def build_metadata(restored: restore.RestoredModel,
+def build_metadata(restored: reconstructor_lib.Reconstructor,
                    module: signatures_lib.ReconstructionModule,
                    functions, model_dir: str, model_name: str,
                    version: int) -> dict:
@@ -140,10 +139,15 @@ def build_metadata(restored: restore.RestoredModel,
       "format_version": METADATA_FORMAT_VERSION,
       "model_name": model_name,
       "version": version,
-      # Read by mgc_tf.inference.predictor.SavedModelPredictor.
+      # Read by Reconstructor.from_saved_model.
       "image_size": module.image_size,
       "num_coefficients": module.num_coefficients,
-      "face_model": restored.config.face_model,
+      "face_model": restored.model_description.face_model_path,
+      "face_model_fingerprint": face_model.fingerprint(),
+      "method": restored.model_description.method,
+      "extra_outputs": {
+          name: restored.model_description.outputs[name]["description"]
+          for name in restored.outputs},
       "face_model_name": face_model.name,
       "crop_size": alignment.TEMPLATE_SIZE,
       "coefficient_layout": {
@@ -160,7 +164,7 @@ def build_metadata(restored: restore.RestoredModel,
           "axes": "OpenCV: x right, y down, z forward; mm",
           "scales_with_crop": True,
       },
-      "backbone": restored.config.backbone,
+      "backbone": restored.model_description.backbone,
       "step": restored.step,
       "checkpoint": restored.checkpoint_path,
       "model_dir": model_dir,
@@ -178,7 +182,7 @@ def export_saved_model(model_dir: str, export_dir: str,
   """Writes EXPORT_DIR/MODEL_NAME/VERSION from a training run.
 
   Args:
-    model_dir: a training run's directory (config.json + checkpoints).
+    model_dir: a training run's directory (model.json + checkpoints).
     export_dir: the parent of the model's base path.
     model_name: TF Serving's model name (the base path's last component).
     version: the version number; default: the checkpoint's training step.
@@ -189,7 +193,8 @@ def export_saved_model(model_dir: str, export_dir: str,
     An `ExportResult`.
 
   Raises:
-    restore.TrainedModelError: no config.json or no usable checkpoint.
+    reconstructor_lib.TrainedModelError: no model.json or no usable
+      checkpoint.
     ExportError: a bad name/version, or the version exists and not
       `overwrite`.
   """
@@ -203,14 +208,17 @@ def export_saved_model(model_dir: str, export_dir: str,
           model_dir) or "")
     if known is not None:
       _check_free(model_path, known)
-  restored = restore.load_trained_model(model_dir, checkpoint)
+  restored = reconstructor_lib.Reconstructor.from_run(model_dir, checkpoint)
   version = restored.step if version is None else version
   target = os.path.join(model_path, str(version))
   if not overwrite:
     _check_free(model_path, version)
 
   module = signatures_lib.ReconstructionModule(
-      restored.model, restored.decoder.face_model)
+      restored.model, restored.decoder.face_model,
+      extra_outputs={name: restored.networks[spec["network"]]
+                     for name, spec in
+                     restored.model_description.outputs.items()})
   functions = module.signatures()
   metadata = build_metadata(restored, module, functions, model_dir,
                             model_name, version)

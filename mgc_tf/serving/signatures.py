@@ -8,7 +8,7 @@ The graph holds the Keras reconstructor and the pure-TF face decoding
 rasterizer op, so stock TF Serving, or `tf.saved_model.load` in a process that
 never imports mgc_tf, runs it.
 
-Signatures (names shared with `mgc_tf.inference.predictor`; B = batch, S =
+Signatures (names shared with `mgc_tf.inference.reconstructor`; B = batch, S =
 the training crop side, H = the side of the crop given, K = coefficients,
 V = vertices):
 
@@ -32,12 +32,12 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
-from mgc_tf.inference import predictor
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.models import face_decoder
 
 SERVING_DEFAULT = "serving_default"
-# The float signature `mgc_tf.inference.predictor.SavedModelPredictor` calls.
-PREDICT_IMAGES = predictor.IMAGES_SIGNATURE
+# The float signature `Reconstructor.from_saved_model` calls.
+PREDICT_IMAGES = reconstructor_lib.IMAGES_SIGNATURE
 PREDICT_VERTICES = "predict_vertices"
 BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
@@ -169,15 +169,19 @@ class ReconstructionModule(tf.Module):
     model: the reconstructor, keras.Model image [B, S, S, 3] float32 in
       [0, 1] -> coefficients [B, K].
     face_model: the `FaceModel` the coefficients decode with.
+    extra_outputs: a method's extra inference outputs, name -> network
+      taking the same images (e.g. a depth map); added to the outputs of
+      every signature.
   """
 
-  def __init__(self, model: keras.Model, face_model):
+  def __init__(self, model: keras.Model, face_model, extra_outputs=None):
     super().__init__(name="mgc_reconstruction")
     shape = model.input_shape
     if len(shape) != 4 or shape[1] is None or shape[1] != shape[2]:
       raise ValueError("model must take square images [B, S, S, 3]; its "
                        f"input shape is {shape}.")
     self.model = model
+    self.extra_outputs = dict(extra_outputs or {})
     self.image_size = int(shape[1])
     self._decoder = _VariableFaceDecoder(face_model)
     self.face_model_arrays = self._decoder.arrays
@@ -209,7 +213,11 @@ class ReconstructionModule(tf.Module):
     coefficients = self.model(images, training=False)
     face = self._decoder.decode(coefficients, image_size=self.image_size)
     scale = tf.reshape(side / float(self.image_size), [-1, 1, 1])
+    extras = {name: tf.identity(tf.cast(network(images, training=False),
+                                        tf.float32), name=name)
+              for name, network in self.extra_outputs.items()}
     return {
+        **extras,
         "coefficients": tf.identity(coefficients, name="coefficients"),
         "pose": tf.identity(face.pose, name="pose"),
         "landmarks_2d": tf.identity(face.landmarks_2d * scale,
