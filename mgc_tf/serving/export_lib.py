@@ -170,7 +170,10 @@ def build_metadata(restored: reconstructor_lib.Reconstructor,
       "model_dir": model_dir,
       "mgc_tf_version": mgc_tf.__version__,
       "tensorflow_version": tf.__version__,
-      "signatures": signatures_lib.describe(functions),
+      "signatures": signatures_lib.describe(
+          functions, extra_units={
+              name: spec["description"] for name, spec in
+              restored.model_description.outputs.items()}),
   }
 
 

@@ -27,7 +27,7 @@ resize runs, so the outputs equal the Keras model's. Bad inputs fail with
 tf.errors.InvalidArgumentError naming the input (`image_bytes` or `images`).
 """
 
-from typing import Dict
+from typing import Dict, Optional
 
 import keras
 import tensorflow as tf
@@ -283,13 +283,15 @@ def _shape_list(shape: tf.TensorShape):
   return [-1 if d is None else int(d) for d in shape.as_list()]
 
 
-def describe(functions: Dict[str, tf.types.experimental.ConcreteFunction]
+def describe(functions: Dict[str, tf.types.experimental.ConcreteFunction],
+             extra_units: Optional[Dict[str, str]] = None
              ) -> Dict[str, dict]:
   """{signature: {"inputs": {name: {dtype, shape, units}}, "outputs": ...}}.
 
   Shapes use -1 for a dimension of any size (B, H); output shapes are those
-  of the traced functions.
+  of the traced functions. `extra_units` describes a method's extra outputs.
   """
+  units = {**UNITS, **(extra_units or {})}
   out = {}
   for name, function in functions.items():
     input_specs = tf.nest.flatten(function.structured_input_signature)
@@ -298,7 +300,7 @@ def describe(functions: Dict[str, tf.types.experimental.ConcreteFunction]
                           "units": UNITS[spec.name]}
               for spec in input_specs}
     outputs = {key: {"dtype": spec.dtype.name,
-                     "shape": _shape_list(spec.shape), "units": UNITS[key]}
+                     "shape": _shape_list(spec.shape), "units": units[key]}
                for key, spec in sorted(function.structured_outputs.items())}
     out[name] = {"inputs": inputs, "outputs": outputs}
   return out
