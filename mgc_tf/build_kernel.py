@@ -6,6 +6,9 @@ The kernel otherwise builds itself on first use; building it ahead of time is
 useful in a Docker image or before starting many workers at once.
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -13,6 +13,9 @@ For 01_MorphableModel.mat the companion flags default to the files of the
 same name in the input's folder (Deep3DFaceReconstruction's BFM/ layout).
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -17,6 +17,9 @@ for a bad model or a dataset that is not prepared (the message says how to
 build it).
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -10,6 +10,9 @@ predict_images and predict_vertices; see docs/serving.md. An existing version
 is only replaced with --overwrite.
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -18,6 +18,9 @@ or with --aligned, inputs are taken as aligned 224 crops. Exit status 1 when
 no face at all was reconstructed or the input is unusable.
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

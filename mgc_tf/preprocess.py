@@ -16,6 +16,9 @@ all was written. Needs the preprocessing extra:
 `pip install "mgc-tf[preprocess]"`.
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import sys
 
 from absl import app

@@ -8,6 +8,9 @@ model's prior), columns the yaw angles. Without --face_model the embedded
 synthetic model is used.
 """
 
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
 import os
 import sys
 from typing import Sequence

@@ -81,6 +81,7 @@ def _finite(values):
   return all(np.isfinite(v) for v in values)
 
 
+@pytest.mark.slow
 def test_cli_prints_the_table_and_writes_every_metric(data_dir,
                                                       trained_model_dir,
                                                       tmp_path):

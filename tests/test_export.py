@@ -105,6 +105,7 @@ def _reference(restored, images, sides):
           "colors": np.clip(face.colors.numpy(), 0.0, 1.0)}
 
 
+@pytest.mark.slow
 def test_cli_writes_the_version_and_refuses_to_overwrite(export,
                                                          trained_model_dir):
   for name in ("saved_model.pb", "variables", export_lib.METADATA_FILE,
@@ -132,6 +133,7 @@ def test_cli_writes_the_version_and_refuses_to_overwrite(export,
   assert os.listdir(model_path) == [str(STEP)]
 
 
+@pytest.mark.slow
 def test_metadata_and_triangles(export, restored):
   with open(os.path.join(export.path, export_lib.METADATA_FILE)) as f:
     meta = json.load(f)
@@ -201,6 +203,7 @@ print(json.dumps({"ops": sorted(ops), "mgc_tf_modules": modules}))
 """
 
 
+@pytest.mark.slow
 def test_loads_without_mgc_tf_and_matches_keras(export, restored, jpeg64,
                                                 png96, tmp_path):
   jpeg_file, png_file = tmp_path / "a.jpg", tmp_path / "b.png"
@@ -237,6 +240,7 @@ def test_loads_without_mgc_tf_and_matches_keras(export, restored, jpeg64,
   assert got["colors"].min() >= 0.0 and got["colors"].max() <= 1.0
 
 
+@pytest.mark.slow
 def test_saved_model_cli_lists_the_signatures(export):
   tool = shutil.which("saved_model_cli")
   command = ([tool] if tool else
@@ -261,6 +265,7 @@ def test_saved_model_cli_lists_the_signatures(export):
   assert "DT_STRING" in blocks["serving_default"]
 
 
+@pytest.mark.slow
 def test_other_crop_sizes_are_resized_and_landmarks_scale(loaded, restored):
   images = tf.image.convert_image_dtype(_smooth_image(128, 3), tf.float32)
   out = loaded.signatures["predict_images"](images=images[None])
@@ -276,6 +281,7 @@ def test_other_crop_sizes_are_resized_and_landmarks_scale(loaded, restored):
                              rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bad_image_bytes_name_the_input(loaded, jpeg64):
   serve = loaded.signatures["serving_default"]
   non_square = tf.io.encode_png(np.zeros([64, 48, 3], np.uint8)).numpy()
@@ -291,6 +297,7 @@ def test_bad_image_bytes_name_the_input(loaded, jpeg64):
       serve(image_bytes=tf.constant(data, tf.string))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [[1, SIZE, SIZE, 4], [2, SIZE, 32, 3],
                                    [SIZE, SIZE, 3], [0, SIZE, SIZE, 3],
                                    [SIZE]])
@@ -303,6 +310,7 @@ def test_bad_float_images_name_the_input(loaded, shape):
       loaded.signatures[name](images=tf.zeros(shape))
 
 
+@pytest.mark.slow
 def test_rest_request_body_runs_through_the_signature(loaded, jpeg64, png96):
   rest = _load_script("rest_client")
   body = json.loads(rest.build_predict_request(image_bytes=[jpeg64, png96]))
@@ -336,6 +344,7 @@ def test_rest_request_body_runs_through_the_signature(loaded, jpeg64, png96):
     rest.parse_predict_response('{"error": "images must be float32"}')
 
 
+@pytest.mark.slow
 def test_grpc_request_runs_through_the_signature(loaded, jpeg64):
   pytest.importorskip("tensorflow_serving.apis.predict_pb2")
   from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
@@ -369,6 +378,7 @@ def test_grpc_request_runs_through_the_signature(loaded, jpeg64):
   assert vertices["vertices"].shape[0] == 1
 
 
+@pytest.mark.slow
 def test_saved_model_predictor_reads_the_export(export, restored):
   saved = reconstructor_lib.Reconstructor.from_saved_model(export.path)
   assert saved.image_size == SIZE
@@ -379,6 +389,7 @@ def test_saved_model_predictor_reads_the_export(export, restored):
       restored.model(images[None], training=False), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_launch_files():
   script = os.path.join(SERVING_DIR, "docker_run.sh")
   assert subprocess.run(["bash", "-n", script]).returncode == 0

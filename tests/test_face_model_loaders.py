@@ -497,6 +497,7 @@ def run_command(*args):
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
+@pytest.mark.slow
 def test_command_converts_bfm2009(bfm_dir, tmp_path):
   out = tmp_path / "out" / "bfm.npz"
   paths = bfm_paths(bfm_dir)
@@ -515,6 +516,7 @@ def test_command_converts_bfm2009(bfm_dir, tmp_path):
                       rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_command_finds_companions_and_converts_h5(bfm_dir, mgcnet_h5,
                                                   tmp_path):
   out = tmp_path / "bfm.npz"
@@ -530,6 +532,7 @@ def test_command_finds_companions_and_converts_h5(bfm_dir, mgcnet_h5,
   assert FaceModel.load(str(out_h5)).exp_rank == 10
 
 
+@pytest.mark.slow
 def test_command_reports_missing_file(tmp_path):
   missing = tmp_path / "BFM_model_front.mat"
   result = run_command(f"--input={missing}", f"--output={tmp_path / 'o.npz'}")

@@ -374,6 +374,7 @@ def test_resolve_input_names_the_path_and_what_is_accepted(tmp_path):
     assert ".jpg" in str(info.value) and ".mp4" in str(info.value)
 
 
+@pytest.mark.slow
 def test_cli_reports_a_missing_input(tmp_path, trained_model_dir):
   missing = str(tmp_path / "no_such_photo.jpg")
   result = subprocess.run(
@@ -386,6 +387,7 @@ def test_cli_reports_a_missing_input(tmp_path, trained_model_dir):
   assert "a video file (.mp4" in result.stderr
 
 
+@pytest.mark.slow
 def test_exported_saved_model_gives_the_checkpoint_results(
     tmp_path, trained_model_dir, astronaut, predictor):
   export_dir = tmp_path / "export"

@@ -19,6 +19,7 @@ print("PATH=" + path)
 """
 
 
+@pytest.mark.slow
 def test_concurrent_first_use_builds_once_into_a_keyed_cache(tmp_path):
   env = dict(os.environ, MGC_TF_KERNEL_CACHE=str(tmp_path),
              TF_CPP_MIN_LOG_LEVEL="3")
@@ -43,6 +44,7 @@ def test_concurrent_first_use_builds_once_into_a_keyed_cache(tmp_path):
   assert not leftovers
 
 
+@pytest.mark.slow
 def test_ahead_of_time_command_prints_the_library_path(tmp_path):
   env = dict(os.environ, MGC_TF_KERNEL_CACHE=str(tmp_path),
              TF_CPP_MIN_LOG_LEVEL="3")
@@ -126,5 +128,6 @@ print("MIRRORED_OK", float(tf.reduce_sum(images)))
 """
 
 
+@pytest.mark.slow
 def test_renders_under_mirrored_strategy_with_two_logical_cpus():
   run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")

@@ -185,6 +185,7 @@ print("MIRRORED_OK", float(distributed), float(single))
 """
 
 
+@pytest.mark.slow
 def test_replica_sums_equal_the_single_device_mean():
   run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_OK")
 

@@ -397,6 +397,7 @@ def test_overlay_draws_landmarks_on_the_original(astronaut, landmarker):
   np.testing.assert_array_equal(overlay[400:, 400:], astronaut[400:, 400:])
 
 
+@pytest.mark.slow
 def test_cli_writes_the_face_files(tmp_path, astronaut, landmarker):
   image_path = str(tmp_path / "astronaut.png")
   cv2.imwrite(image_path, cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
@@ -425,6 +426,7 @@ def test_cli_writes_the_face_files(tmp_path, astronaut, landmarker):
   assert cv2.imread(str(out / "astronaut_overlay.png")).shape == (512, 512, 3)
 
 
+@pytest.mark.slow
 def test_cli_on_a_folder_skips_a_broken_file(tmp_path, astronaut):
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -443,6 +445,7 @@ def test_cli_on_a_folder_skips_a_broken_file(tmp_path, astronaut):
   assert cv2.imread(str(out / "good.png")).shape == (112, 112, 3)
 
 
+@pytest.mark.slow
 def test_cli_without_a_face_or_without_dlib_fails_clearly(tmp_path):
   blank = str(tmp_path / "blank.png")
   cv2.imwrite(blank, np.full([128, 128, 3], 90, np.uint8))

@@ -6,8 +6,12 @@ import sys
 
 import numpy as np
 from PIL import Image
+import pytest
 
 from mgc_tf import render_demo
+
+# Both tests run the demo CLI in a subprocess.
+pytestmark = pytest.mark.slow
 
 
 def test_render_demo_writes_a_grid(tmp_path):

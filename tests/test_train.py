@@ -21,6 +21,9 @@ import tensorflow as tf
 from mgc_tf import methods
 from mgc_tf.data import prepare
 
+# Every test here runs the training CLI in a subprocess.
+pytestmark = pytest.mark.slow
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "synthetic_multiview/tiny"
 

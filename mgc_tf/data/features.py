@@ -13,6 +13,10 @@ V is the number of views of the example (fixed for the synthetic set, varying
 for real multi-view groups). Video builders emit `frames`, `landmarks` [T, 68, 2],
 `skin` and `identity` per video, and the pipeline cuts N-frame windows.
 Builders add their own ground truth next to these keys.
+
+Every feature carries a `doc=` (what it is, its units, its frame), shown by
+`builder.info.features` and in the dataset catalog; the phrases below say the
+conventions once. docs/data.md tabulates them.
 """
 
 from typing import Dict, Optional, Sequence
@@ -27,6 +31,32 @@ FRAMES_KEY = "frames"
 LANDMARKS_KEY = "landmarks"
 SKIN_KEY = "skin"
 IDENTITY_KEY = "identity"
+
+# Units and frames, in the words every feature doc uses (DESIGN.md section 4).
+CROP_PIXELS = ("crop pixels, OpenCV convention: x to the right, y down, the "
+               "centre of the top-left pixel at (0, 0)")
+IMAGE_PIXELS = ("original-image pixels, OpenCV convention: x to the right, y "
+                "down, the centre of the top-left pixel at (0, 0)")
+CAMERA_FRAME = ("camera frame, OpenCV axes: x to the right, y down, z forward "
+                "(away from the camera)")
+RGB_UINT8 = "uint8 RGB in [0, 255] (the pipeline divides by 255: [0, 1] RGB)"
+LANDMARKS_68 = "68 facial landmarks (x, y) in the iBUG/Multi-PIE order"
+
+IMAGES_DOC = (f"V aligned face crops, [S, S, 3] {RGB_UINT8}: photographs "
+              "aligned to the 224 template by a 5-point similarity (eye "
+              "centres, nose tip, mouth corners) and scaled to S; renders are "
+              "drawn at S directly.")
+FRAMES_DOC = (f"T aligned face frames, [T, S, S, 3] {RGB_UINT8}, aligned as "
+              "the multi-view crops are.")
+LANDMARKS_DOC = (f"[V, 68, 2] float32: per view, {LANDMARKS_68}, in "
+                 f"{CROP_PIXELS}.")
+VIDEO_LANDMARKS_DOC = (f"[T, 68, 2] float32: per frame, {LANDMARKS_68}, in "
+                       f"{CROP_PIXELS}.")
+SKIN_DOC = ("Per view, a skin-probability map of the crop, [S, S, 1] uint8 = "
+            "probability x 255 (the pipeline divides by 255: [0, 1]); same "
+            "pixels as the crop.")
+IDENTITY_DOC = ("Text: the person (or capture) shown; examples with the same "
+                "identity show the same person.")
 
 
 def multiview_features(image_size: int,
@@ -46,14 +76,15 @@ def multiview_features(image_size: int,
       IMAGE_KEY: tfds.features.Sequence(
           tfds.features.Image(shape=(image_size, image_size, 3),
                               encoding_format=image_format),
-          length=num_views),
+          length=num_views, doc=IMAGES_DOC),
       LANDMARKS_KEY: tfds.features.Tensor(
-          shape=(num_views, NUM_LANDMARKS, 2), dtype=np.float32),
+          shape=(num_views, NUM_LANDMARKS, 2), dtype=np.float32,
+          doc=LANDMARKS_DOC),
       SKIN_KEY: tfds.features.Sequence(
           tfds.features.Image(shape=(image_size, image_size, 1),
                               encoding_format="png"),
-          length=num_views),
-      IDENTITY_KEY: tfds.features.Text(),
+          length=num_views, doc=SKIN_DOC),
+      IDENTITY_KEY: tfds.features.Text(doc=IDENTITY_DOC),
   }
   features.update(extra or {})
   return tfds.features.FeaturesDict(features)
@@ -65,12 +96,15 @@ def video_features(image_size: int,
   """Features of a face video: T aligned frames with per-frame landmarks."""
   features = {
       FRAMES_KEY: tfds.features.Video(shape=(None, image_size, image_size, 3),
-                                      encoding_format="jpeg"),
+                                      encoding_format="jpeg", doc=FRAMES_DOC),
       LANDMARKS_KEY: tfds.features.Tensor(shape=(None, NUM_LANDMARKS, 2),
-                                          dtype=np.float32),
+                                          dtype=np.float32,
+                                          doc=VIDEO_LANDMARKS_DOC),
       SKIN_KEY: tfds.features.Video(shape=(None, image_size, image_size, 1),
-                                    encoding_format="png"),
-      IDENTITY_KEY: tfds.features.Text(),
+                                    encoding_format="png",
+                                    doc=SKIN_DOC.replace("Per view",
+                                                         "Per frame")),
+      IDENTITY_KEY: tfds.features.Text(doc=IDENTITY_DOC),
   }
   features.update(extra or {})
   return tfds.features.FeaturesDict(features)

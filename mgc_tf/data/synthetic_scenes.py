@@ -657,12 +657,33 @@ def extra_features(image_size: int, num_coefficients: int) -> dict:
   """Ground-truth features added to `features.multiview_features`."""
   return {
       COEFFICIENTS_KEY: tfds.features.Tensor(
-          shape=(NUM_VIEWS, num_coefficients), dtype=np.float32),
-      POSE_KEY: tfds.features.Tensor(shape=(NUM_VIEWS, 6), dtype=np.float32),
-      YAW_KEY: tfds.features.Tensor(shape=(NUM_VIEWS,), dtype=np.float32),
+          shape=(NUM_VIEWS, num_coefficients), dtype=np.float32,
+          doc=("[V, K] float32: per view, the ground-truth coefficient vector "
+               "in the face model's layout [identity | albedo | expression | "
+               "pose 6 | SH lighting 27]; identity, albedo and expression in "
+               "units of one standard deviation and shared by the views; "
+               "pose = offset from the model's default pose, (rz, ry, rx) "
+               "radians then (tx, ty, tz) mm; lighting: 9 SH coefficients "
+               "per colour channel, in the camera frame.")),
+      POSE_KEY: tfds.features.Tensor(
+          shape=(NUM_VIEWS, 6), dtype=np.float32,
+          doc=("[V, 6] float32: per view, the absolute head pose (rz, ry, "
+               "rx) radians, (tx, ty, tz) mm = default pose + the pose "
+               "offset in `coefficients`; X_camera = R X_model + t with R = "
+               "Rx(rx) Ry(ry) Rz(rz). Model frame: x to the viewer's right, "
+               "y up, z out of the face, mm; "
+               f"{features_lib.CAMERA_FRAME}, mm.")),
+      YAW_KEY: tfds.features.Tensor(
+          shape=(NUM_VIEWS,), dtype=np.float32,
+          doc=("[V] float32 degrees: per view, the head yaw the camera sees "
+               "(the absolute ry), positive when the nose turns towards the "
+               "image's right. View 1 is the target.")),
       DEPTH_KEY: tfds.features.Tensor(
           shape=(NUM_VIEWS, image_size, image_size), dtype=np.float32,
-          encoding=tfds.features.Encoding.ZLIB),
+          encoding=tfds.features.Encoding.ZLIB,
+          doc=("[V, S, S] float32 mm: per view, the rendered depth (z in the "
+               f"{features_lib.CAMERA_FRAME}) of the face at each crop "
+               "pixel, 0 on the background.")),
   }
 
 

@@ -160,30 +160,59 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         description=__doc__,
         features=tfds.features.FeaturesDict({
             # The photograph as distributed (its JPEG bytes, unchanged).
-            "image": tfds.features.Image(shape=(None, None, 3),
-                                         encoding_format="jpeg"),
+            "image": tfds.features.Image(
+                shape=(None, None, 3), encoding_format="jpeg",
+                doc="The photograph as distributed, [H, W, 3] uint8 RGB in "
+                    "[0, 255]."),
             # pt3d_68 rows x, y minus 1: 0-based original image pixels.
             "landmarks_original": tfds.features.Tensor(
-                shape=(NUM_LANDMARKS, 2), dtype=float32),
+                shape=(NUM_LANDMARKS, 2), dtype=float32,
+                doc="[68, 2] float32: the 68 landmarks (x, y), iBUG order "
+                    "(pt3d_68 rows x, y minus 1), in original-image pixels, "
+                    "OpenCV convention: x to the right, y down, the centre "
+                    "of the top-left pixel at (0, 0)."),
             # (x0, y0, x1, y1) extent of the 68 landmarks, original pixels;
             # the NME normaliser is sqrt((x1 - x0) * (y1 - y0)).
-            "box": tfds.features.Tensor(shape=(4,), dtype=float32),
+            "box": tfds.features.Tensor(
+                shape=(4,), dtype=float32,
+                doc="(x0, y0, x1, y1) float32: the extent of the 68 "
+                    "landmarks in original-image pixels; the NME normaliser "
+                    "is sqrt((x1 - x0) * (y1 - y0))."),
             # (pitch, yaw, roll) radians, Pose_Para[:3].
-            "pose": tfds.features.Tensor(shape=(3,), dtype=float32),
+            "pose": tfds.features.Tensor(
+                shape=(3,), dtype=float32,
+                doc="(pitch, yaw, roll) float32 radians: Pose_Para[:3] of "
+                    "the dataset's 3DMM fit."),
             # Signed yaw in degrees; the evaluation bins |yaw|.
-            "yaw_degrees": tfds.features.Scalar(dtype=float32),
-            "aligned_image": tfds.features.Image(shape=(size, size, 3),
-                                                 encoding_format="jpeg"),
+            "yaw_degrees": tfds.features.Scalar(
+                dtype=float32,
+                doc="Signed yaw, float32 degrees (pose[1]); the evaluation "
+                    "bins |yaw| into 0-30, 30-60 and 60-90."),
+            "aligned_image": tfds.features.Image(
+                shape=(size, size, 3), encoding_format="jpeg",
+                doc="The aligned S x S crop the reconstructor takes (5-point "
+                    "template), uint8 RGB in [0, 255]."),
             # The 68 landmarks in aligned-crop pixels.
-            "landmarks": tfds.features.Tensor(shape=(NUM_LANDMARKS, 2),
-                                              dtype=float32),
+            "landmarks": tfds.features.Tensor(
+                shape=(NUM_LANDMARKS, 2), dtype=float32,
+                doc="[68, 2] float32: the 68 landmarks (x, y), iBUG order, "
+                    "in crop pixels of aligned_image, OpenCV convention: x "
+                    "to the right, y down, the centre of the top-left pixel "
+                    "at (0, 0)."),
             # Skin probability * 255 of the aligned crop.
-            "skin": tfds.features.Image(shape=(size, size, 1),
-                                        encoding_format="png"),
+            "skin": tfds.features.Image(
+                shape=(size, size, 1), encoding_format="png",
+                doc="Skin probability of aligned_image, [S, S, 1] uint8 = "
+                    "probability x 255."),
             # 2 x 3 affine map original -> crop pixels; invert it to map
             # predicted crop landmarks back to the original image.
-            "transform": tfds.features.Tensor(shape=(2, 3), dtype=float32),
-            "file_name": tfds.features.Text(),
+            "transform": tfds.features.Tensor(
+                shape=(2, 3), dtype=float32,
+                doc="2 x 3 float32 affine map from original-image pixels to "
+                    "crop pixels ([x', y'] = A [x, y, 1]); invert it to map "
+                    "crop predictions back to the photograph."),
+            "file_name": tfds.features.Text(
+                doc="The image file name, e.g. image00002.jpg."),
         }),
         supervised_keys=None,
         homepage=HOMEPAGE,

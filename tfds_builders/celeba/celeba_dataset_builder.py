@@ -248,7 +248,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=features_lib.multiview_features(
             self.builder_config.image_size, num_views=None, extra={
                 # The group's source images, e.g. "000001.jpg", one per view.
-                FILE_NAMES_KEY: tfds.features.Sequence(tfds.features.Text()),
+                FILE_NAMES_KEY: tfds.features.Sequence(
+                    tfds.features.Text(),
+                    doc="Per view, the CelebA source image file name, e.g. "
+                        "000001.jpg."),
             }),
         supervised_keys=None,
         homepage="https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html",

@@ -216,12 +216,28 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=mv_features.multiview_features(
             config.image_size, num_views=None,
             extra={
-                "view_names": tfds.features.Sequence(tfds.features.Text()),
+                "view_names": tfds.features.Sequence(
+                    tfds.features.Text(),
+                    doc="Per view, the image path below manual_dir."),
                 "landmarks_detected": tfds.features.Tensor(
-                    shape=(None,), dtype=np.bool_),
-                "capture": tfds.features.Text(),
+                    shape=(None,), dtype=np.bool_,
+                    doc="[V] bool: per view, True when the landmarks were "
+                        "detected (no landmark file beside the image)."),
+                "capture": tfds.features.Text(
+                    doc="The group's folder below manual_dir, "
+                        "'/'-separated."),
             }),
+        # Your own photos: no dataset paper; cite the method whose
+        # multi-view data this builder prepares.
         homepage="https://github.com/jiaxiangshang/MGCNet",
+        citation="""@inproceedings{shang2020self,
+  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
+         Multi-view Geometry Consistency},
+  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
+          Zhen, Mingmin and Fang, Tian and Quan, Long},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2020}
+}""",
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

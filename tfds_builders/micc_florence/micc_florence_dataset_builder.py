@@ -303,22 +303,38 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             self.builder_config.image_size, extra={
                 # Position of each stored frame in the video (or in the
                 # sorted images of a rendered set).
-                FRAME_INDICES_KEY: tfds.features.Tensor(shape=(None,),
-                                                        dtype=np.int32),
-                SUBJECT_KEY: tfds.features.Text(),
+                FRAME_INDICES_KEY: tfds.features.Tensor(
+                    shape=(None,), dtype=np.int32,
+                    doc="[T] int32: per stored frame, its 0-based position "
+                        "in the video (or in the sorted images of a rendered "
+                        "set)."),
+                SUBJECT_KEY: tfds.features.Text(
+                    doc="The subject folder name, e.g. subject_01."),
                 # Indoor-Cooperative, PTZ-Indoor, PTZ-Outdoor or
                 # rendered/<set name>.
-                SETTING_KEY: tfds.features.Text(),
+                SETTING_KEY: tfds.features.Text(
+                    doc="Indoor-Cooperative, PTZ-Indoor, PTZ-Outdoor or "
+                        "rendered/<set name>."),
                 # The video file or image folder below the subject folder.
-                SOURCE_KEY: tfds.features.Text(),
+                SOURCE_KEY: tfds.features.Text(
+                    doc="The video file or image folder below the subject "
+                        "folder."),
                 # The subject's ground-truth scan, whole (the evaluation
                 # crops it around the nose tip): vertices in mm, triangles.
-                SCAN_VERTICES_KEY: tfds.features.Tensor(shape=(None, 3),
-                                                        dtype=np.float32),
-                SCAN_FACES_KEY: tfds.features.Tensor(shape=(None, 3),
-                                                     dtype=np.int32),
+                SCAN_VERTICES_KEY: tfds.features.Tensor(
+                    shape=(None, 3), dtype=np.float32,
+                    doc="[N, 3] float32 mm: the subject's whole ground-truth "
+                        "scan (3dMD), vertices (x, y, z) in the scan's own "
+                        "frame as distributed (the evaluation crops it "
+                        "around the nose tip and aligns it)."),
+                SCAN_FACES_KEY: tfds.features.Tensor(
+                    shape=(None, 3), dtype=np.int32,
+                    doc="[F, 3] int32: the scan's triangles, 0-based indices "
+                        "into scan_vertices."),
                 # The scan file below Model/, e.g. frontal1/obj/<name>.obj.
-                SCAN_NAME_KEY: tfds.features.Text(),
+                SCAN_NAME_KEY: tfds.features.Text(
+                    doc="The scan file below Model/, e.g. "
+                        "frontal1/obj/<name>.obj."),
             }),
         supervised_keys=None,
         homepage=HOMEPAGE,

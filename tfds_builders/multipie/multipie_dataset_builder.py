@@ -340,15 +340,28 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=mv_features.multiview_features(
             config.image_size, num_views=None,
             extra={
-                "view_names": tfds.features.Sequence(tfds.features.Text()),
-                "cameras": tfds.features.Sequence(tfds.features.Text()),
-                "yaw_degrees": tfds.features.Tensor(shape=(None,),
-                                                    dtype=np.float32),
+                "view_names": tfds.features.Sequence(
+                    tfds.features.Text(),
+                    doc="Per view, the Multi-PIE image file stem, e.g. "
+                        "001_01_01_051_07."),
+                "cameras": tfds.features.Sequence(
+                    tfds.features.Text(),
+                    doc="Per view, the Multi-PIE camera, e.g. 05_1."),
+                "yaw_degrees": tfds.features.Tensor(
+                    shape=(None,), dtype=np.float32,
+                    doc="[V] float32 degrees: per view, the camera's nominal "
+                        "yaw (-90 ... 90 in 15 degree steps; 0 = 05_1)."),
                 "landmarks_detected": tfds.features.Tensor(
-                    shape=(None,), dtype=np.bool_),
-                "session": tfds.features.Scalar(dtype=np.int32),
-                "recording": tfds.features.Scalar(dtype=np.int32),
-                "illumination": tfds.features.Scalar(dtype=np.int32),
+                    shape=(None,), dtype=np.bool_,
+                    doc="[V] bool: per view, True when the landmarks were "
+                        "detected (no landmark file beside the image)."),
+                "session": tfds.features.Scalar(
+                    dtype=np.int32, doc="Multi-PIE session, 1-4."),
+                "recording": tfds.features.Scalar(
+                    dtype=np.int32, doc="Multi-PIE recording number."),
+                "illumination": tfds.features.Scalar(
+                    dtype=np.int32,
+                    doc="Multi-PIE illumination (flash) number, 0-19."),
             }),
         homepage=("http://www.cs.cmu.edu/afs/cs/project/PIE/MultiPie/"
                   "Multi-Pie/Home.html"),

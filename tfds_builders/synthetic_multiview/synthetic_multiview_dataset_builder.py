@@ -20,6 +20,27 @@ from mgc_tf.facemodel import synthetic
 from mgc_tf.models import coefficients
 
 
+CITATION = """@inproceedings{shang2020self,
+  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
+         Multi-view Geometry Consistency},
+  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
+          Zhen, Mingmin and Fang, Tian and Quan, Long},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2020}
+}
+
+@inproceedings{paysan20093d,
+  title={A 3D Face Model for Pose and Illumination Invariant Face
+         Recognition},
+  author={Paysan, Pascal and Knothe, Reinhard and Amberg, Brian and
+          Romdhani, Sami and Vetter, Thomas},
+  booktitle={Sixth IEEE International Conference on Advanced Video and
+             Signal Based Surveillance (AVSS)},
+  pages={296--301},
+  year={2009}
+}"""
+
+
 @dataclasses.dataclass
 class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
   """Size of the crops and of the splits.
@@ -76,6 +97,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             extra=synthetic_scenes.extra_features(config.image_size,
                                                   num_coefficients)),
         supervised_keys=None,
+        # No dataset paper: this project renders it. The page is MGCNet's
+        # (the method it is made for); the citation adds the Basel Face Model,
+        # whose ranks, layout and conventions the embedded synthetic model
+        # copies (it is not BFM data).
+        homepage="https://arxiv.org/abs/2007.12494",
+        citation=CITATION,
         metadata=tfds.core.MetadataDict(
             face_model=synthetic.MODEL_NAME,
             target_view=synthetic_scenes.TARGET_VIEW,

@@ -109,15 +109,33 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=features_lib.video_features(size, extra={
             # Position of each stored frame in the original video (gaps where
             # frames were dropped or strided over).
-            FRAME_INDICES_KEY: tfds.features.Tensor(shape=(None,),
-                                                    dtype=np.int32),
+            FRAME_INDICES_KEY: tfds.features.Tensor(
+                shape=(None,), dtype=np.int32,
+                doc="[T] int32: per stored frame, its 0-based index in the "
+                    "original video (gaps where frames were dropped or "
+                    "strided over)."),
             # Frames per second of the original video (0 when unknown).
-            FPS_KEY: tfds.features.Scalar(dtype=np.float32),
+            FPS_KEY: tfds.features.Scalar(
+                dtype=np.float32,
+                doc="Frames per second of the original video, float32 "
+                    "(0 when unknown)."),
             # Path below manual_dir without the extension.
-            VIDEO_ID_KEY: tfds.features.Text(),
+            VIDEO_ID_KEY: tfds.features.Text(
+                doc="The video's path below manual_dir, without the "
+                    "extension."),
         }),
         supervised_keys=None,
+        # Your own videos: no dataset paper; cite the method whose video
+        # training data this builder prepares.
         homepage="https://github.com/jiaxiangshang/MGCNet",
+        citation="""@inproceedings{shang2020self,
+  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
+         Multi-view Geometry Consistency},
+  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
+          Zhen, Mingmin and Fang, Tian and Quan, Long},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2020}
+}""",
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

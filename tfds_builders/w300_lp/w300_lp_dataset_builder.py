@@ -291,15 +291,29 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=mv_features.multiview_features(
             config.image_size, num_views=None,
             extra={
-                "view_names": tfds.features.Sequence(tfds.features.Text()),
+                "view_names": tfds.features.Sequence(
+                    tfds.features.Text(),
+                    doc="Per view, <image set>/<image stem>, e.g. "
+                        "AFW/AFW_134212_1_0."),
                 "pose_para": tfds.features.Tensor(
-                    shape=(None, POSE_PARA_SIZE), dtype=np.float32),
-                "yaw_degrees": tfds.features.Tensor(shape=(None,),
-                                                    dtype=np.float32),
+                    shape=(None, POSE_PARA_SIZE), dtype=np.float32,
+                    doc="[V, 7] float32: per view, the dataset's Pose_Para "
+                        "of its 3DMM fit, as distributed: pitch, yaw, roll "
+                        "in radians, then tx, ty, tz and scale."),
+                "yaw_degrees": tfds.features.Tensor(
+                    shape=(None,), dtype=np.float32,
+                    doc="[V] float32 degrees: per view, the yaw of "
+                        "pose_para."),
                 "landmark_sources": tfds.features.Sequence(
-                    tfds.features.Text()),
-                "flipped": tfds.features.Scalar(dtype=np.bool_),
-                "subset": tfds.features.Text(),
+                    tfds.features.Text(),
+                    doc="Per view, where the landmarks come from: pts_3d "
+                        "(landmarks/..._pts.mat) or pt2d (the image's "
+                        ".mat)."),
+                "flipped": tfds.features.Scalar(
+                    dtype=np.bool_,
+                    doc="True for the mirrored (*_Flip) image sets."),
+                "subset": tfds.features.Text(
+                    doc="The 300W-LP subset: AFW, HELEN, IBUG or LFPW."),
             }),
         homepage=("http://www.cbsr.ia.ac.cn/users/xiangyuzhu/projects/"
                   "3DDFA/main.htm"),
