@@ -21,7 +21,7 @@ from absl import flags
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None,
-                    "Training run directory (config.json + checkpoints).")
+                    "Training run directory (model.json + checkpoints).")
 flags.DEFINE_string("export_dir", None,
                     "Parent of the model base path: writes "
                     "EXPORT_DIR/MODEL_NAME/VERSION.")

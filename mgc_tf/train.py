@@ -1,16 +1,22 @@
-r"""Trains the MGCNet reconstructor.
+r"""Trains a reconstructor with one of the methods (default: MGCNet).
 
   python -m mgc_tf.train --flagfile=configs/mgc.flags --model_dir=runs/mgc
   python -m mgc_tf.train --flagfile=configs/quickstart.flags
 
-Flags -> `TrainConfig` -> `Trainer`; see docs/training.md. The original
+Parse, resolve, log, run: the flags are derived from the config dataclasses
+(`TrainConfig` and each method's section), resolved into a validated
+`TrainConfig`, and handed with the method to `Trainer`; see
+docs/training.md and docs/methods.md. The original
 MGCNet flag names are accepted (`--MULTIVIEW_weight`, `--photom_weight`,
 `--gpmm_pixel_loss_weight`, `--seq_length`, `--checkpoint_dir`, ...), so a
 command line from the original README runs; original flags that have no
 meaning here are accepted, reported and ignored.
 """
 
-import sys
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+_quiet.quiet_start()  # before anything imports TensorFlow
+
+import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from absl import app
 from absl import flags
@@ -121,15 +127,21 @@ def main(argv):
   # Imported here: building the strategy must come before other TF work.
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.evaluation import periodic  # pylint: disable=g-import-not-at-top
-  trainer = trainer_lib.Trainer(config, methods.get(config.method))
   evaluate_fn = (periodic.make_evaluate_fn(
       config.eval_dataset, config.eval_split, config.data_dir,
       config.eval_batches) if config.eval_dataset else None)
   try:
+    trainer = trainer_lib.Trainer(config, methods.get(config.method))
     trainer.train(evaluate_fn=evaluate_fn)
   except trainer_lib.NonFiniteLossError as error:
     print(error, file=sys.stderr)
     return 3
+  except ValueError as error:
+    # Settings that only the built run can check (stages, the batch
+    # features a method needs, a batch the replicas cannot split, a
+    # dataset that is not prepared): one line, nothing half-done.
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   if config.export_dir and trainer.is_chief and not trainer.stopped_by_signal:
     return export_after_training(config.model_dir, config.export_dir,
                                  config.export_model_name)

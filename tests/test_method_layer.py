@@ -178,3 +178,15 @@ def test_stages_are_checked_against_the_networks(data_dir, tmp_path):
 
   with pytest.raises(ValueError, match="Only the last stage"):
     trainer_lib.Trainer(_config(str(tmp_path / "a"), data_dir, 4), BadStages)
+
+
+def test_a_method_that_needs_missing_features_is_refused(data_dir, tmp_path):
+
+  class NeedsDepth(LandmarkOnly):
+    name = "test_needs_depth"
+    required_features = ("images", "depth_gt")
+
+  trainer = trainer_lib.Trainer(_config(str(tmp_path / "b"), data_dir, 4),
+                                NeedsDepth)
+  with pytest.raises(ValueError, match=r"needs the batch features \['depth_gt'\]"):
+    trainer.train()

@@ -357,6 +357,7 @@ class Trainer:
             "nothing to do.", flush=True)
       return {}
     dataset = self.distributed_dataset(start_step)
+    self._check_features(dataset.element_spec)
     iterator = iter(dataset)
     writer = summaries.SummaryWriter(config.model_dir, enabled=self.is_chief)
     progress = progress_lib.Progress(start_step, config.max_steps,
@@ -428,6 +429,18 @@ class Trainer:
       writer.flush()
       last.update(_prefixed(metrics, "eval/"))
     return last
+
+  def _check_features(self, element_spec) -> None:
+    """Raises ValueError naming the batch features the method misses."""
+    required = getattr(self.method, "required_features", ())
+    missing = [name for name in required if name not in element_spec]
+    if missing:
+      raise ValueError(
+          f"Method {self.method.name!r} needs the batch features {missing}, "
+          f"which --dataset={self.config.dataset} does not give (it gives "
+          f"{sorted(element_spec)}). Train on a source that has them; the "
+          "method accepts " +
+          ", ".join(getattr(self.method, "accepted_sources", ())) + ".")
 
   def _announce_stage(self, index: int, step: int) -> None:
     if len(self.stages) == 1 or not self.is_chief:
