@@ -40,12 +40,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import render_quality
 from mgc_tf.evaluation import scan_metrics
+from mgc_tf.faces2d import alignment
 from mgc_tf.inference import predictor as predictor_lib
 from mgc_tf.render import renderer
 from mgc_tf.training import progress as progress_lib
