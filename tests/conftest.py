@@ -98,8 +98,8 @@ def write_trained_model_dir(model_dir: str, backbone: str = "resnet18",
   """
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
-  from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
   from mgc_tf.training.config import TrainConfig  # pylint: disable=g-import-not-at-top
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mgc_tf.facemodel import synthetic
 from mgc_tf import geometry
-from mgc_tf.models import face_decoder
+from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import synthetic
 from mgc_tf.render import renderer as renderer_lib
 from tfds_builders.synthetic_multiview import synthetic_scenes as scenes
 

@@ -7,8 +7,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from mgc_tf.io.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
 from mgc_tf.io import video_io  # pylint: disable=g-import-not-at-top
+from mgc_tf.io.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
 
 
 def write_numbered_video(path: str, num_frames: int, fps: float = 12.0,

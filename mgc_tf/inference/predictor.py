@@ -20,8 +20,8 @@ from typing import Optional
 import numpy as np
 import tensorflow as tf
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
-from mgc_tf.models import face_decoder
 from mgc_tf.training import restore
 
 # Written by mgc_tf.export beside saved_model.pb; TF Serving ignores it.

@@ -12,9 +12,9 @@ import os
 from typing import List
 
 from mgc_tf.faces2d import preprocessing
+from mgc_tf.io import video_io
 from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import read_image_rgb
-from mgc_tf.io import video_io
 
 ACCEPTED = (
     f"an image file ({' '.join(preprocessing.IMAGE_EXTENSIONS)}), a folder "

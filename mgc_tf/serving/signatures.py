@@ -32,8 +32,8 @@ from typing import Dict
 import keras
 import tensorflow as tf
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.inference import predictor
-from mgc_tf.models import face_decoder
 
 SERVING_DEFAULT = "serving_default"
 # The float signature `mgc_tf.inference.predictor.SavedModelPredictor` calls.

@@ -16,8 +16,8 @@ from typing import Optional
 import keras
 import tensorflow as tf
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
-from mgc_tf.models import face_decoder
 from mgc_tf.models import reconstructor
 from mgc_tf.training.config import TrainConfig
 

@@ -26,10 +26,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
-from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
-                                 generate_with_skips, read_image_rgb)
 from mgc_tf.io import scans
 from mgc_tf.io import video_io
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 generate_with_skips, read_image_rgb)
 
 HOMEPAGE = ("https://www.micc.unifi.it/resources/datasets/"
             "florence-3d-faces/")

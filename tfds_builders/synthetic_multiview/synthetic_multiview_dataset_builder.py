@@ -15,8 +15,8 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features
+from mgc_tf.facemodel import coefficients
 from mgc_tf.facemodel import synthetic
-from mgc_tf.models import coefficients
 
 from . import synthetic_scenes
 

@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.io import video_io
 from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
                                  generate_with_skips)
-from mgc_tf.io import video_io
 
 FRAME_INDICES_KEY = "frame_indices"
 FPS_KEY = "fps"
