@@ -35,8 +35,8 @@ from mgc_tf.inference import overlay
 from mgc_tf.inference import reconstruct
 from mgc_tf.inference import smoothing
 from mgc_tf.inference.faces import CROP_SIZE
-from mgc_tf.inference.progress import progress
 from mgc_tf.io.bad_input import BadExampleError
+from mgc_tf.io.progress import progress
 from mgc_tf.io.video_io import VideoReader
 
 # Used when the container reports no frame rate.
