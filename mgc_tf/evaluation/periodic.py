@@ -15,27 +15,7 @@ from mgc_tf.evaluation import protocols
 from mgc_tf.inference import predictor as predictor_lib
 
 #: Images per batch of the periodic evaluation (whole examples: 8 x 3 views).
-EVAL_BATCH_SIZE = 24
-
-
-def evaluate(model, decoder, builder, split: str, image_size: int,
-             max_batches: int = 0,
-             batch_size: int = protocols.DEFAULT_BATCH_SIZE
-             ) -> Dict[str, float]:
-  """Metrics of a Keras reconstructor on a prepared split (`protocols`).
-
-  Args:
-    model: Keras model, image [N, S, S, 3] in [0, 1] -> coefficients [N, K].
-    decoder: its `FaceDecoder`.
-    builder: prepared TFDS builder (see `protocols.evaluate_builder`).
-    split: TFDS split.
-    image_size: S.
-    max_batches: evaluate at most this many batches of `batch_size` images
-      (rounded to whole examples); 0: the whole split.
-    batch_size: images per batch.
-  """
-  predictor = predictor_lib.ModelPredictor(model, decoder, image_size)
-  return _evaluate(predictor, builder, split, max_batches, batch_size)
+EVAL_BATCH_SIZE = protocols.DEFAULT_BATCH_SIZE
 
 
 def _evaluate(predictor, builder, split, max_batches, batch_size):
