@@ -28,9 +28,9 @@ import numpy as np
 import tensorflow as tf
 from timing import interleaved_median_ms
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
 from mgc_tf.inference import reconstructor as reconstructor_lib
-from mgc_tf.models import face_decoder
 from mgc_tf.models import reconstructor
 from mgc_tf.serving import export_lib
 

@@ -28,8 +28,8 @@ import workloads
 
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import synthetic
-from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -14,8 +14,8 @@ from absl import flags
 from timing import median_ms
 import workloads
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
-from mgc_tf.models import face_decoder
 
 _BATCH = flags.DEFINE_integer("batch", 5, "Samples per batch.")
 _VIEWS = flags.DEFINE_integer("views", 3, "Views per sample.")

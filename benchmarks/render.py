@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 from timing import median_ms
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
-from mgc_tf.models import face_decoder
 from mgc_tf.render import rasterizer
 from mgc_tf.render import renderer
 

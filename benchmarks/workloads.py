@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.losses import mgc_loss
-from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
 
 

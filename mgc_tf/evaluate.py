@@ -27,6 +27,7 @@ from absl import flags
 
 from mgc_tf.data import pipeline
 from mgc_tf.evaluation import protocols
+from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
 
 _MODEL_DIR = flags.DEFINE_string(
@@ -88,11 +89,11 @@ def main(argv):
   result = protocols.evaluate_builder(
       predictor, builder, _SPLIT.value, batch_size=_BATCH_SIZE.value,
       max_examples=_MAX_EXAMPLES.value)
-  print(protocols.format_table(result, predictor.description))
-  path = _OUTPUT_JSON.value or protocols.default_output_path(
+  print(results.format_table(result, predictor.description))
+  path = _OUTPUT_JSON.value or results.default_output_path(
       _DATASET.value, _SPLIT.value, model_dir=_MODEL_DIR.value,
       saved_model=_SAVED_MODEL.value)
-  protocols.write_json(result, path, predictor.description)
+  results.write_json(result, path, predictor.description)
   print(f"Wrote {path}", flush=True)
   return 0
 

@@ -26,10 +26,10 @@ import sys
 from absl import app
 from absl import flags
 
-from mgc_tf.data.bad_input import BadExampleError
 from mgc_tf.inference import faces
 from mgc_tf.inference import smoothing
 from mgc_tf.inference import sources
+from mgc_tf.io.bad_input import BadExampleError
 
 _INPUT = flags.DEFINE_string(
     "input", None, "An image, a folder of images (not recursive) or a video.")

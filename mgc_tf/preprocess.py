@@ -24,7 +24,7 @@ import sys
 from absl import app
 from absl import flags
 
-from mgc_tf.data import preprocessing
+from mgc_tf.faces2d import preprocessing
 
 _INPUT = flags.DEFINE_string(
     "input", None, "An image file, or a folder of images (not recursive).")

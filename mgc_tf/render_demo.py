@@ -66,7 +66,7 @@ def render_grid(face_model, yaws_degrees: Sequence[float], num_faces: int,
                 seed: int, size: int) -> np.ndarray:
   """[rows * size, cols * size, 3] uint8 grid of renders."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.render import renderer  # pylint: disable=g-import-not-at-top
 
   decoder = face_decoder.FaceDecoder(face_model)

@@ -20,9 +20,9 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
 from mgc_tf.losses import mgc_loss
-from mgc_tf.models import face_decoder
 
 _EXAMPLE = flags.DEFINE_integer("example", 3, "Index in the test split.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Adam steps per fit.")

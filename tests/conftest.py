@@ -97,9 +97,9 @@ def write_trained_model_dir(model_dir: str, backbone: str = "resnet18",
   synthetic one.
   """
   import keras  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
   from mgc_tf.inference import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
-  from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
 
   face_model = loaders.load_face_model(None)

@@ -1,4 +1,4 @@
-"""Tests for mgc_tf.data.alignment and mgc_tf.data.bad_input."""
+"""Tests for mgc_tf.faces2d.alignment and mgc_tf.io.bad_input."""
 
 import threading
 
@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from mgc_tf.data import alignment
-from mgc_tf.data import bad_input
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import alignment
+from mgc_tf.io import bad_input
+from mgc_tf.io.bad_input import BadExampleError
 
 
 def similarity(scale, angle, shift):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from mgc_tf.models import coefficients
+from mgc_tf.facemodel import coefficients
 
 
 def test_bfm_layout_is_257_in_design_order():

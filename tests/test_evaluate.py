@@ -24,6 +24,7 @@ from mgc_tf.data import prepare
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import periodic
 from mgc_tf.evaluation import protocols
+from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from tfds_builders.aflw2000_3d import aflw2000_3d_dataset_builder
 from tfds_builders.micc_florence import micc_florence_dataset_builder
@@ -236,10 +237,10 @@ def test_missing_dataset_names_the_build_command(tmp_path):
 
 
 def test_default_output_paths():
-  assert protocols.default_output_path(
+  assert results.default_output_path(
       "synthetic_multiview/small", "test", model_dir="runs/a") == (
           "runs/a/eval_synthetic_multiview-small_test.json")
-  assert protocols.default_output_path(
+  assert results.default_output_path(
       "aflw2000_3d", "test[:10]", saved_model="export/mgc/1/") == (
           "export/mgc/1_eval_aflw2000_3d_test-10.json")
 
@@ -264,6 +265,6 @@ def test_an_exported_saved_model_scores_like_its_checkpoint(
     assert from_saved.metrics[name] == pytest.approx(value, rel=1e-3,
                                                      abs=1e-3,
                                                      nan_ok=True), name
-  assert protocols.default_output_path(
+  assert results.default_output_path(
       TINY, "test", saved_model=exported.path) == (
           exported.path + "_eval_synthetic_multiview-tiny_test.json")

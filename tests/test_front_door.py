@@ -12,7 +12,7 @@ import mgc_tf
 from mgc_tf.facemodel import loaders
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.models import description as description_lib
-from mgc_tf.models import face_decoder
+from mgc_tf.facemodel import decoder as face_decoder
 
 
 @pytest.fixture(scope="module")

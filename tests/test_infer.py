@@ -16,14 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mgc_tf.data import preprocessing
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import preprocessing
 from mgc_tf.inference import faces
 from mgc_tf.inference import images
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.inference import smoothing
 from mgc_tf.inference import sources
 from mgc_tf.inference import video
+from mgc_tf.io.bad_input import BadExampleError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from scipy import signal
 
+from mgc_tf.facemodel.coefficients import CoefficientLayout
 from mgc_tf.inference import smoothing
 from mgc_tf.inference import video
-from mgc_tf.models.coefficients import CoefficientLayout
 
 # Frames 3, 4 and 8 have no face.
 VALID = np.array([1, 1, 1, 0, 0, 1, 1, 1, 0, 1, 1], bool)

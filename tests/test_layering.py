@@ -90,9 +90,9 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
       "from mgc_tf.training import progress\nfrom mgc_tf import geometry\n")
   monkeypatch.setattr(__import__(__name__), "PACKAGE", str(folder))
   found = import_violations()
-  assert any("geometry/bad.py:2 imports mgc_tf.render.renderer" in p
+  assert any("geometry/bad.py:2 imports mgc_tf.render " in p
              for p in found), found
-  assert any("evaluation/bad.py:1 imports mgc_tf.training.progress" in p
+  assert any("evaluation/bad.py:1 imports mgc_tf.training " in p
              for p in found), found
   assert not any("imports mgc_tf.geometry" in p for p in found)
 

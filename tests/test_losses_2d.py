@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 from mgc_tf import losses
+from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.losses import identity as identity_lib
-from mgc_tf.models import coefficients as coefficients_lib
 
 # --- NumPy references -------------------------------------------------------
 

@@ -5,8 +5,8 @@ import pytest
 import tensorflow as tf
 
 from conftest import run_with_two_logical_cpus
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.losses import mgc_loss
-from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
 
 SIZE = 64
@@ -148,8 +148,8 @@ def test_without_covisible_map_uses_more_pixels(decoder):
 MIRRORED_SCRIPT = """
 import numpy as np
 from conftest import make_tiny_face_model
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.losses import mgc_loss
-from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer
 
 decoder = face_decoder.FaceDecoder(make_tiny_face_model())

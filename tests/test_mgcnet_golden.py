@@ -68,7 +68,7 @@ def compute():
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mgc_tf import methods  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
-  from mgc_tf.models import face_decoder  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import registry  # pylint: disable=g-import-not-at-top
 
   decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))

@@ -10,9 +10,9 @@ import pytest
 import tensorflow as tf
 
 from mgc_tf import geometry
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import load_face_model
 from mgc_tf.losses import consistency
-from mgc_tf.models import face_decoder
 from mgc_tf.render import covisibility
 from mgc_tf.render import renderer
 from mgc_tf.render import sampling

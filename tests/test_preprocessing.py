@@ -1,4 +1,4 @@
-"""Tests for face preprocessing (mgc_tf.data.preprocessing, .skin) and its CLI.
+"""Tests for face preprocessing (mgc_tf.faces2d.preprocessing, .skin), its CLI.
 
 Detection runs dlib on a real photograph that ships with scikit-image
 (`skimage.data.astronaut()`, 512 x 512, one face with its box at about
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from mgc_tf.data import alignment
-from mgc_tf.data import preprocessing
-from mgc_tf.data import skin
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d import preprocessing
+from mgc_tf.faces2d import skin
+from mgc_tf.io.bad_input import BadExampleError
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

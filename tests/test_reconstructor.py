@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from mgc_tf.facemodel import coefficients as coefficients_lib
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import synthetic
 from mgc_tf.models import backbones
-from mgc_tf.models import coefficients as coefficients_lib
-from mgc_tf.models import face_decoder
 from mgc_tf.models import reconstructor as reconstructor_lib
 
 SIZE = 64

@@ -7,10 +7,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import grid_sheet
-from mgc_tf.models import face_decoder
+from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import shading
 from mgc_tf.render import rasterizer
 from mgc_tf.render import renderer
-from mgc_tf.render import shading
 
 SIZE = 32
 FOCAL = 40.0

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from mgc_tf.data import scans
 from mgc_tf.evaluation import scan_metrics
 from mgc_tf.facemodel import loaders
 from mgc_tf.geometry import euler_to_rotation
+from mgc_tf.io import scans
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,8 +5,8 @@ import gzip
 import numpy as np
 import pytest
 
-from mgc_tf.data import scans
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.io import scans
+from mgc_tf.io.bad_input import BadExampleError
 
 # A square (quad) and a triangle sharing an edge, in mm.
 SQUARE_AND_TRIANGLE_POINTS = np.array(

@@ -1,4 +1,7 @@
-"""Tests of the synthetic multi-view scenes (mgc_tf.data.synthetic_scenes).
+"""Tests of the synthetic multi-view scenes.
+
+`tfds_builders/synthetic_multiview/synthetic_scenes.py`, the generator that
+only the synthetic_multiview builder uses.
 
 The ground truth stored with each example must be what decoding and
 rendering its coefficients with `FaceDecoder` / `render_face` gives.
@@ -9,10 +12,10 @@ import pytest
 import tensorflow as tf
 
 from mgc_tf import geometry
-from mgc_tf.data import synthetic_scenes as scenes
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import synthetic
-from mgc_tf.models import face_decoder
 from mgc_tf.render import renderer as renderer_lib
+from tfds_builders.synthetic_multiview import synthetic_scenes as scenes
 
 SIZE = 64
 # Test indices 0..5 cover each |yaw| bin twice; two train examples.

@@ -1,4 +1,4 @@
-"""Tests of mgc_tf.data.video_io: finding videos, decoding, landmark tracks."""
+"""Tests of mgc_tf.io.video_io: finding videos, decoding, landmark tracks."""
 
 import os
 
@@ -7,8 +7,8 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
-from mgc_tf.data import video_io  # pylint: disable=g-import-not-at-top
-from mgc_tf.data.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
+from mgc_tf.io import video_io  # pylint: disable=g-import-not-at-top
+from mgc_tf.io.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
 
 
 def write_numbered_video(path: str, num_frames: int, fps: float = 12.0,

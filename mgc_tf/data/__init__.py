@@ -1,2 +1,6 @@
-"""Data: TFDS feature schemas, preprocessing (detect, landmarks, align, skin),
-bad-input accounting for dataset builds, and the N-view tf.data pipelines."""
+"""Data: TFDS feature schemas (`features`), multi-view groups of a dataset
+build (`groups`), augmentation (`augment`), preparation of the synthetic set
+(`prepare`) and the N-view tf.data pipelines (`pipeline`).
+
+File formats live in `mgc_tf.io`, 2D face work (detection, landmarks,
+alignment, skin) in `mgc_tf.faces2d`."""

@@ -24,7 +24,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mgc_tf.data.bad_input import NUM_LANDMARKS, BadExampleError
+from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError
 
 IMAGE_KEY = "images"
 FRAMES_KEY = "frames"
@@ -137,7 +137,7 @@ def stack_views(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray],
   Raises:
     BadExampleError: no views, mismatched counts, wrong sizes or bad landmarks.
   """
-  from mgc_tf.data.bad_input import check_landmarks  # pylint: disable=g-import-not-at-top
+  from mgc_tf.io.bad_input import check_landmarks  # pylint: disable=g-import-not-at-top
   if not images:
     raise BadExampleError("no usable views", f"identity {identity}")
   if not len(images) == len(landmarks) == len(skins):

@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import augment as augment_lib
 from mgc_tf.data import features as features_lib
-from mgc_tf.data.bad_input import NUM_LANDMARKS
+from mgc_tf.io.bad_input import NUM_LANDMARKS
 
 _LOG = logging.getLogger("mgc_tf.data")
 

@@ -16,7 +16,7 @@ from mgc_tf.evaluation import protocols
 from mgc_tf.inference import reconstructor as reconstructor_lib
 
 #: Images per batch of the periodic evaluation (whole examples: 8 x 3 views).
-EVAL_BATCH_SIZE = 24
+EVAL_BATCH_SIZE = protocols.DEFAULT_BATCH_SIZE
 
 
 def _images_per_example(builder) -> int:

@@ -1,4 +1,7 @@
-"""Face models: the `FaceModel` container, its native format and loaders.
+"""Face models: the `FaceModel` container, its native format and loaders,
+the coefficient layout (`coefficients`), the decoder from coefficients to a
+mesh, colours and landmarks (`decoder`), its SH lighting and vertex normals
+(`shading`), and the embedded synthetic model (`synthetic`).
 
 `load_face_model(path)` is the entry point: a native `.npz`, Deep3D's
 `BFM_model_front.mat`, MGCNet's `.h5`, or None for the embedded synthetic

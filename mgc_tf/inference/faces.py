@@ -4,7 +4,7 @@ Two modes:
 
   detect   dlib finds the faces and their 68 landmarks, and each face is
            aligned to the 224 template exactly as `mgc_tf.preprocess` does
-           for training (`mgc_tf.data.preprocessing`). Needs the
+           for training (`mgc_tf.faces2d.preprocessing`). Needs the
            `preprocess` extra.
   aligned  the whole image is one face crop already aligned to the template
            (the output of `mgc_tf.preprocess`); it must be square and is
@@ -12,7 +12,7 @@ Two modes:
 
 Every crop keeps the [2, 3] transform from original to crop pixels, so
 results map back into the original image (OpenCV pixel convention, see
-`mgc_tf.data.alignment`).
+`mgc_tf.faces2d.alignment`).
 """
 
 import dataclasses
@@ -20,9 +20,9 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from mgc_tf.data import alignment
-from mgc_tf.data import preprocessing
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d import preprocessing
+from mgc_tf.io.bad_input import BadExampleError
 
 # Side of the crops faces are aligned to, rendered at and written in.
 CROP_SIZE = alignment.TEMPLATE_SIZE

@@ -14,13 +14,13 @@ from typing import Callable, List, Sequence
 
 import numpy as np
 
-from mgc_tf.data.bad_input import BadExampleError
-from mgc_tf.data.bad_input import SkipCounter
-from mgc_tf.data.bad_input import read_image_rgb
 from mgc_tf.inference import outputs
 from mgc_tf.inference import overlay
 from mgc_tf.inference import reconstruct
-from mgc_tf.inference.progress import progress
+from mgc_tf.io.bad_input import BadExampleError
+from mgc_tf.io.bad_input import read_image_rgb
+from mgc_tf.io.bad_input import SkipCounter
+from mgc_tf.io.progress import progress
 
 SUMMARY_FILE = "summary.json"
 

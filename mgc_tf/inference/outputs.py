@@ -17,7 +17,7 @@ from typing import Dict
 
 import numpy as np
 
-from mgc_tf.data import alignment
+from mgc_tf.faces2d import alignment
 from mgc_tf.inference.faces import CROP_SIZE
 from mgc_tf.inference.faces import FaceCrop
 from mgc_tf.inference.reconstruct import Reconstruction

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from mgc_tf.data import alignment
+from mgc_tf.faces2d import alignment
 
 # RGB colours of the drawn landmarks.
 PREDICTED_COLOR = (0, 255, 0)

@@ -111,7 +111,7 @@ def reconstruct(decoder, coefficients: np.ndarray, render: bool = True,
   """Decodes (and renders) coefficients in the 224 crop's camera.
 
   Args:
-    decoder: `mgc_tf.models.face_decoder.FaceDecoder`.
+    decoder: `mgc_tf.facemodel.decoder.FaceDecoder`.
     coefficients: [B, K] float32, B >= 1.
     render: also rasterize the faces (image and mask).
     extras: extra outputs to carry along, name -> [B, ...].

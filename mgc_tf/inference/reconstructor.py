@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from mgc_tf.facemodel import loaders
 from mgc_tf.models import description as description_lib
-from mgc_tf.models import face_decoder
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.models import registry
 # Registers the "reconstructor" network builder.
 from mgc_tf.models import reconstructor as _reconstructor  # pylint: disable=unused-import
@@ -285,7 +285,7 @@ def _crops_of(images, find_faces: bool):
   from mgc_tf.inference import faces
   if find_faces:
     if isinstance(images, (str, os.PathLike)):
-      from mgc_tf.data.bad_input import read_image_rgb
+      from mgc_tf.io.bad_input import read_image_rgb
       images = read_image_rgb(os.fspath(images))
     photo = np.asarray(images)
     if photo.ndim != 3:

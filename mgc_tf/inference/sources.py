@@ -11,10 +11,10 @@ import enum
 import os
 from typing import List
 
-from mgc_tf.data import preprocessing
-from mgc_tf.data import video_io
-from mgc_tf.data.bad_input import BadExampleError
-from mgc_tf.data.bad_input import read_image_rgb
+from mgc_tf.faces2d import preprocessing
+from mgc_tf.io import video_io
+from mgc_tf.io.bad_input import BadExampleError
+from mgc_tf.io.bad_input import read_image_rgb
 
 ACCEPTED = (
     f"an image file ({' '.join(preprocessing.IMAGE_EXTENSIONS)}), a folder "

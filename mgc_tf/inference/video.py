@@ -30,14 +30,14 @@ from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
-from mgc_tf.data.bad_input import BadExampleError
-from mgc_tf.data.video_io import VideoReader
 from mgc_tf.inference import outputs
 from mgc_tf.inference import overlay
 from mgc_tf.inference import reconstruct
 from mgc_tf.inference import smoothing
 from mgc_tf.inference.faces import CROP_SIZE
-from mgc_tf.inference.progress import progress
+from mgc_tf.io.bad_input import BadExampleError
+from mgc_tf.io.progress import progress
+from mgc_tf.io.video_io import VideoReader
 
 # Used when the container reports no frame rate.
 DEFAULT_FPS = 25.0

@@ -10,7 +10,9 @@ Modules:
   landmark:        weighted 2D landmark loss in crop pixels.
   regularization:  weighted squared norms of the 3DMM coefficients.
   identity:        1 - cos of face embeddings from a frozen, user-supplied
-                   network (off when none is given).
+                   network (off when none is given); the network wrapper,
+                   `FaceEmbedding`, lives in `mgc_tf.models.face_embedding`
+                   and is re-exported here.
   epipolar:        symmetric epipolar distance of ground-truth landmarks
                    under the predicted relative pose.
 """
@@ -18,13 +20,13 @@ Modules:
 from mgc_tf.losses.epipolar import epipolar_loss
 from mgc_tf.losses.epipolar import epipolar_loss_from_poses
 from mgc_tf.losses.identity import cosine_distance
-from mgc_tf.losses.identity import FaceEmbedding
 from mgc_tf.losses.identity import IdentityLoss
 from mgc_tf.losses.landmark import DEFAULT_NOSE_MOUTH_WEIGHT
 from mgc_tf.losses.landmark import landmark_loss
 from mgc_tf.losses.landmark import landmark_weights
 from mgc_tf.losses.photometric import render_loss
 from mgc_tf.losses.regularization import regularization_loss
+from mgc_tf.models.face_embedding import FaceEmbedding
 
 __all__ = [
     "DEFAULT_NOSE_MOUTH_WEIGHT",

@@ -13,7 +13,7 @@ Shape glossary: B batch, K coefficients (see `CoefficientLayout`).
 
 import tensorflow as tf
 
-from mgc_tf.models import coefficients as coefficients_lib
+from mgc_tf.facemodel import coefficients as coefficients_lib
 
 DEFAULT_IDENTITY_WEIGHT = 1.0
 DEFAULT_EXPRESSION_WEIGHT = 0.8

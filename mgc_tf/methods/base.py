@@ -26,7 +26,7 @@ from typing import (Any, ClassVar, Dict, Mapping, NamedTuple, Optional,
 
 import tensorflow as tf
 
-from mgc_tf.models import face_decoder as decoder_lib
+from mgc_tf.facemodel import decoder as decoder_lib
 from mgc_tf.models import reconstructor as reconstructor_lib
 from mgc_tf.models import registry
 

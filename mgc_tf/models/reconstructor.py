@@ -3,11 +3,12 @@
     image [B, S, S, 3] RGB in [0, 1]  ->  backbone  ->  [B, F] features
                                       ->  Dense(K) "coefficients"  ->  [B, K]
 
-The coefficients are offsets (`mgc_tf.models.coefficients.CoefficientLayout`):
-zero identity / albedo / expression / lighting is the mean face under the
-0.8 ambient light, and zero pose is the face model's default pose. The head
-starts near zero, so the untrained network predicts the mean face at the
-default pose: the renderer sees a face in the crop from the first step.
+The coefficients are offsets (`mgc_tf.facemodel.coefficients`'s
+`CoefficientLayout`): zero identity / albedo / expression / lighting is the
+mean face under the 0.8 ambient light, and zero pose is the face model's
+default pose. The head starts near zero, so the untrained network predicts
+the mean face at the default pose: the renderer sees a face in the crop
+from the first step.
 
 The model is plain Keras 3 (functional, one registered custom layer for the
 input preprocessing), so `model.save("x.keras")` / `keras.models.load_model`
@@ -54,7 +55,7 @@ def coefficient_output_scale(layout, translation_unit_mm: float =
   """[K] float32: 1 everywhere but `translation_unit_mm` on tx, ty, tz.
 
   Args:
-    layout: a `mgc_tf.models.coefficients.CoefficientLayout`.
+    layout: a `mgc_tf.facemodel.coefficients.CoefficientLayout`.
     translation_unit_mm: millimetres per unit of the head's translation
       outputs.
   """

@@ -84,7 +84,7 @@ def render_face(decoder, coefficients: tf.Tensor,
   """Decodes coefficients with `decoder` (a `FaceDecoder`) and renders them.
 
   Args:
-    decoder: `mgc_tf.models.face_decoder.FaceDecoder`.
+    decoder: `mgc_tf.facemodel.decoder.FaceDecoder`.
     coefficients: [B, K] float32 in `decoder.layout`.
     background: optional [B, H, W, 3] image to composite over.
     image_size: (height, width) of the square crop; defaults to the

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 import mgc_tf
-from mgc_tf.data import alignment
+from mgc_tf.faces2d import alignment
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.serving import signatures as signatures_lib
 

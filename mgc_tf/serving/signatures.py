@@ -32,8 +32,8 @@ from typing import Dict, Optional
 import keras
 import tensorflow as tf
 
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.inference import reconstructor as reconstructor_lib
-from mgc_tf.models import face_decoder
 
 SERVING_DEFAULT = "serving_default"
 # The float signature `Reconstructor.from_saved_model` calls.

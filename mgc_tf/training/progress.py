@@ -2,20 +2,7 @@
 
 import time
 
-
-def format_duration(seconds: float) -> str:
-  """'1d 03h', '2h 05m', '4m 09s', '12s'."""
-  seconds = int(max(seconds, 0))
-  days, rest = divmod(seconds, 86400)
-  hours, rest = divmod(rest, 3600)
-  minutes, secs = divmod(rest, 60)
-  if days:
-    return f"{days}d {hours:02d}h"
-  if hours:
-    return f"{hours}h {minutes:02d}m"
-  if minutes:
-    return f"{minutes}m {secs:02d}s"
-  return f"{secs}s"
+from mgc_tf.io.progress import format_duration
 
 
 class Progress:

@@ -32,9 +32,9 @@ import mgc_tf
 from mgc_tf.data import augment as augment_lib
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
+from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
 from mgc_tf.models import description as description_lib
-from mgc_tf.models import face_decoder
 from mgc_tf.models import registry
 from mgc_tf.training import distribution
 from mgc_tf.training import progress as progress_lib

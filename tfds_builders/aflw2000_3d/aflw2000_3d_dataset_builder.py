@@ -20,10 +20,10 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import readers
-from mgc_tf.data.bad_input import (NUM_LANDMARKS, BadExampleError,
-                                   SkipCounter, generate_with_skips,
-                                   read_image_rgb)
+from mgc_tf.io import annotations
+from mgc_tf.io.bad_input import (NUM_LANDMARKS, BadExampleError,
+                                 SkipCounter, generate_with_skips,
+                                 read_image_rgb)
 
 IMAGE_FOLDER = "AFLW2000"
 ZIP_NAME = "AFLW2000-3D.zip"
@@ -74,13 +74,14 @@ def read_annotation(mat_path: str) -> Annotation:
     BadExampleError: "unreadable mat file" (missing, truncated), "missing mat
       variable", "wrong landmark count", "non-finite landmarks", "bad pose".
   """
-  contents = readers.read_mat(mat_path)
+  contents = annotations.read_mat(mat_path)
   # The 3DDFA fits behind AFLW2000-3D and 300W-LP are MATLAB, 1-based; we
   # store 0-based pixels like every other builder (w300_lp does the same).
-  landmarks = readers.landmarks_from_matrix(
-      readers.mat_variable(contents, "pt3d_68", mat_path), source=mat_path,
+  landmarks = annotations.landmarks_from_matrix(
+      annotations.mat_variable(contents, "pt3d_68", mat_path), source=mat_path,
       one_based=LANDMARKS_ONE_BASED)
-  pose_para = readers.mat_variable(contents, "Pose_Para", mat_path).reshape(-1)
+  pose_para = annotations.mat_variable(contents, "Pose_Para",
+                                       mat_path).reshape(-1)
   if pose_para.size < 3 or not np.all(np.isfinite(pose_para[:3])):
     raise BadExampleError(
         "bad pose", f"{mat_path}: Pose_Para {pose_para.tolist()} needs 3 "
@@ -244,7 +245,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """
     # Imported here so that reading a prepared dataset does not need the
     # preprocessing dependencies.
-    from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     rgb = read_image_rgb(str(image_path))
     annotation = read_annotation(str(image_path.with_suffix(".mat")))
     face = preprocessing.preprocess_face(

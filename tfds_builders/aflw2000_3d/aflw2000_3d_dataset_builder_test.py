@@ -9,8 +9,8 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import alignment
+from mgc_tf.io.bad_input import BadExampleError
 from tfds_builders.aflw2000_3d import aflw2000_3d_dataset_builder as aflw
 
 DUMMY_DATA = epath.Path(__file__).parent / "dummy_data"

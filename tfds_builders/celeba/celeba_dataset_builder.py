@@ -16,10 +16,10 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
 from mgc_tf.data import features as features_lib
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips, read_image_rgb)
+from mgc_tf.faces2d import alignment
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 generate_with_skips, read_image_rgb)
 
 IMAGE_DIR = "img_align_celeba"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -284,7 +284,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                          ) -> Iterator[Tuple[str, dict]]:
     # Imported here so that reading a prepared dataset does not need the
     # preprocessing dependencies.
-    from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     config = self.builder_config
     counter = SkipCounter(f"celeba/{config.name} {split}", unit="images")
     self.skip_counters[split] = counter

@@ -14,9 +14,9 @@ import tensorflow_datasets as tfds
 
 pytest.importorskip("dlib")
 
-from mgc_tf.data import alignment  # pylint: disable=g-import-not-at-top
-from mgc_tf.data.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
-from mgc_tf.data.preprocessing import Detection  # pylint: disable=g-import-not-at-top
+from mgc_tf.faces2d import alignment  # pylint: disable=g-import-not-at-top
+from mgc_tf.faces2d.preprocessing import Detection  # pylint: disable=g-import-not-at-top
+from mgc_tf.io.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
 from tfds_builders.celeba import celeba_dataset_builder as builder_lib  # pylint: disable=g-import-not-at-top
 
 DUMMY_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),

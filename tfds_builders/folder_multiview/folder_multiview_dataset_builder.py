@@ -23,8 +23,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
-from mgc_tf.data import readers
-from mgc_tf.data.bad_input import SkipCounter, read_image_rgb
+from mgc_tf.data import groups as groups_lib
+from mgc_tf.io import annotations
+from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
 
@@ -84,7 +85,7 @@ def _image_folders(folder: str) -> Iterator[Tuple[str, List[str]]]:
   subfolders = [path for path in paths if tf.io.gfile.isdir(path)]
   subfolder_set = set(subfolders)
   images = [path for path in paths
-            if path not in subfolder_set and readers.is_image_file(path)]
+            if path not in subfolder_set and annotations.is_image_file(path)]
   if images:
     yield folder, images
   for subfolder in subfolders:
@@ -116,13 +117,14 @@ def find_view_groups(root: str, max_views_per_group: int) -> List[ViewGroup]:
   return groups
 
 
-def load_view(image_path: str) -> readers.LoadedView:
+def load_view(image_path: str) -> groups_lib.LoadedView:
   """Image and its landmark file's points (None when there is no file)."""
   image = read_image_rgb(image_path)
-  landmark_path = readers.find_landmark_file(image_path)
+  landmark_path = annotations.find_landmark_file(image_path)
   if landmark_path is None:
-    return readers.LoadedView(image, None)
-  return readers.LoadedView(image, readers.read_landmark_file(landmark_path))
+    return groups_lib.LoadedView(image, None)
+  return groups_lib.LoadedView(image,
+                               annotations.read_landmark_file(landmark_path))
 
 
 def make_group_example(group: ViewGroup, view_counter: SkipCounter,
@@ -143,11 +145,11 @@ def make_group_example(group: ViewGroup, view_counter: SkipCounter,
   Raises:
     BadExampleError: "too few views" when fewer than 2 views survive.
   """
-  kept = readers.preprocess_views(
+  kept = groups_lib.preprocess_views(
       group.image_paths, load_view, view_counter, name_of=group.view_name,
       image_size=image_size, landmarker=landmarker)
-  example = readers.stack_group(kept, len(group.image_paths), group.identity,
-                                image_size)
+  example = groups_lib.stack_group(kept, len(group.image_paths), group.identity,
+                                   image_size)
   example.update({
       "view_names": [group.view_name(view.view) for view in kept],
       "landmarks_detected": np.array(
@@ -165,7 +167,7 @@ def generate_examples(groups: Sequence[ViewGroup], group_counter: SkipCounter,
   Dropped views are counted in `view_counter`, skipped groups in
   `group_counter`; both report when the generator ends.
   """
-  yield from readers.generate_group_examples(
+  yield from groups_lib.generate_group_examples(
       groups,
       lambda group: make_group_example(group, view_counter, image_size,
                                        landmarker),

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
-from mgc_tf.data.bad_input import SkipCounter
+from mgc_tf.faces2d import alignment
+from mgc_tf.io.bad_input import SkipCounter
 from tfds_builders.folder_multiview import (
     folder_multiview_dataset_builder as fm)
 

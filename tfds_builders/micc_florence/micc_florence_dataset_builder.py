@@ -26,10 +26,10 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
-from mgc_tf.data import scans
-from mgc_tf.data import video_io
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips, read_image_rgb)
+from mgc_tf.io import scans
+from mgc_tf.io import video_io
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 generate_with_skips, read_image_rgb)
 
 HOMEPAGE = ("https://www.micc.unifi.it/resources/datasets/"
             "florence-3d-faces/")
@@ -409,7 +409,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         yield index, None, error
 
   def _get_landmarker(self):
-    from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     if self._landmarker is None:
       upsample = self.builder_config.detector_upsample
       self._landmarker = (preprocessing.default_landmarker() if upsample is None
@@ -427,7 +427,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """
     # Imported here so that reading a prepared dataset does not need the
     # preprocessing dependencies.
-    from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     config = self.builder_config
     landmarker = self._get_landmarker()
     frames, landmarks, skins, indices = [], [], [], []

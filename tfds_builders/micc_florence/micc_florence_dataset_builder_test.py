@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
-from mgc_tf.data import scans
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.faces2d import alignment
+from mgc_tf.io import scans
+from mgc_tf.io.bad_input import BadExampleError
 from tfds_builders.micc_florence import micc_florence_dataset_builder as micc
 
 DUMMY_DATA = epath.Path(__file__).parent / "dummy_data"

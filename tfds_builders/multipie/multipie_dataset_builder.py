@@ -29,11 +29,12 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
-from mgc_tf.data import readers
-from mgc_tf.data.bad_input import SkipCounter, read_image_rgb
+from mgc_tf.data import groups as groups_lib
+from mgc_tf.io import annotations
+from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
-MIN_VIEWS = readers.MIN_GROUP_VIEWS
+MIN_VIEWS = groups_lib.MIN_GROUP_VIEWS
 
 # Nominal yaw of the cameras on the horizontal arc, in degrees, sorted. The
 # values are the commonly used 15-degree steps (e.g. in face frontalization
@@ -204,13 +205,13 @@ def make_windows(captures: Dict[Capture, Dict[str, str]],
   return windows
 
 
-def load_view(view: CameraView) -> readers.LoadedView:
+def load_view(view: CameraView) -> groups_lib.LoadedView:
   """Image and the landmark file's points (None: detect)."""
   image = read_image_rgb(view.path)
-  landmark_path = readers.find_landmark_file(view.path)
+  landmark_path = annotations.find_landmark_file(view.path)
   landmarks = (None if landmark_path is None
-               else readers.read_landmark_file(landmark_path))
-  return readers.LoadedView(image, landmarks)
+               else annotations.read_landmark_file(landmark_path))
+  return groups_lib.LoadedView(image, landmarks)
 
 
 class CaptureViewCache:
@@ -226,17 +227,17 @@ class CaptureViewCache:
     self._image_size = image_size
     self._landmarker = landmarker
     self._capture = None
-    self._views: Dict[str, Optional[readers.PreprocessedView]] = {}
+    self._views: Dict[str, Optional[groups_lib.PreprocessedView]] = {}
 
   def get(self, capture: Capture, views: Sequence[CameraView]
-          ) -> List[readers.PreprocessedView]:
+          ) -> List[groups_lib.PreprocessedView]:
     """The aligned views among `views` that worked, in order."""
     if capture != self._capture:
       self._capture, self._views = capture, {}
     missing = [view for view in views if view.camera not in self._views]
     for view in missing:
       self._views[view.camera] = None
-    for done in readers.preprocess_views(
+    for done in groups_lib.preprocess_views(
         missing, load_view, self._view_counter, name_of=lambda v: v.name,
         image_size=self._image_size, landmarker=self._landmarker):
       self._views[done.view.camera] = done
@@ -253,8 +254,8 @@ def make_window_example(window: CameraWindow, cache: CaptureViewCache,
   """
   kept = cache.get(window.capture, window.views)
   capture = window.capture
-  example = readers.stack_group(kept, len(window.views), capture.subject,
-                                image_size)
+  example = groups_lib.stack_group(kept, len(window.views), capture.subject,
+                                   image_size)
   example.update({
       "view_names": [view.view.name for view in kept],
       "cameras": [view.view.camera for view in kept],
@@ -275,7 +276,7 @@ def generate_examples(windows: Sequence[CameraWindow],
                       ) -> Iterator[Tuple[str, dict]]:
   """(key, example) per window with >= 2 good views; counts the rest."""
   cache = CaptureViewCache(view_counter, image_size, landmarker)
-  yield from readers.generate_group_examples(
+  yield from groups_lib.generate_group_examples(
       windows, lambda window: make_window_example(window, cache, image_size),
       group_counter, view_counter, key_of=lambda window: window.key)
 

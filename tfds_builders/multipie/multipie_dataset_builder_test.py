@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
-from mgc_tf.data.bad_input import SkipCounter
+from mgc_tf.faces2d import alignment
+from mgc_tf.io.bad_input import SkipCounter
 from tfds_builders.multipie import multipie_dataset_builder as mp
 
 DUMMY_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),

@@ -55,7 +55,7 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 def figure(size: int) -> np.ndarray:
   """[rows * size, 5 * size, 3] uint8 grid (see the module docstring)."""
-  from mgc_tf.data import synthetic_scenes  # pylint: disable=g-import-not-at-top
+  import synthetic_scenes  # pylint: disable=g-import-not-at-top  # beside this script
   from mgc_tf.facemodel import synthetic  # pylint: disable=g-import-not-at-top
   face_model = synthetic.embedded_face_model()
   renderer = synthetic_scenes.SceneRenderer(face_model, size)

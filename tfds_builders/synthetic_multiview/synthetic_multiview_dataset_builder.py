@@ -1,7 +1,7 @@
 """synthetic_multiview: multi-view faces rendered from the embedded face model.
 
-No download: every example is drawn and rendered by
-`mgc_tf.data.synthetic_scenes` from the embedded synthetic face model, so
+No download: every example is drawn and rendered by `synthetic_scenes`
+(beside this file) from the embedded synthetic face model, so
 this is the dataset that works on a fresh machine. Each example holds three
 views of one synthetic person at one instant (target = view 1, sources =
 views 0 and 2) with the ground truth kept for evaluation. See
@@ -15,9 +15,10 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features
-from mgc_tf.data import synthetic_scenes
+from mgc_tf.facemodel import coefficients
 from mgc_tf.facemodel import synthetic
-from mgc_tf.models import coefficients
+
+from . import synthetic_scenes
 
 
 CITATION = """@inproceedings{shang2020self,

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import synthetic_scenes
 from tfds_builders.synthetic_multiview import (
     synthetic_multiview_dataset_builder)
+from tfds_builders.synthetic_multiview import synthetic_scenes
 
 TINY = 64
 

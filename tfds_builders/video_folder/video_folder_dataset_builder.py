@@ -16,9 +16,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
-from mgc_tf.data import video_io
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   generate_with_skips)
+from mgc_tf.io import video_io
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 generate_with_skips)
 
 FRAME_INDICES_KEY = "frame_indices"
 FPS_KEY = "fps"
@@ -171,7 +171,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """
     # Imported here so that reading a prepared dataset does not need the
     # preprocessing dependencies.
-    from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
+    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     config = self.builder_config
     landmark_file = video_io.find_landmark_file(entry.path)
     track = (video_io.read_video_landmarks(landmark_file)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import alignment
+from mgc_tf.faces2d import alignment
 
 pytest.importorskip("dlib")
 

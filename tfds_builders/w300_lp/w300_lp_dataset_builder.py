@@ -30,9 +30,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
-from mgc_tf.data import readers
-from mgc_tf.data.bad_input import (BadExampleError, SkipCounter,
-                                   read_image_rgb)
+from mgc_tf.data import groups as groups_lib
+from mgc_tf.faces2d import mirror
+from mgc_tf.io import annotations
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 read_image_rgb)
 
 IMAGE_SIZE = 224
 SUBSETS = ("AFW", "HELEN", "IBUG", "LFPW")
@@ -149,8 +151,8 @@ def read_pose_para(mat_path: str) -> np.ndarray:
   Raises:
     BadExampleError: unreadable file, missing variable, wrong size, NaN.
   """
-  pose = readers.mat_variable(readers.read_mat(mat_path), "Pose_Para",
-                              mat_path).reshape(-1)
+  pose = annotations.mat_variable(annotations.read_mat(mat_path), "Pose_Para",
+                                  mat_path).reshape(-1)
   if pose.size != POSE_PARA_SIZE or not np.all(np.isfinite(pose)):
     raise BadExampleError(
         "bad pose", f"{mat_path}: Pose_Para {pose.shape} must be 7 finite "
@@ -160,17 +162,17 @@ def read_pose_para(mat_path: str) -> np.ndarray:
 
 def read_pts_3d(landmark_path: str) -> np.ndarray:
   """`pts_3d` of a `landmarks/..._pts.mat`: float32 [68, 2], 0-based."""
-  contents = readers.read_mat(landmark_path)
-  return readers.landmarks_from_matrix(
-      readers.mat_variable(contents, "pts_3d", landmark_path), landmark_path,
-      one_based=LANDMARKS_ONE_BASED)
+  contents = annotations.read_mat(landmark_path)
+  return annotations.landmarks_from_matrix(
+      annotations.mat_variable(contents, "pts_3d", landmark_path),
+      landmark_path, one_based=LANDMARKS_ONE_BASED)
 
 
 def read_pt2d(mat_path: str) -> np.ndarray:
   """`pt2d` of an image `.mat`: float32 [68, 2], 0-based."""
-  contents = readers.read_mat(mat_path)
-  return readers.landmarks_from_matrix(
-      readers.mat_variable(contents, "pt2d", mat_path), mat_path,
+  contents = annotations.read_mat(mat_path)
+  return annotations.landmarks_from_matrix(
+      annotations.mat_variable(contents, "pt2d", mat_path), mat_path,
       one_based=LANDMARKS_ONE_BASED)
 
 
@@ -187,15 +189,15 @@ def view_landmarks(view: W300View, image_width: int) -> Tuple[np.ndarray, str]:
   if tf.io.gfile.exists(view.landmark_path):
     landmarks = read_pts_3d(view.landmark_path)
     if view.flipped:
-      landmarks = readers.mirror_landmarks_68(landmarks, image_width)
+      landmarks = mirror.mirror_landmarks_68(landmarks, image_width)
     return landmarks, "pts_3d"
   landmarks = read_pt2d(view.mat_path)
-  if view.flipped and readers.has_mirrored_numbering(landmarks):
-    landmarks = landmarks[readers.MIRROR_68]
+  if view.flipped and mirror.has_mirrored_numbering(landmarks):
+    landmarks = landmarks[mirror.MIRROR_68]
   return landmarks, "pt2d"
 
 
-def load_view(view: W300View) -> readers.LoadedView:
+def load_view(view: W300View) -> groups_lib.LoadedView:
   """Image, landmarks and pose of one view.
 
   Raises:
@@ -205,9 +207,9 @@ def load_view(view: W300View) -> readers.LoadedView:
   image = read_image_rgb(view.image_path)
   pose_para = read_pose_para(view.mat_path)
   landmarks, source = view_landmarks(view, image.shape[1])
-  return readers.LoadedView(image, landmarks,
-                            {"pose_para": pose_para,
-                             "landmark_source": source})
+  return groups_lib.LoadedView(image, landmarks,
+                               {"pose_para": pose_para,
+                                "landmark_source": source})
 
 
 def make_group_example(group: W300Group, view_counter: SkipCounter,
@@ -217,11 +219,11 @@ def make_group_example(group: W300Group, view_counter: SkipCounter,
   Raises:
     BadExampleError: "too few views" when fewer than 2 views survive.
   """
-  kept = readers.preprocess_views(group.views, load_view, view_counter,
-                                  name_of=lambda view: view.name,
-                                  image_size=image_size)
-  example = readers.stack_group(kept, len(group.views), group.source,
-                                image_size)
+  kept = groups_lib.preprocess_views(group.views, load_view, view_counter,
+                                     name_of=lambda view: view.name,
+                                     image_size=image_size)
+  example = groups_lib.stack_group(kept, len(group.views), group.source,
+                                   image_size)
   pose_para = np.stack([view.info["pose_para"] for view in kept])
   example.update({
       "view_names": [view.view.name for view in kept],
@@ -239,7 +241,7 @@ def generate_examples(groups: Sequence[W300Group], group_counter: SkipCounter,
                       image_size: int = IMAGE_SIZE
                       ) -> Iterator[Tuple[str, dict]]:
   """(key, example) per group with >= 2 good views; counts what is dropped."""
-  yield from readers.generate_group_examples(
+  yield from groups_lib.generate_group_examples(
       groups, lambda group: make_group_example(group, view_counter,
                                                image_size),
       group_counter, view_counter, key_of=lambda group: group.key)

@@ -8,8 +8,8 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from mgc_tf.data import readers
-from mgc_tf.data.bad_input import BadExampleError, SkipCounter
+from mgc_tf.faces2d import mirror
+from mgc_tf.io.bad_input import BadExampleError, SkipCounter
 from tfds_builders.w300_lp import w300_lp_dataset_builder as w300
 
 DUMMY_DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -95,9 +95,9 @@ def test_flipped_view_mirrors_the_unflipped_pts_3d():
   flipped, source = w300.view_landmarks(_view("AFW_Flip", "AFW_111_1_2"), 128)
   assert source == "pts_3d"
   np.testing.assert_allclose(flipped,
-                             readers.mirror_landmarks_68(original, 128),
+                             mirror.mirror_landmarks_68(original, 128),
                              atol=1e-4)
-  assert not readers.has_mirrored_numbering(flipped)
+  assert not mirror.has_mirrored_numbering(flipped)
   # Point 36 (eye corner on the image's left) sits where the flipped image
   # shows the original's point 45.
   assert flipped[36, 0] < flipped[45, 0]
@@ -113,10 +113,10 @@ def test_flipped_view_without_landmark_file_renumbers_pt2d(tmp_path):
                        stem="AFW_111_1_1", index=1)
   landmarks, source = w300.view_landmarks(view, 128)
   assert source == "pt2d"
-  assert not readers.has_mirrored_numbering(landmarks)
+  assert not mirror.has_mirrored_numbering(landmarks)
   original = w300.read_pt2d(str(root / "AFW" / "AFW_111_1_1.mat"))
   np.testing.assert_allclose(landmarks,
-                             readers.mirror_landmarks_68(original, 128),
+                             mirror.mirror_landmarks_68(original, 128),
                              atol=1e-4)
 
 
@@ -163,7 +163,7 @@ def test_generate_examples_content_and_skips():
   # template's symmetry axis is x = 111.8, not the crop's 111.5).
   np.testing.assert_allclose(
       flipped["landmarks"][1],
-      readers.mirror_landmarks_68(afw["landmarks"][1], 224), atol=1.0)
+      mirror.mirror_landmarks_68(afw["landmarks"][1], 224), atol=1.0)
 
   assert examples["IBUG/IBUG_image_003_1"]["landmark_sources"] == [
       "pt2d", "pt2d"]

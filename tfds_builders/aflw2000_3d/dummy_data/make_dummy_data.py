@@ -19,7 +19,7 @@ import numpy as np
 import scipy.io
 import skimage.data
 
-from mgc_tf.data import preprocessing
+from mgc_tf.faces2d import preprocessing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FOLDER = os.path.join(HERE, "AFLW2000")

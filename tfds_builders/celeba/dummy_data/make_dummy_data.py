@@ -34,8 +34,8 @@ import cv2
 import numpy as np
 import skimage.data
 
-from mgc_tf.data import alignment
-from mgc_tf.data.preprocessing import default_landmarker
+from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d.preprocessing import default_landmarker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 IMAGE_DIR = os.path.join(HERE, "img_align_celeba")

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from mgc_tf.data import preprocessing
+from mgc_tf.faces2d import preprocessing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZE = 128

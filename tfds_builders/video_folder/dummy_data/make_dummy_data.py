@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import skimage.data
 
-from mgc_tf.data.preprocessing import default_landmarker
+from mgc_tf.faces2d.preprocessing import default_landmarker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FRAME_SIZE = 192

@@ -36,7 +36,7 @@ import numpy as np
 import scipy.io
 import skimage.data
 
-from mgc_tf.data import preprocessing
+from mgc_tf.faces2d import preprocessing
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "300W_LP")

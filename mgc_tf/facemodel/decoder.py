@@ -9,8 +9,8 @@ import numpy as np
 import tensorflow as tf
 
 from mgc_tf import geometry
-from mgc_tf.models import coefficients as coefficients_lib
-from mgc_tf.render import shading
+from mgc_tf.facemodel import coefficients as coefficients_lib
+from mgc_tf.facemodel import shading
 
 
 class DecodedFace(NamedTuple):

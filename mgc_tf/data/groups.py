@@ -1,0 +1,141 @@
+"""Multi-view groups of a dataset build: load, align and stack their views.
+
+A builder lists its groups (views of one person at one time), loads each view
+(`LoadedView`: image and landmarks from its annotation files, or None to
+detect them), and `preprocess_views` aligns the views, dropping and counting
+bad ones; `stack_group` turns the survivors into the core multi-view features
+(`mgc_tf.data.features`), and `generate_group_examples` runs the whole split
+with skip accounting.
+"""
+
+import dataclasses
+from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
+                    Tuple, TypeVar)
+
+import numpy as np
+
+from mgc_tf.data import features
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
+                                 generate_with_skips)
+
+View = TypeVar("View")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedView:
+  """What a dataset's annotation gives for one view, before alignment.
+
+  Attributes:
+    image: uint8 RGB [H, W, 3].
+    landmarks: float [68, 2] 0-based pixels, or None to detect them.
+    info: per-view metadata the builder stores (pose, camera, ...).
+  """
+  image: np.ndarray
+  landmarks: Optional[np.ndarray]
+  info: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class PreprocessedView:
+  """One aligned view of a group.
+
+  Attributes:
+    view: the builder's view description (path, name, ...).
+    face: mgc_tf.faces2d.preprocessing.PreprocessedFace (crop, landmarks, skin).
+    info: LoadedView.info.
+    landmarks_detected: the landmarks came from the detector, not a file.
+  """
+  view: Any
+  face: Any
+  info: Dict[str, Any]
+  landmarks_detected: bool
+
+
+def preprocess_views(
+    views: Sequence[View],
+    load: Callable[[View], LoadedView],
+    counter: SkipCounter,
+    name_of: Callable[[View], str],
+    image_size: int,
+    landmarker=None,
+) -> List[PreprocessedView]:
+  """Reads and aligns the views of one group, dropping the bad ones.
+
+  Each view is loaded (image, and landmarks or None to detect them) and
+  passed to `mgc_tf.faces2d.preprocessing.preprocess_face`. A view that raises
+  BadExampleError (unreadable image or annotation, no face found, bad
+  landmarks) is dropped and counted in `counter` under its own reason, a
+  good one is counted as kept; the caller decides what to do with a group
+  left too small.
+
+  Args:
+    views: the group's views, in order.
+    load: view -> LoadedView; raises BadExampleError for a bad view.
+    counter: where views are counted (kept, or skipped by reason).
+    name_of: view -> name used in skip messages.
+    image_size: side S of the aligned crop, pixels.
+    landmarker: a FaceLandmarker for detection, or None for the default.
+
+  Returns:
+    PreprocessedView for each view that worked, in input order.
+  """
+  from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
+  kept = []
+  for view in views:
+    try:
+      loaded = load(view)
+      face = preprocessing.preprocess_face(
+          loaded.image, landmarks=loaded.landmarks, landmarker=landmarker,
+          image_size=image_size)
+    except BadExampleError as error:
+      counter.skip(name_of(view), error)
+      continue
+    counter.keep()
+    kept.append(PreprocessedView(view=view, face=face, info=loaded.info,
+                                 landmarks_detected=loaded.landmarks is None))
+  return kept
+
+
+# A multi-view group needs a target and at least one source.
+MIN_GROUP_VIEWS = 2
+
+
+def stack_group(kept: Sequence[PreprocessedView], num_views: int,
+                identity: str, image_size: int) -> Dict[str, Any]:
+  """The core multi-view features of a group's surviving views.
+
+  Args:
+    kept: what `preprocess_views` returned for the group.
+    num_views: how many views the group had before bad ones were dropped.
+    identity: the identity label.
+    image_size: side S of the aligned crops, pixels.
+
+  Returns:
+    dict with the core keys of `mgc_tf.data.features` filled.
+
+  Raises:
+    BadExampleError: "too few views" when fewer than MIN_GROUP_VIEWS survive.
+  """
+  if len(kept) < MIN_GROUP_VIEWS:
+    raise BadExampleError("too few views",
+                          f"{len(kept)} of {num_views} views usable")
+  faces = [view.face for view in kept]
+  return features.stack_views(
+      [face.image for face in faces], [face.landmarks for face in faces],
+      [face.skin for face in faces], identity, image_size)
+
+
+def generate_group_examples(groups: Sequence[Any],
+                            make_example: Callable[[Any], Tuple[str, dict]],
+                            group_counter: SkipCounter,
+                            view_counter: SkipCounter,
+                            key_of: Callable[[Any], str]
+                            ) -> Iterator[Tuple[str, dict]]:
+  """`generate_with_skips` over view groups, then the views' report too.
+
+  Dropped views are counted in `view_counter` (by `preprocess_views`),
+  skipped groups in `group_counter`; both print their summary at the end.
+  """
+  yield from generate_with_skips(groups, make_example, group_counter,
+                                 key_of=key_of)
+  view_counter.report()

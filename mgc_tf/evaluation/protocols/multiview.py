@@ -1,0 +1,145 @@
+"""Multi-view sets (synthetic_multiview, w300_lp, multipie, ...).
+
+Landmark NME per |yaw| bin, pose-angle errors, vertex error after rigid
+alignment, depth error without alignment, render PSNR/SSIM on the face mask,
+epipolar error and relative-rotation error of the predicted poses on
+(target, source) view pairs -- each when the set has the ground truth it
+needs (docs/evaluation.md).
+"""
+
+from typing import List
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from mgc_tf.evaluation import metrics
+from mgc_tf.evaluation.protocols import common
+from mgc_tf.evaluation.results import EvaluationResult
+from mgc_tf.inference import reconstructor as reconstructor_lib
+from mgc_tf.io.progress import ProgressLog
+
+def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
+                       split: str = "test",
+                       batch_size: int = common.DEFAULT_BATCH_SIZE,
+                       max_examples: int = 0,
+                       progress: bool = True) -> EvaluationResult:
+  """Evaluates every view of a multi-view split (module docstring).
+
+  Each example's views are single images for the per-image metrics; its
+  middle view is the target and every other view a source for the pair
+  metrics (DESIGN.md: R_rel = R_s R_t^T, t_rel = t_s - R_rel t_t).
+
+  Args:
+    predictor: the model.
+    builder: prepared TFDS builder with `images` [V, S, S, 3] and
+      `landmarks` [V, 68, 2]; optional `yaw_degrees` [V], `pose` [V, 6],
+      `coefficients` [V, K], `depth` [V, S, S] (synthetic_multiview).
+    split: TFDS split.
+    batch_size: images per predictor/render call (examples are not split).
+    max_examples: evaluate at most this many examples (0: all).
+    progress: print progress lines.
+
+  Returns:
+    An `EvaluationResult`; metrics (those the set supports): nme/0-30,
+    nme/30-60, nme/60-90, nme/mean (percent), roll/yaw/pitch_error_deg,
+    vertex_error_mm, depth_error_mm, render_psnr_db, render_ssim,
+    epipolar_error_px, relative_rotation_error_deg.
+  """
+  decoder = predictor.decoder
+  features = builder.info.features
+  total = common.split_size(builder, split)
+  if max_examples:
+    total = min(total, max_examples) if total else max_examples
+  log = ProgressLog(f"{builder.info.full_name} {split}", total, "examples",
+                    enabled=progress)
+  values = common.Accumulator()
+  predicted_landmarks, true_landmarks, yaws = [], [], []
+  num_examples = num_images = 0
+  # Full [V, 6] poses in the decoder's convention (synthetic_multiview).
+  has_pose = "pose" in features and features["pose"].shape[-1] == 6
+  skin_decoder = ({"skin": tfds.decode.SkipDecoding()} if "skin" in features
+                  else None)
+  examples = common.examples_of(builder, split, max_examples, skin_decoder)
+  for chunk in common.chunks(examples, batch_size, lambda e: len(e["images"])):
+    views = [len(example["images"]) for example in chunk]
+    images = np.concatenate([example["images"] for example in chunk])
+    _, face, output = common.predict_render_and_score(predictor, decoder,
+                                                      images, values)
+    landmarks = np.concatenate([example["landmarks"] for example in chunk])
+    predicted_landmarks.append(face.landmarks_2d.numpy())
+    true_landmarks.append(landmarks)
+    yaws.append(np.concatenate([
+        example["yaw_degrees"] if "yaw_degrees" in example
+        else np.zeros(count) for example, count in zip(chunk, views)]))
+    pose = face.pose.numpy()
+    if has_pose:
+      true_pose = np.concatenate([example["pose"] for example in chunk])
+      for name, errors in metrics.pose_angle_errors(pose, true_pose).items():
+        values.add(name, errors)
+    if ("coefficients" in features and
+        features["coefficients"].shape[-1] == decoder.layout.size):
+      groups = decoder.layout.split(tf.constant(np.concatenate(
+          [example["coefficients"] for example in chunk]), tf.float32))
+      true_shapes = decoder.shape(groups["identity"],
+                                  groups["expression"]).numpy()
+      values.add("vertex_error_mm", [
+          metrics.aligned_vertex_error(p, t)
+          for p, t in zip(face.shape.numpy(), true_shapes)])
+    if "depth" in features:
+      true_depth = np.concatenate([example["depth"] for example in chunk])
+      values.add("depth_error_mm",
+                 metrics.depth_error(output.depth.numpy(), true_depth))
+    _pair_metrics(values, chunk, views, pose, face.intrinsics.numpy(),
+                  has_pose)
+    num_examples += len(chunk)
+    num_images += len(images)
+    log.update(num_examples)
+  log.update(num_examples, final=True)
+  if not num_images:
+    raise ValueError(f"The split {split!r} of {builder.info.full_name} is "
+                     "empty")
+  yaws = np.concatenate(yaws)
+  result = metrics.nme_per_yaw_bin(np.concatenate(predicted_landmarks),
+                                   np.concatenate(true_landmarks), yaws)
+  for name in ("roll_error_deg", "yaw_error_deg", "pitch_error_deg",
+               "vertex_error_mm", "epipolar_error_px",
+               "relative_rotation_error_deg"):
+    if name in values:
+      result[name] = common.mean(values.values(name))
+  for name in ("depth_error_mm", "render_psnr_db", "render_ssim"):
+    if name in values:
+      result[name] = metrics.finite_mean(values.values(name))
+  counts = {"examples": num_examples, "images": num_images,
+            "view_pairs": int(values.values("epipolar_error_px").size)}
+  counts.update(common.yaw_bin_counts(yaws))
+  return EvaluationResult(dataset=builder.info.full_name, split=split,
+                          metrics=result, counts=counts)
+
+
+def _pair_metrics(values: common.Accumulator, chunk: List[dict],
+                  views: List[int], pose: np.ndarray, intrinsics: np.ndarray,
+                  has_pose: bool) -> None:
+  """Epipolar and relative-rotation errors of (target, source) view pairs."""
+  targets, sources = [], []
+  offset = 0
+  for count in views:
+    target = offset + count // 2
+    for view in range(offset, offset + count):
+      if view != target:
+        targets.append(target)
+        sources.append(view)
+    offset += count
+  if not targets:
+    return
+  targets, sources = np.array(targets), np.array(sources)
+  landmarks = np.concatenate([example["landmarks"] for example in chunk])
+  values.add("epipolar_error_px", metrics.epipolar_error(
+      pose[targets], pose[sources], intrinsics[targets], intrinsics[sources],
+      landmarks[targets], landmarks[sources]))
+  if has_pose:
+    true_pose = np.concatenate([example["pose"] for example in chunk])
+    values.add("relative_rotation_error_deg",
+               metrics.relative_rotation_error_degrees(
+                   pose[targets], pose[sources], true_pose[targets],
+                   true_pose[sources]))
