@@ -58,6 +58,7 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import features as features_lib
 from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import shading
 from mgc_tf.facemodel import synthetic
 from mgc_tf.render import rasterizer
@@ -289,15 +290,9 @@ def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
 
 
 # --- Shape, albedo ------------------------------------------------------------
-def _face_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-  a, b, c = (points[triangles[:, k]] for k in range(3))
-  return np.cross(b - a, c - a)
-
-
 @functools.lru_cache(maxsize=4)
 def _mean_face_normals(face_model) -> np.ndarray:
-  return _face_normals(np.asarray(face_model.mean_shape, np.float64),
-                       face_model.triangles)
+  return mesh.face_normals(face_model.mean_shape, face_model.triangles)
 
 
 def shape_of(face_model, id_coeffs: np.ndarray,
@@ -312,7 +307,7 @@ def shape_of(face_model, id_coeffs: np.ndarray,
 def folded_triangles(face_model, shape: np.ndarray) -> int:
   """Number of triangles of `shape` [V, 3] whose normal turns against the
   mean face's."""
-  normals = _face_normals(np.asarray(shape, np.float64), face_model.triangles)
+  normals = mesh.face_normals(shape, face_model.triangles)
   return int(np.sum(np.sum(normals * _mean_face_normals(face_model), -1) <= 0))
 
 

@@ -7,7 +7,7 @@ expression components are windowed to, and the axis and colour directions.
 
 import numpy as np
 
-from mgc_tf import geometry
+from mgc_tf.facemodel import crop
 
 #: `FaceModel.name` of the model built here. Bump the suffix on any change
 #: that alters the arrays: checkpoints trained on one version do not transfer.
@@ -17,15 +17,11 @@ ID_RANK = 80
 EXP_RANK = 64
 ALBEDO_RANK = 80
 
-#: Deep3DFaceReconstruction's focal length for the 224 crop, pixels.
-FOCAL_LENGTH = 1015.0
-IMAGE_SIZE = 224
-
-#: 5-point alignment template of the 224 crop (DESIGN.md section 6), pixels:
-#: eye centres (image left, image right), nose tip, mouth corners.
-ALIGNMENT_TEMPLATE_224 = np.array(
-    [[81.672, 88.471], [141.863, 88.463], [112.0, 132.863],
-     [87.397, 153.563], [136.007, 153.552]], np.float64)
+#: The camera and the crop (`mgc_tf.facemodel.crop`): focal length, pixels,
+#: for the IMAGE_SIZE crop, and its 5-point alignment template, pixels.
+FOCAL_LENGTH = crop.DEFAULT_FOCAL_LENGTH
+IMAGE_SIZE = crop.CROP_SIZE
+ALIGNMENT_TEMPLATE_224 = crop.TEMPLATE_5PT_224
 
 #: Seed of the legacy NumPy generator (its stream is frozen across releases).
 RANDOM_SEED = 20200823

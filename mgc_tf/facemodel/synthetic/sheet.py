@@ -8,6 +8,7 @@ it along its normal.
 
 import numpy as np
 
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel.synthetic.features import feature_heights, region_masks
 from mgc_tf.facemodel.synthetic.params import (AXIS_Y, CHIN_Y, JAW_RISE,
                                                NUM_COLUMNS, NUM_ROWS,
@@ -122,15 +123,6 @@ def _grid_triangles(rows, cols):
   return np.concatenate([tri_a.reshape([-1, 3]), tri_b.reshape([-1, 3])])
 
 
-def _vertex_normals(points, triangles):
-  """[V, 3] unit vertex normals: normalised sum of adjacent face normals."""
-  a, b, c = (points[triangles[:, k]] for k in range(3))
-  face_normals = np.cross(b - a, c - a)
-  normals = np.zeros_like(points)
-  for k in range(3):
-    np.add.at(normals, triangles[:, k], face_normals)
-  return normals / np.maximum(
-      np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
 # ------------------------------------------------------------------------------
 # The sheet: the mean face, shared by everything below
 # ------------------------------------------------------------------------------
@@ -157,5 +149,5 @@ class Sheet:
     self.points = (base.reshape([-1, 3]) +
                    self.base_normal * sum(self.heights.values())[:, None])
     self.triangles = _grid_triangles(rows, cols)
-    self.normals = _vertex_normals(self.points, self.triangles)
+    self.normals = mesh.vertex_normals(self.points, self.triangles)
     self.masks = region_masks(self.u, self.v)
