@@ -56,6 +56,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.evaluation import metrics
 from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import mesh
@@ -82,8 +83,9 @@ MAX_SHAPE_DRAWS = 20
 
 # --- Pose ---------------------------------------------------------------------
 MAX_YAW_DEGREES = 90.0
-#: |yaw| bins of the test split, degrees; the last one includes 90.
-YAW_BINS_DEGREES = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+#: |yaw| bins of the test split, degrees; the last one includes 90. They are
+#: the evaluation's bins, so that the test split is balanced over them.
+YAW_BINS_DEGREES = metrics.YAW_BINS
 #: |source yaw - target yaw|, degrees, uniform in this range.
 SOURCE_OFFSET_DEGREES = (10.0, 40.0)
 #: Head pitch and roll (shared by the views), uniform in +/- these, degrees.
@@ -184,8 +186,7 @@ def example_rng(split: str, index: int) -> np.random.Generator:
 
 def yaw_bin(yaw_degrees) -> np.ndarray:
   """Index into YAW_BINS_DEGREES of |yaw| (90 falls in the last bin)."""
-  upper = np.array([hi for _, hi in YAW_BINS_DEGREES[:-1]])
-  return np.searchsorted(upper, np.abs(np.asarray(yaw_degrees)), side="right")
+  return metrics.yaw_bin_index(yaw_degrees)
 
 
 # --- Pose ---------------------------------------------------------------------
