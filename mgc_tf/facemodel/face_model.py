@@ -18,7 +18,6 @@ Conventions (see ../shared/DESIGN.md section 4):
 
 import dataclasses
 import os
-from typing import Optional
 
 import numpy as np
 
