@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 from timing import median_ms
 
-from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import crop
 from mgc_tf.facemodel import loaders
 from mgc_tf.render import rasterizer
 from mgc_tf.render import renderer
@@ -62,8 +62,8 @@ def camera_batch(vertices, batch, size):
     c, s = np.cos(yaw), np.sin(yaw)
     rot = np.array([[c, 0, s], [0, -1, 0], [s, 0, -c]])  # Rx(pi) Ry(yaw)
     out.append(vertices @ rot.T + [0.0, 0.0, 1000.0])
-  k = np.array([[1015.0 * size / 224, 0, size / 2],
-                [0, 1015.0 * size / 224, size / 2], [0, 0, 1]])
+  focal = crop.DEFAULT_FOCAL_LENGTH * size / crop.CROP_SIZE
+  k = np.array([[focal, 0, size / 2], [0, focal, size / 2], [0, 0, 1]])
   return (tf.constant(np.array(out, np.float32)),
           tf.constant(np.tile(k[None], [batch, 1, 1]).astype(np.float32)))
 

@@ -25,6 +25,7 @@ from absl import app
 from absl import flags
 
 from mgc_tf.faces2d import preprocessing
+from mgc_tf.io import images
 
 _INPUT = flags.DEFINE_string(
     "input", None, "An image file, or a folder of images (not recursive).")
@@ -62,7 +63,7 @@ def main(argv):
     print(f"error: {error}", file=sys.stderr)
     return 1
   if not paths:
-    print(f"error: no image files ({', '.join(preprocessing.IMAGE_EXTENSIONS)})"
+    print(f"error: no image files ({', '.join(images.IMAGE_EXTENSIONS)})"
           f" in {_INPUT.value}", file=sys.stderr)
     return 1
   try:

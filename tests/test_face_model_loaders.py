@@ -16,15 +16,16 @@ import pytest
 import scipy.io
 
 import mgc_tf.facemodel as facemodel_pkg
+from mgc_tf.facemodel import convert_bfm2009
 from mgc_tf.facemodel import FaceModel
 from mgc_tf.facemodel import FaceModelError
-from mgc_tf.facemodel import convert_bfm2009
 from mgc_tf.facemodel import load_deep3d_bfm_front
 from mgc_tf.facemodel import load_face_model
 from mgc_tf.facemodel import load_mgcnet_h5
+from mgc_tf.facemodel import loaders
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import orient_triangles_to_front
 from mgc_tf.facemodel import read_exp_pca_bin
-from mgc_tf.facemodel import loaders
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMAND = "python -m mgc_tf.convert_face_model"
@@ -337,7 +338,7 @@ def test_deep3d_flips_clockwise_triangles(tmp_path, raw, deep3d_mat):
   path = tmp_path / "clockwise.mat"
   scipy.io.savemat(path, deep3d_front_arrays(raw, triangles=clockwise))
   model = load_deep3d_bfm_front(str(path))
-  normals = loaders.triangle_normals(model.mean_shape, model.triangles)
+  normals = mesh.face_normals(model.mean_shape, model.triangles)
   assert np.all(normals[:, 2] > 0)
   reference = load_deep3d_bfm_front(deep3d_mat)
   np.testing.assert_array_equal(
@@ -442,7 +443,7 @@ def test_orient_votes_on_front_region_only():
   points = np.concatenate([front_points] + [back_points] * 2)
   triangles = np.concatenate([front_triangles, front_triangles + NUM_FRONT,
                               front_triangles + 2 * NUM_FRONT])
-  normal_z = loaders.triangle_normals(points, triangles)[:, 2]
+  normal_z = mesh.face_normals(points, triangles)[:, 2]
   assert np.count_nonzero(normal_z < 0) == 2 * np.count_nonzero(normal_z > 0)
   _, flipped_all = orient_triangles_to_front(points, triangles)
   assert flipped_all

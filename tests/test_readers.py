@@ -7,6 +7,7 @@ import scipy.io
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.faces2d import mirror
 from mgc_tf.io import annotations
+from mgc_tf.io import images
 from mgc_tf.io.bad_input import BadExampleError, SkipCounter
 
 
@@ -142,8 +143,8 @@ def test_find_landmark_file_priority(tmp_path):
   assert annotations.find_landmark_file(image) == str(tmp_path / "face.NPY")
   open(str(tmp_path / "face.pts"), "w").close()
   assert annotations.find_landmark_file(image) == str(tmp_path / "face.pts")
-  assert annotations.is_image_file(image)
-  assert not annotations.is_image_file(str(tmp_path / "face.pts"))
+  assert images.is_image_file(image)
+  assert not images.is_image_file(str(tmp_path / "face.pts"))
 
 
 # --- .mat ------------------------------------------------------------------

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import spatial
 
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import synthetic
 from mgc_tf.facemodel.face_model import FaceModel
 
@@ -38,18 +39,8 @@ def _nearest_vertex(model, xy):
   return int(np.argmin(np.where(_vertex_normals(model)[:, 2] > 0, d2, np.inf)))
 
 
-def _face_normals(points, triangles):
-  points = np.asarray(points, np.float64)
-  a, b, c = (points[triangles[:, k]] for k in range(3))
-  return np.cross(b - a, c - a)
-
-
 def _vertex_normals(model):
-  face_normals = _face_normals(model.mean_shape, model.triangles)
-  normals = np.zeros([model.num_vertices, 3])
-  for k in range(3):
-    np.add.at(normals, model.triangles[:, k], face_normals)
-  return normals / np.linalg.norm(normals, axis=-1, keepdims=True)
+  return mesh.vertex_normals(model.mean_shape, model.triangles)
 
 
 def _mirror_index(model):
@@ -138,7 +129,7 @@ def test_mesh_is_a_consistently_oriented_manifold(model):
 
 
 def test_front_triangles_face_the_viewer(model, lm):
-  normals = _face_normals(model.mean_shape, model.triangles)
+  normals = mesh.face_normals(model.mean_shape, model.triangles)
   centroids = model.mean_shape[model.triangles].mean(1)
   front = ((np.abs(centroids[:, 0]) < 45.0) &
            (centroids[:, 1] > lm[8, 1] + 15.0) &
@@ -284,11 +275,12 @@ def test_expression_components_are_localised(model, lm):
 
 def test_shape_components_do_not_fold_the_mesh_at_two_std(model):
   mean = model.mean_shape.astype(np.float64)
-  reference = _face_normals(mean, model.triangles)
+  reference = mesh.face_normals(mean, model.triangles)
   for basis in (model.id_basis, model.exp_basis):
     for k in range(basis.shape[-1]):
       for sign in (-2.0, 2.0):
-        normals = _face_normals(mean + sign * basis[:, :, k], model.triangles)
+        normals = mesh.face_normals(mean + sign * basis[:, :, k],
+                                    model.triangles)
         flipped = np.sum(np.sum(normals * reference, -1) <= 0.0)
         assert flipped == 0, (k, sign)
 

@@ -1,7 +1,5 @@
 """Tests of mgc_tf.io.video_io: finding videos, decoding, landmark tracks."""
 
-import os
-
 import numpy as np
 import pytest
 

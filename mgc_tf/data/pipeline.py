@@ -20,8 +20,6 @@ repeating views and gets flag 0.
 """
 
 import dataclasses
-import logging
-import os
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow as tf
@@ -30,8 +28,6 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import augment as augment_lib
 from mgc_tf.data import features as features_lib
 from mgc_tf.io.bad_input import NUM_LANDMARKS
-
-_LOG = logging.getLogger("mgc_tf.data")
 
 # Single-view sources: their groups are same-identity images at different
 # instants, so only the 2D losses apply.

@@ -112,12 +112,6 @@ def angle_error_degrees(predicted: np.ndarray, truth: np.ndarray
   return np.abs(difference - 180.0)
 
 
-def summarise(named_values: Dict[str, Sequence[float]]) -> Dict[str, float]:
-  """Mean of each list of per-example values."""
-  return {name: float(np.mean(values)) for name, values in named_values.items()
-          if len(values)}
-
-
 def box_size_from_corners(box: np.ndarray) -> np.ndarray:
   """sqrt(w h) of boxes given as corners.
 

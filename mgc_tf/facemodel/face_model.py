@@ -19,9 +19,10 @@ Conventions (see ../shared/DESIGN.md section 4):
 import dataclasses
 import hashlib
 import os
-from typing import Optional
 
 import numpy as np
+
+from mgc_tf.facemodel import crop
 
 #: Version of the native `.npz` layout written by `FaceModel.save`.
 NPZ_FORMAT_VERSION = 1
@@ -69,7 +70,7 @@ class FaceModel:
   vertex_triangles: np.ndarray
   default_pose: np.ndarray
   focal_length: float
-  image_size: int = 224
+  image_size: int = crop.CROP_SIZE
   name: str = "unnamed"
 
   # --- derived sizes --------------------------------------------------------
@@ -123,8 +124,8 @@ class FaceModel:
              front_mask=None,
              vertex_triangles=None,
              default_pose=None,
-             focal_length: float = 1015.0,
-             image_size: int = 224,
+             focal_length: float = crop.DEFAULT_FOCAL_LENGTH,
+             image_size: int = crop.CROP_SIZE,
              name: str = "unnamed") -> "FaceModel":
     """Builds a validated model, casting dtypes and deriving optional fields.
 

@@ -60,18 +60,20 @@ from typing import Dict, Optional, Tuple
 from absl import logging
 import numpy as np
 
+from mgc_tf.facemodel import crop
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel.face_model import FaceModel
 from mgc_tf.facemodel.face_model import FaceModelError
 
 # --- camera setups of the original projects ----------------------------------
 #: Deep3DFaceReconstruction: camera at 10 dm on +z, focal 1015 px, 224 crop.
-DEEP3D_FOCAL_LENGTH = 1015.0
+DEEP3D_FOCAL_LENGTH = crop.DEFAULT_FOCAL_LENGTH
 DEEP3D_DEFAULT_POSE = np.array([0.0, 0.0, np.pi, 0.0, 0.0, 1000.0], np.float32)
 #: MGCNet (`defined_pose_main` and `intrinsics_single` in build_graph.py).
 MGCNET_FOCAL_LENGTH = 4700.0
 MGCNET_DEFAULT_POSE = np.array(
     [0.0, 0.0, np.pi, 0.17440447, 9.1053238, 4994.3359], np.float32)
-IMAGE_SIZE = 224
+IMAGE_SIZE = crop.CROP_SIZE
 
 # --- units -------------------------------------------------------------------
 DECIMETRE_TO_MM = 100.0
@@ -254,21 +256,6 @@ def _mask_from_ids(ids: np.ndarray, num_vertices: int) -> np.ndarray:
 
 
 # --- triangle orientation ----------------------------------------------------
-def triangle_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-  """Unnormalised face normals (v1 - v0) x (v2 - v0).
-
-  Args:
-    vertices: [V, 3] positions (any unit).
-    triangles: [F, 3] 0-based vertex ids.
-
-  Returns:
-    [F, 3] float64 normals, length twice the triangle area; they point to the
-    side from which the triangle is seen counter-clockwise.
-  """
-  v = np.asarray(vertices, np.float64)[np.asarray(triangles)]
-  return np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-
-
 def orient_triangles_to_front(
     vertices: np.ndarray,
     triangles: np.ndarray,
@@ -291,7 +278,7 @@ def orient_triangles_to_front(
     flipped).
   """
   triangles = np.asarray(triangles, np.int32)
-  normal_z = triangle_normals(vertices, triangles)[:, 2]
+  normal_z = mesh.face_normals(vertices, triangles)[:, 2]
   if front_mask is not None:
     in_front = np.all(np.asarray(front_mask, bool)[triangles], axis=1)
     if np.any(in_front):

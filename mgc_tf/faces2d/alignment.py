@@ -9,16 +9,13 @@ import dataclasses
 
 import numpy as np
 
-TEMPLATE_SIZE = 224
+from mgc_tf.facemodel import crop
 
-# Eye centres, nose tip, mouth corners in a 224 x 224 crop (DESIGN.md section 6).
-TEMPLATE_5PT_224 = np.array([
-    [81.672, 88.471],
-    [141.863, 88.463],
-    [112.0, 132.863],
-    [87.397, 153.563],
-    [136.007, 153.552],
-], dtype=np.float64)
+TEMPLATE_SIZE = crop.CROP_SIZE
+
+# Eye centres, nose tip, mouth corners in a 224 x 224 crop (DESIGN.md section 6);
+# defined once in `mgc_tf.facemodel.crop`, where the face models' camera is.
+TEMPLATE_5PT_224 = crop.TEMPLATE_5PT_224
 
 
 def template_points(image_size: int = TEMPLATE_SIZE) -> np.ndarray:

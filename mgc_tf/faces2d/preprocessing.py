@@ -30,7 +30,9 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d import drawing
 from mgc_tf.faces2d.skin import skin_probability
+from mgc_tf.io import images
 from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import check_landmarks
 from mgc_tf.io.bad_input import read_image_rgb
@@ -50,8 +52,6 @@ MAX_AUTO_UPSAMPLE = 2
 # Five-point spread (RMS distance from their mean) below which landmarks are
 # treated as collapsed: the template's is about 40 px.
 MIN_FIVE_POINT_SPREAD_PX = 1.0
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class PreprocessDependencyError(ImportError):
@@ -387,7 +387,8 @@ def preprocess_image_file(path: str,
 def list_image_files(path: str) -> List[str]:
   """[path] for a file; the sorted image files directly inside a folder.
 
-  Image files are recognised by extension (IMAGE_EXTENSIONS, any case);
+  Image files are recognised by extension (`mgc_tf.io.images.
+  IMAGE_EXTENSIONS`, any case);
   sub-folders are not searched.
 
   Raises:
@@ -399,7 +400,7 @@ def list_image_files(path: str) -> List[str]:
     raise FileNotFoundError(f"{path}: no such file or folder")
   return sorted(
       os.path.join(path, name) for name in os.listdir(path)
-      if name.lower().endswith(IMAGE_EXTENSIONS)
+      if name.lower().endswith(images.IMAGE_EXTENSIONS)
       and os.path.isfile(os.path.join(path, name)))
 
 
@@ -420,22 +421,15 @@ def save_preprocessed_face(face: PreprocessedFace, output_dir: str,
   Raises:
     OSError: a file could not be written.
   """
-  import cv2  # pylint: disable=g-import-not-at-top
   os.makedirs(output_dir, exist_ok=True)
   base = os.path.join(output_dir, name)
   paths = [base + ".png", base + "_skin.png", base + "_landmarks.txt",
            base + "_landmarks.npy"]
-  _write_png(paths[0], cv2.cvtColor(face.image, cv2.COLOR_RGB2BGR))
-  _write_png(paths[1], face.skin[..., 0])
+  images.write_png(paths[0], face.image)
+  images.write_png(paths[1], face.skin[..., 0])
   np.savetxt(paths[2], face.landmarks, fmt="%.3f")
   np.save(paths[3], face.landmarks.astype(np.float32))
   return paths
-
-
-def _write_png(path: str, image: np.ndarray) -> None:
-  import cv2  # pylint: disable=g-import-not-at-top
-  if not cv2.imwrite(path, image):
-    raise OSError(f"could not write {path}")
 
 
 def draw_overlay(image_rgb: np.ndarray,
@@ -447,12 +441,14 @@ def draw_overlay(image_rgb: np.ndarray,
   """
   import cv2  # pylint: disable=g-import-not-at-top
   canvas = to_rgb_uint8(image_rgb).copy()
-  radius = max(1, int(round(min(canvas.shape[:2]) / 300)))
+  radius = drawing.landmark_radius(*canvas.shape[:2])
   for face in faces:
     x0, y0, x1, y1 = np.round(face.box).astype(int)
     cv2.rectangle(canvas, (x0, y0), (x1, y1), (0, 255, 0), radius)
-    for x, y in np.round(face.landmarks_in_original()).astype(int):
-      cv2.circle(canvas, (int(x), int(y)), radius, (255, 0, 0), -1)
+    # Rounded first: dots centred within `radius` outside the image still
+    # show their part inside it.
+    drawing.draw_points(canvas, np.round(face.landmarks_in_original()),
+                        (255, 0, 0), radius, antialiased=False)
   return canvas
 
 
@@ -481,7 +477,6 @@ def preprocess_files(paths: Sequence[str], output_dir: str,
     the SkipCounter: `kept` images with at least one face written, `skipped`
     by reason.
   """
-  import cv2  # pylint: disable=g-import-not-at-top
   counter = SkipCounter("preprocess", unit="images")
   total = len(paths)
   for number, path in enumerate(paths, start=1):
@@ -498,8 +493,8 @@ def preprocess_files(paths: Sequence[str], output_dir: str,
                              face_output_name(path, index, all_faces))
     if save_overlay:
       stem = os.path.splitext(os.path.basename(path))[0]
-      _write_png(os.path.join(output_dir, f"{stem}_overlay.png"),
-                 cv2.cvtColor(draw_overlay(image, faces), cv2.COLOR_RGB2BGR))
+      images.write_png(os.path.join(output_dir, f"{stem}_overlay.png"),
+                       draw_overlay(image, faces))
     counter.keep()
     log(f"{prefix}: {len(faces)} face{'s' if len(faces) > 1 else ''}")
   counter.report()

@@ -17,6 +17,7 @@ import numpy as np
 from mgc_tf.inference import outputs
 from mgc_tf.inference import overlay
 from mgc_tf.inference import reconstruct
+from mgc_tf.io import images as image_files
 from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import read_image_rgb
 from mgc_tf.io.bad_input import SkipCounter
@@ -132,7 +133,7 @@ def _reconstruct_and_write(images: List[_Image], output_dir: str, predictor,
                       outputs.to_original(crop.transform, crop.landmarks))
     stem = os.path.splitext(os.path.basename(image.path))[0]
     overlay_path = os.path.join(output_dir, f"{stem}_overlay.png")
-    outputs.write_png(overlay_path, overlay.overlay_faces(
+    image_files.write_png(overlay_path, overlay.overlay_faces(
         image.rgb, recon.rendered, recon.mask,
         [crop.transform for crop in image.crops], predicted, detected))
     result.files.append(overlay_path)

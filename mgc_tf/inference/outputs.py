@@ -147,16 +147,6 @@ def write_json(path: str, document) -> None:
     f.write(text + "\n")
 
 
-def write_png(path: str, image_rgb: np.ndarray) -> None:
-  """Writes an [H, W, 3] uint8 RGB image as PNG.
-
-  Raises:
-    OSError: it could not be written.
-  """
-  import cv2  # pylint: disable=g-import-not-at-top
-  if not cv2.imwrite(path, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)):
-    raise OSError(f"could not write {path}")
-
 
 def write_face(output_dir: str, name: str, reconstruction: Reconstruction,
                index: int, crop: FaceCrop, decoder, source: str,
@@ -194,4 +184,3 @@ def write_face(output_dir: str, name: str, reconstruction: Reconstruction,
       arrays, decoder.layout, source, face_index, image_shape,
       model, {k: os.path.basename(v) for k, v in files.items()}))
   return files
-

@@ -14,6 +14,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d.drawing import draw_points
+from mgc_tf.faces2d.drawing import landmark_radius
 
 # RGB colours of the drawn landmarks.
 PREDICTED_COLOR = (0, 255, 0)
@@ -64,24 +66,6 @@ def composite_face(image: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
   # The render is premultiplied by its mask, and stays so through the
   # (linear) warp: over-compositing is color + (1 - alpha) * image.
   return np.clip(color + (1.0 - alpha) * image, 0.0, 1.0)
-
-
-def draw_points(image_uint8: np.ndarray, points: np.ndarray,
-                color, radius: int) -> None:
-  """Draws [L, 2] (x, y) pixel points as filled dots, in place."""
-  import cv2  # pylint: disable=g-import-not-at-top
-  height, width = image_uint8.shape[:2]
-  for x, y in np.asarray(points, np.float64):
-    if not (np.isfinite(x) and np.isfinite(y)):
-      continue
-    if -radius <= x < width + radius and -radius <= y < height + radius:
-      cv2.circle(image_uint8, (int(round(x)), int(round(y))), radius, color,
-                 -1, lineType=cv2.LINE_AA)
-
-
-def landmark_radius(height: int, width: int) -> int:
-  """Dot radius for drawn landmarks: 1 px per 300 px of the shorter side."""
-  return max(1, int(round(min(height, width) / 300)))
 
 
 def overlay_faces(image_rgb: np.ndarray,

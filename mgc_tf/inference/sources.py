@@ -1,7 +1,7 @@
 """What `--input` names: an image, a folder of images, or a video.
 
 Images and videos are told apart by extension (any case): images
-`preprocessing.IMAGE_EXTENSIONS`, videos `video_io.VIDEO_EXTENSIONS`. A
+`images.IMAGE_EXTENSIONS`, videos `video_io.VIDEO_EXTENSIONS`. A
 single file is opened once here, so an unreadable one fails at once with its
 path; inside a folder, unreadable images are skipped and counted instead.
 """
@@ -12,12 +12,13 @@ import os
 from typing import List
 
 from mgc_tf.faces2d import preprocessing
+from mgc_tf.io import images
 from mgc_tf.io import video_io
 from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import read_image_rgb
 
 ACCEPTED = (
-    f"an image file ({' '.join(preprocessing.IMAGE_EXTENSIONS)}), a folder "
+    f"an image file ({' '.join(images.IMAGE_EXTENSIONS)}), a folder "
     f"of such images (not searched recursively), or a video file "
     f"({' '.join(video_io.VIDEO_EXTENSIONS)})")
 
@@ -64,7 +65,7 @@ def resolve_input(path: str) -> Inputs:
                               f"{ACCEPTED}.")
   extension = os.path.splitext(path)[1].lower()
   try:
-    if extension in preprocessing.IMAGE_EXTENSIONS:
+    if extension in images.IMAGE_EXTENSIONS:
       read_image_rgb(path)
       return Inputs(InputKind.IMAGES, [path])
     if extension in video_io.VIDEO_EXTENSIONS:

@@ -30,14 +30,8 @@ import numpy as np
 from mgc_tf.io.bad_input import (NUM_LANDMARKS, BadExampleError,
                                  check_landmarks)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 # Tried in this order when several landmark files share an image's stem.
 LANDMARK_EXTENSIONS = (".pts", ".npy", ".txt")
-
-
-def is_image_file(path: str) -> bool:
-  """True when `path` has one of IMAGE_EXTENSIONS (case-insensitive)."""
-  return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def find_landmark_file(image_path: str) -> Optional[str]:

@@ -13,8 +13,6 @@ Shape glossary: B batch, H x W pixels. Colours are RGB in [0, 1], so the
 per-pixel error is in [0, sqrt(3)].
 """
 
-from typing import Optional
-
 import tensorflow as tf
 
 

@@ -47,7 +47,6 @@ INPUT_NAME = "image"
 DEFAULT_HEAD_STDDEV = 1e-5
 # The head's unit for the pose translation (see the module docstring).
 TRANSLATION_UNIT_MM = 100.0
-SCALE_NAME = "coefficient_scale"
 
 
 def coefficient_output_scale(layout, translation_unit_mm: float =

@@ -25,6 +25,7 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.io import annotations
+from mgc_tf.io import images as image_files
 from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
@@ -85,7 +86,7 @@ def _image_folders(folder: str) -> Iterator[Tuple[str, List[str]]]:
   subfolders = [path for path in paths if tf.io.gfile.isdir(path)]
   subfolder_set = set(subfolders)
   images = [path for path in paths
-            if path not in subfolder_set and annotations.is_image_file(path)]
+            if path not in subfolder_set and image_files.is_image_file(path)]
   if images:
     yield folder, images
   for subfolder in subfolders:

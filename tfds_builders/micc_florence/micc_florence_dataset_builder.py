@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.io import images as image_files
 from mgc_tf.io import scans
 from mgc_tf.io import video_io
 from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
@@ -40,7 +41,6 @@ SUBJECT_PREFIX = "subject_"
 # OpenCV's FFmpeg backend decodes all of these.
 VIDEO_EXTENSIONS = (".mjpg", ".mjpeg", ".mpg", ".mpeg", ".avi", ".mp4",
                     ".mov", ".mkv", ".wmv")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 
 FRAME_INDICES_KEY = "frame_indices"
 SUBJECT_KEY = "subject"
@@ -182,7 +182,8 @@ def find_sources(subject_folder: epath.Path) -> List[Source]:
   rendered_folder = subject_folder / "Rendered"
   if rendered_folder.is_dir():
     for folder in sorted(rendered_folder.iterdir(), key=lambda p: p.name):
-      if folder.is_dir() and _sorted_files(folder, IMAGE_EXTENSIONS):
+      if folder.is_dir() and _sorted_files(folder,
+                                           image_files.IMAGE_EXTENSIONS):
         sources.append(Source(
             subject=subject, setting=RENDERED_PREFIX + folder.name,
             path=folder, relative_path=f"Rendered/{folder.name}",
@@ -401,7 +402,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         for index, frame in video.frames(frame_stride=stride):
           yield index, frame, None
       return
-    images = _sorted_files(source.path, IMAGE_EXTENSIONS)
+    images = _sorted_files(source.path, image_files.IMAGE_EXTENSIONS)
     for index in range(0, len(images), stride):
       try:
         yield index, read_image_rgb(str(images[index])), None

@@ -56,8 +56,10 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.evaluation import metrics
 from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import shading
 from mgc_tf.facemodel import synthetic
 from mgc_tf.render import rasterizer
@@ -81,8 +83,9 @@ MAX_SHAPE_DRAWS = 20
 
 # --- Pose ---------------------------------------------------------------------
 MAX_YAW_DEGREES = 90.0
-#: |yaw| bins of the test split, degrees; the last one includes 90.
-YAW_BINS_DEGREES = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
+#: |yaw| bins of the test split, degrees; the last one includes 90. They are
+#: the evaluation's bins, so that the test split is balanced over them.
+YAW_BINS_DEGREES = metrics.YAW_BINS
 #: |source yaw - target yaw|, degrees, uniform in this range.
 SOURCE_OFFSET_DEGREES = (10.0, 40.0)
 #: Head pitch and roll (shared by the views), uniform in +/- these, degrees.
@@ -183,8 +186,7 @@ def example_rng(split: str, index: int) -> np.random.Generator:
 
 def yaw_bin(yaw_degrees) -> np.ndarray:
   """Index into YAW_BINS_DEGREES of |yaw| (90 falls in the last bin)."""
-  upper = np.array([hi for _, hi in YAW_BINS_DEGREES[:-1]])
-  return np.searchsorted(upper, np.abs(np.asarray(yaw_degrees)), side="right")
+  return metrics.yaw_bin_index(yaw_degrees)
 
 
 # --- Pose ---------------------------------------------------------------------
@@ -289,15 +291,9 @@ def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
 
 
 # --- Shape, albedo ------------------------------------------------------------
-def _face_normals(points: np.ndarray, triangles: np.ndarray) -> np.ndarray:
-  a, b, c = (points[triangles[:, k]] for k in range(3))
-  return np.cross(b - a, c - a)
-
-
 @functools.lru_cache(maxsize=4)
 def _mean_face_normals(face_model) -> np.ndarray:
-  return _face_normals(np.asarray(face_model.mean_shape, np.float64),
-                       face_model.triangles)
+  return mesh.face_normals(face_model.mean_shape, face_model.triangles)
 
 
 def shape_of(face_model, id_coeffs: np.ndarray,
@@ -312,7 +308,7 @@ def shape_of(face_model, id_coeffs: np.ndarray,
 def folded_triangles(face_model, shape: np.ndarray) -> int:
   """Number of triangles of `shape` [V, 3] whose normal turns against the
   mean face's."""
-  normals = _face_normals(np.asarray(shape, np.float64), face_model.triangles)
+  normals = mesh.face_normals(shape, face_model.triangles)
   return int(np.sum(np.sum(normals * _mean_face_normals(face_model), -1) <= 0))
 
 

@@ -10,7 +10,7 @@ Docs: docs/datasets/video_folder.md.
 
 import collections
 import dataclasses
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds

@@ -13,7 +13,6 @@ from mgc_tf.evaluation.protocols import common
 from mgc_tf.evaluation.results import EvaluationResult
 from mgc_tf.faces2d import alignment
 from mgc_tf.inference import reconstructor as reconstructor_lib
-from mgc_tf.io.progress import ProgressLog
 
 def evaluate_aflw2000_3d(predictor: reconstructor_lib.Reconstructor, builder,
                          split: str = "test",
@@ -32,11 +31,7 @@ def evaluate_aflw2000_3d(predictor: reconstructor_lib.Reconstructor, builder,
     (percent), render_psnr_db, render_ssim (on the aligned crop).
   """
   decoder = predictor.decoder
-  total = common.split_size(builder, split)
-  if max_examples:
-    total = min(total, max_examples) if total else max_examples
-  log = ProgressLog(f"{builder.info.full_name} {split}", total, "images",
-                    enabled=progress)
+  log = common.progress_log(builder, split, max_examples, "images", progress)
   values = common.Accumulator()
   predicted, truth, boxes, yaws = [], [], [], []
   dataset = builder.as_dataset(
@@ -64,9 +59,7 @@ def evaluate_aflw2000_3d(predictor: reconstructor_lib.Reconstructor, builder,
     count += len(crops)
     log.update(count)
   log.update(count, final=True)
-  if not count:
-    raise ValueError(f"The split {split!r} of {builder.info.full_name} is "
-                     "empty")
+  common.check_not_empty(count, builder, split)
   yaws = np.concatenate(yaws)
   result = metrics.nme_per_yaw_bin(
       np.stack(predicted), np.concatenate(truth), yaws,

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import render_quality
 from mgc_tf.inference import reconstructor as reconstructor_lib
+from mgc_tf.io.progress import ProgressLog
 from mgc_tf.render import renderer
 
 #: Images per predictor/render call.
@@ -55,6 +56,23 @@ def predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
              render_quality.masked_psnr(rendered, inputs, mask))
   values.add("render_ssim", render_quality.masked_ssim(rendered, inputs, mask))
   return coefficients, face, output
+
+
+def progress_log(builder, split: str, max_examples: int, unit: str,
+                 enabled: bool) -> ProgressLog:
+  """The progress lines of a protocol over `split` (at most `max_examples`)."""
+  total = split_size(builder, split)
+  if max_examples:
+    total = min(total, max_examples) if total else max_examples
+  return ProgressLog(f"{builder.info.full_name} {split}", total, unit,
+                     enabled=enabled)
+
+
+def check_not_empty(count: int, builder, split: str) -> None:
+  """Raises ValueError when a protocol found nothing to evaluate."""
+  if not count:
+    raise ValueError(f"The split {split!r} of {builder.info.full_name} is "
+                     "empty")
 
 
 def split_size(builder, split: str) -> int:

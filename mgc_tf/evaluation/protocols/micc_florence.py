@@ -15,7 +15,6 @@ from mgc_tf.evaluation import scan_metrics
 from mgc_tf.evaluation.protocols import common
 from mgc_tf.evaluation.results import EvaluationResult
 from mgc_tf.inference import reconstructor as reconstructor_lib
-from mgc_tf.io.progress import ProgressLog
 
 #: Settings of MICC examples made of images rendered from the scans.
 MICC_RENDERED_PREFIX = "rendered/"
@@ -47,11 +46,7 @@ def evaluate_micc_florence(predictor: reconstructor_lib.Reconstructor, builder,
   nose_tip = int(decoder.face_model.landmark_indices[
       scan_metrics.NOSE_TIP_LANDMARK])
   triangles = np.asarray(decoder.face_model.triangles)
-  total = common.split_size(builder, split)
-  if max_examples:
-    total = min(total, max_examples) if total else max_examples
-  log = ProgressLog(f"{builder.info.full_name} {split}", total, "examples",
-                    enabled=progress)
+  log = common.progress_log(builder, split, max_examples, "examples", progress)
   details = []
   num_examples = num_frames = 0
   subjects = set()
@@ -89,9 +84,7 @@ def evaluate_micc_florence(predictor: reconstructor_lib.Reconstructor, builder,
     num_frames += len(frames)
     log.update(num_examples)
   log.update(num_examples, final=True)
-  if not details:
-    raise ValueError(f"The split {split!r} of {builder.info.full_name} is "
-                     "empty")
+  common.check_not_empty(len(details), builder, split)
   groups = {}
   for record in details:
     rendered = record["setting"].startswith(MICC_RENDERED_PREFIX)

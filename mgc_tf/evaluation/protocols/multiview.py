@@ -17,7 +17,6 @@ from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation.protocols import common
 from mgc_tf.evaluation.results import EvaluationResult
 from mgc_tf.inference import reconstructor as reconstructor_lib
-from mgc_tf.io.progress import ProgressLog
 
 def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
                        split: str = "test",
@@ -48,11 +47,7 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
   """
   decoder = predictor.decoder
   features = builder.info.features
-  total = common.split_size(builder, split)
-  if max_examples:
-    total = min(total, max_examples) if total else max_examples
-  log = ProgressLog(f"{builder.info.full_name} {split}", total, "examples",
-                    enabled=progress)
+  log = common.progress_log(builder, split, max_examples, "examples", progress)
   values = common.Accumulator()
   predicted_landmarks, true_landmarks, yaws = [], [], []
   num_examples = num_images = 0
@@ -96,9 +91,7 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
     num_images += len(images)
     log.update(num_examples)
   log.update(num_examples, final=True)
-  if not num_images:
-    raise ValueError(f"The split {split!r} of {builder.info.full_name} is "
-                     "empty")
+  common.check_not_empty(num_images, builder, split)
   yaws = np.concatenate(yaws)
   result = metrics.nme_per_yaw_bin(np.concatenate(predicted_landmarks),
                                    np.concatenate(true_landmarks), yaws)
