@@ -26,6 +26,18 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError
 
+#: BibTeX of MGCNet: the citation of the builders of a user's own data
+#: (no dataset paper) and of the synthetic set.
+MGCNET_CITATION = """@inproceedings{shang2020self,
+  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
+         Multi-view Geometry Consistency},
+  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
+          Zhen, Mingmin and Fang, Tian and Quan, Long},
+  booktitle={European Conference on Computer Vision (ECCV)},
+  year={2020}
+}"""
+MGCNET_HOMEPAGE = "https://github.com/jiaxiangshang/MGCNet"
+
 IMAGE_KEY = "images"
 FRAMES_KEY = "frames"
 LANDMARKS_KEY = "landmarks"

@@ -232,15 +232,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             }),
         # Your own photos: no dataset paper; cite the method whose
         # multi-view data this builder prepares.
-        homepage="https://github.com/jiaxiangshang/MGCNet",
-        citation="""@inproceedings{shang2020self,
-  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
-         Multi-view Geometry Consistency},
-  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
-          Zhen, Mingmin and Fang, Tian and Quan, Long},
-  booktitle={European Conference on Computer Vision (ECCV)},
-  year={2020}
-}""",
+        homepage=mv_features.MGCNET_HOMEPAGE,
+        citation=mv_features.MGCNET_CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):

@@ -21,14 +21,7 @@ from mgc_tf.facemodel import synthetic
 from . import synthetic_scenes
 
 
-CITATION = """@inproceedings{shang2020self,
-  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
-         Multi-view Geometry Consistency},
-  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
-          Zhen, Mingmin and Fang, Tian and Quan, Long},
-  booktitle={European Conference on Computer Vision (ECCV)},
-  year={2020}
-}
+CITATION = features.MGCNET_CITATION + """
 
 @inproceedings{paysan20093d,
   title={A 3D Face Model for Pose and Illumination Invariant Face

@@ -127,15 +127,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         supervised_keys=None,
         # Your own videos: no dataset paper; cite the method whose video
         # training data this builder prepares.
-        homepage="https://github.com/jiaxiangshang/MGCNet",
-        citation="""@inproceedings{shang2020self,
-  title={Self-Supervised Monocular 3D Face Reconstruction by Occlusion-Aware
-         Multi-view Geometry Consistency},
-  author={Shang, Jiaxiang and Shen, Tianwei and Li, Shiwei and Zhou, Lei and
-          Zhen, Mingmin and Fang, Tian and Quan, Long},
-  booktitle={European Conference on Computer Vision (ECCV)},
-  year={2020}
-}""",
+        homepage=features_lib.MGCNET_HOMEPAGE,
+        citation=features_lib.MGCNET_CITATION,
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
