@@ -71,6 +71,7 @@ setup(
     entry_points={
         "console_scripts": [
             "mgc-build-kernel=mgc_tf.build_kernel:run",
+            "mgc-build-face-embedding=mgc_tf.build_face_embedding:run",
             "mgc-render-demo=mgc_tf.render_demo:run",
             "mgc-convert-face-model=mgc_tf.convert_face_model:run",
             "mgc-preprocess=mgc_tf.preprocess:run",

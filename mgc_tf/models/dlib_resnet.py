@@ -217,7 +217,7 @@ def feature_model(model: keras.Model, names: Sequence[str] = FEATURE_NAMES
     raise ValueError(f"Feature names must be among {FEATURE_NAMES}. "
                      f"Received: names={list(names)}")
   outputs = {n: model.get_layer(n).output for n in names}
-  return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+  return keras.Model(model.input, outputs, name=f"{model.name}_features")
 
 
 def _conv_and_affine_names() -> List[str]:
