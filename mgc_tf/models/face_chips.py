@@ -1,0 +1,139 @@
+"""Differentiable face chips for dlib's network, cut from our aligned crops.
+
+dlib's face-recognition ResNet (`mgc_tf.models.dlib_resnet`) takes a 150 x
+150 chip cut as `dlib.get_face_chip(image, shape, size=150, padding=0.25)`
+cuts it. Our crops (and our renders of them) are aligned to the 5-point
+template of `mgc_tf.facemodel.crop` instead (eye centres, nose tip, mouth
+corners in a 224 x 224 crop). `cut_chips` warps such a crop into dlib's chip
+geometry by one FIXED similarity transform, bilinearly, in TensorFlow, so
+gradients flow from the descriptor back to the crop (and to a render).
+
+The transform (`CROP_TO_CHIP_224_150`) is derived, not fitted to photos:
+dlib's 5-point predictor finds the outer and inner eye corners and the nose
+base (iBUG points 45, 42, 36, 39, 33), and `get_face_chip_details` (size 150,
+padding 0.25) fits its 5-point template to them; with padding p and size S a
+template point u in [0, 1]^2 sits at S (p + u) / (1 + 2 p) in the chip
+(`dlib_chip_points`). Our embedded face model's mean face, rendered at its
+default pose and aligned to our 5-point template as a crop would be, has
+those five points too; the least-squares similarity from them to dlib's chip
+points is the transform: scale 0.8576, rotation -0.03 degrees
+(`tests/test_face_chips.py` derives it again and compares). It maps our
+template's eye centres, nose tip and mouth corners to dlib's chip at (48.2,
+45.5), (99.8, 45.5), (74.2, 83.6), (53.1, 101.3), (94.8, 101.3).
+
+Since dlib places each chip by that face's own landmarks and we by our
+template, a chip cut this way differs from dlib's own slightly, face by face;
+see docs/face_embedding.md for the measured descriptor agreement.
+
+Pixel convention (OpenCV, as everywhere in mgc_tf): (x, y) = (column, row),
+the centre of pixel [i, j] is at (j, i).
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from mgc_tf.facemodel import crop
+from mgc_tf.render import sampling
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+# dlib's 5-point chip template (dlib/image_transforms/interpolation.h,
+# get_face_chip_details), unit square, padding 0, in the predictor's order:
+# iBUG points 45, 42, 36, 39 (eye corners, the image's right eye first), 33.
+DLIB_5PT_TEMPLATE = np.array([
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+])
+DLIB_5PT_IBUG_INDICES = (45, 42, 36, 39, 33)
+# Our 224 aligned crop -> dlib's 150 chip (pixels), derived as the module
+# docstring says.
+CROP_TO_CHIP_224_150 = np.array([
+    [0.85756209, 0.00044826, -21.9072778],
+    [-0.00044826, 0.85756209, -30.32373676],
+])
+
+
+def dlib_chip_points(size: int = CHIP_SIZE,
+                     padding: float = CHIP_PADDING) -> np.ndarray:
+  """[5, 2] where dlib's chip of `size`, `padding` puts its 5 template points."""
+  return (padding + DLIB_5PT_TEMPLATE) / (1 + 2 * padding) * size
+
+
+def similarity(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """Least-squares similarity source -> target as a [2, 3] matrix.
+
+  With points as complex numbers, q = a p + b: a = sum (q - q0) conj(p - p0)
+  / sum |p - p0|^2, b = q0 - a p0 (a rotation with uniform scale).
+  """
+  p = source[:, 0] + 1j * source[:, 1]
+  q = target[:, 0] + 1j * target[:, 1]
+  p0, q0 = p.mean(), q.mean()
+  a = np.sum((q - q0) * np.conj(p - p0)) / np.sum(np.abs(p - p0) ** 2)
+  b = q0 - a * p0
+  return np.array([[a.real, -a.imag, b.real], [a.imag, a.real, b.imag]])
+
+
+def crop_to_chip_transform(crop_size: int = crop.CROP_SIZE,
+                           chip_size: int = CHIP_SIZE) -> np.ndarray:
+  """[2, 3] float64 matrix: our aligned crop's pixels -> dlib chip pixels.
+
+  Args:
+    crop_size: side of our square aligned crop (the template is scaled from
+      224 about the image corner, as `faces2d.alignment.template_points`).
+    chip_size: side of the chip (dlib's network takes 150).
+  """
+  # Rescale both sides about the image corner (-0.5, -0.5), as
+  # `faces2d.alignment.template_points` scales the template.
+  crop_scale = crop.CROP_SIZE / crop_size
+  chip_scale = chip_size / CHIP_SIZE
+  to_224 = np.array([[crop_scale, 0, 0.5 * crop_scale - 0.5],
+                     [0, crop_scale, 0.5 * crop_scale - 0.5], [0, 0, 1]])
+  from_150 = np.array([[chip_scale, 0, 0.5 * chip_scale - 0.5],
+                       [0, chip_scale, 0.5 * chip_scale - 0.5], [0, 0, 1]])
+  fixed = np.vstack([CROP_TO_CHIP_224_150, [0, 0, 1]])
+  return (from_150 @ fixed @ to_224)[:2]
+
+
+def chip_sampling_grid(crop_size: int = crop.CROP_SIZE,
+                       chip_size: int = CHIP_SIZE) -> np.ndarray:
+  """[chip, chip, 2] float64 crop coordinates (x, y) of each chip pixel."""
+  forward = crop_to_chip_transform(crop_size, chip_size)
+  linear_inverse = np.linalg.inv(forward[:, :2])
+  offset = -linear_inverse @ forward[:, 2]
+  xs, ys = np.meshgrid(np.arange(chip_size, dtype=np.float64),
+                       np.arange(chip_size, dtype=np.float64))
+  chip_points = np.stack([xs, ys], axis=-1)
+  return chip_points @ linear_inverse.T + offset
+
+
+def cut_chips(crops: tf.Tensor, chip_size: int = CHIP_SIZE,
+              name: str = "cut_face_chips") -> tf.Tensor:
+  """Warps aligned crops into dlib's chip geometry, differentiably.
+
+  Args:
+    crops: [B, S, S, C] float images aligned to our 5-point template (S = 224
+      for the standard crop; any value range).
+    chip_size: side of the chips.
+    name: name scope of the ops.
+
+  Returns:
+    [B, chip_size, chip_size, C] chips, bilinear samples of `crops`, same
+    dtype and value range; samples outside the crop are 0 (dlib's chips are
+    black outside the image too). Differentiable with respect to `crops`.
+  """
+  with tf.name_scope(name):
+    crops = tf.convert_to_tensor(crops)
+    if crops.shape.rank != 4 or crops.shape[1] != crops.shape[2]:
+      raise ValueError("`crops` must have shape [B, S, S, C]. Received: "
+                       f"crops.shape={tuple(crops.shape)}")
+    if crops.shape[1] is None:
+      raise ValueError("`crops` must have a static size S.")
+    grid = tf.constant(chip_sampling_grid(int(crops.shape[1]), chip_size),
+                       crops.dtype)
+    batch = tf.shape(crops)[0]
+    grid = tf.tile(grid[tf.newaxis], [batch, 1, 1, 1])
+    values, _ = sampling.bilinear_sample(crops, grid)
+    return values
