@@ -75,7 +75,9 @@ def compute():
   batch = fixed_batch(decoder)
   keras.utils.set_random_seed(SEED)
   method_class = methods.get("mgcnet")
-  method = method_class(method_class.config_class(), decoder=decoder,
+  # The values were recorded with the identity term off (no network then).
+  method = method_class(method_class.config_class(identity_model="none"),
+                        decoder=decoder,
                         backbone="resnet18", backbone_weights="none",
                         image_size=SIZE, num_views=VIEWS,
                         global_batch_size=BATCH)

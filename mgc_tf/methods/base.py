@@ -152,6 +152,10 @@ class Method(abc.ABC):
     """The training stages, in order (the last may run to max_steps)."""
     return SINGLE_STAGE
 
+  def describe(self) -> str:
+    """Lines for the console at the start of training (default: none)."""
+    return ""
+
   def outputs(self) -> Dict[str, OutputSpec]:
     """Extra inference outputs beside the coefficients (e.g. a depth map)."""
     return {}

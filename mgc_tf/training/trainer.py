@@ -370,6 +370,9 @@ class Trainer:
           f"{config.batch_size} x {config.num_views} views, "
           f"{config.image_size} px; steps {start_step} -> {config.max_steps}",
           flush=True)
+    described = getattr(self.method, "describe", lambda: "")()
+    if described and self.is_chief:
+      print(f"Method {self.method.name}: {described}", flush=True)
     consecutive_nonfinite = 0
     last = {}
     step = start_step

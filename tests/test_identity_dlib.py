@@ -1,0 +1,69 @@
+"""The identity loss on by default: dlib's network on chips cut from the crops."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from skimage import data
+
+from mgc_tf.faces2d import alignment
+from mgc_tf.faces2d import preprocessing
+from mgc_tf.losses import identity as identity_lib
+from mgc_tf.models import dlib_resnet
+
+
+@pytest.fixture(scope="module")
+def dlib_loss():
+  return identity_lib.IdentityLoss.from_spec("dlib")
+
+
+@pytest.fixture(scope="module")
+def astronaut_crop():
+  """The astronaut aligned to our 224 template, [0, 1] float32."""
+  face = preprocessing.default_landmarker().detect(data.astronaut())[0]
+  aligned = alignment.align_face(data.astronaut(), face.landmarks)
+  return aligned.image.astype(np.float32) / 255.0
+
+
+def test_dlib_is_the_default_and_says_so(dlib_loss):
+  assert dlib_loss.enabled
+  assert "dlib" in dlib_loss.describe()
+  assert dlib_loss.embedding.trainable_variables == []
+  off = identity_lib.IdentityLoss.from_spec("none")
+  assert not off.enabled and "off" in off.describe()
+
+
+def test_same_face_is_near_zero_and_another_is_not(dlib_loss, astronaut_crop):
+  crops = tf.constant(astronaut_crop[None])
+  same = dlib_loss(crops, crops)
+  assert float(same[0]) == pytest.approx(0.0, abs=1e-5)
+  flipped = crops[:, :, ::-1]   # a mirrored face is still close
+  noise = tf.constant(np.random.default_rng(0).uniform(
+      0, 1, crops.shape).astype(np.float32))
+  assert float(dlib_loss(crops, flipped)[0]) < float(
+      dlib_loss(crops, noise)[0])
+  assert float(dlib_loss(crops, noise)[0]) > 0.05
+
+
+def test_gradients_reach_the_render_at_training_sizes(dlib_loss,
+                                                      astronaut_crop):
+  for size in (224, 112):
+    crop = tf.image.resize(astronaut_crop[None], [size, size])
+    rendered = tf.Variable(tf.clip_by_value(crop + 0.05, 0.0, 1.0))
+    with tf.GradientTape() as tape:
+      value = dlib_loss(crop, rendered)
+    gradient = tape.gradient(value, rendered)
+    assert gradient is not None
+    assert np.isfinite(gradient.numpy()).all()
+    assert float(tf.reduce_max(tf.abs(gradient))) > 0
+
+
+def test_without_the_extra_the_term_is_off_with_one_warning(monkeypatch):
+
+  def missing(*args, **kwargs):
+    raise dlib_resnet.FaceEmbeddingDependencyError("install the extra")
+
+  monkeypatch.setattr(dlib_resnet, "load_dlib_resnet", missing)
+  loss = identity_lib.IdentityLoss.from_spec("dlib")
+  assert not loss.enabled
+  assert float(tf.reduce_sum(loss(tf.zeros([1, 64, 64, 3]),
+                                  tf.ones([1, 64, 64, 3])))) == 0.0
