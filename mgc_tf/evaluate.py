@@ -6,13 +6,22 @@ r"""Evaluates a trained model on a benchmark: prints a table, writes JSON.
       --dataset=aflw2000_3d --data_dir=~/tensorflow_datasets
   python -m mgc_tf.evaluate --model_dir=runs/mgc --dataset=micc_florence \
       --output_json=results/micc.json [--max_examples=10]
+  python -m mgc_tf.evaluate --model_dir=runs/mgc \
+      --dataset=synthetic_multiview/small --protocol=verification
+  python -m mgc_tf.evaluate --model_dir=runs/mgc --protocol=verification \
+      --pairs_file=lfw/pairs.txt --images_dir=lfw/aligned
 
 --dataset: synthetic_multiview[/config] (built on demand, no download),
 aflw2000_3d or micc_florence (built with `tfds build`, docs/datasets/), or
 another multi-view set. Metrics, protocols and the JSON keys:
 docs/evaluation.md. Without --output_json the JSON goes to
 <model_dir>/eval_<dataset>_<split>.json, or for --saved_model next to the
-version directory: <saved_model>_eval_<dataset>_<split>.json. Exit status 2
+version directory: <saved_model>_eval_<dataset>_<split>.json.
+--protocol=verification scores face verification (docs/evaluation.md, "Face
+verification") on pairs of the dataset's identities, or of an LFW-style
+--pairs_file over aligned crops in --images_dir; its JSON is named
+eval_<dataset>_verification_<split>.json (for a pairs file, <dataset> is
+the file's name and <split> "pairs"). Exit status 2
 for a bad model or a dataset that is not prepared (the message says how to
 build it).
 """
@@ -20,6 +29,8 @@ build it).
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
+import enum
+import os
 import sys
 
 from absl import app
@@ -59,6 +70,26 @@ _MAX_EXAMPLES = flags.DEFINE_integer(
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size", protocols.DEFAULT_BATCH_SIZE,
     "Images per model/render call.", lower_bound=1)
+
+
+class Protocol(enum.Enum):
+  AUTO = "auto"  # the dataset's own protocol
+  VERIFICATION = "verification"
+
+
+_PROTOCOL = flags.DEFINE_enum_class(
+    "protocol", Protocol.AUTO, Protocol,
+    "auto: the dataset's protocol; verification: face verification "
+    "accuracy and ROC AUC (identity coefficients, neutral shapes, "
+    "embeddings of the render) on pairs of the dataset's identities or of "
+    "--pairs_file.", case_sensitive=False)
+_PAIRS_FILE = flags.DEFINE_string(
+    "pairs_file", None,
+    "With --protocol=verification: an LFW-style pairs.txt (instead of "
+    "--dataset); its images are --images_dir/name/name_%04d.jpg, aligned "
+    "square crops.")
+_IMAGES_DIR = flags.DEFINE_string(
+    "images_dir", None, "With --pairs_file: the folder of the images.")
 _BUILD_DATA_IF_MISSING = flags.DEFINE_boolean(
     "build_data_if_missing", True,
     "Build a missing synthetic_multiview config first (no download).")
@@ -67,7 +98,12 @@ _BUILD_DATA_IF_MISSING = flags.DEFINE_boolean(
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not _DATASET.value:
+  verifying = _PROTOCOL.value == Protocol.VERIFICATION
+  if _PAIRS_FILE.value and not verifying:
+    raise app.UsageError("--pairs_file needs --protocol=verification")
+  if _PAIRS_FILE.value and not _IMAGES_DIR.value:
+    raise app.UsageError("--pairs_file needs --images_dir")
+  if not _DATASET.value and not _PAIRS_FILE.value:
     raise app.UsageError("--dataset is required, e.g. "
                          "--dataset=synthetic_multiview/small")
   try:
@@ -77,21 +113,38 @@ def main(argv):
   except ValueError as error:  # TrainedModelError is one.
     print(f"error: {error}", file=sys.stderr)
     return 2
-  try:
-    builder = protocols.load_dataset_builder(
-        _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
-        build_if_missing=_BUILD_DATA_IF_MISSING.value)
-  except pipeline.DatasetNotPreparedError as error:
-    print(f"error: {error}", file=sys.stderr)
-    return 2
-  print(f"Evaluating {predictor.description} on {_DATASET.value} "
-        f"[{_SPLIT.value}]", flush=True)
-  result = protocols.evaluate_builder(
-      predictor, builder, _SPLIT.value, batch_size=_BATCH_SIZE.value,
-      max_examples=_MAX_EXAMPLES.value)
+  if _PAIRS_FILE.value:
+    try:
+      source = protocols.pairs_from_file(_PAIRS_FILE.value,
+                                         _IMAGES_DIR.value)
+    except (OSError, ValueError) as error:
+      print(f"error: {error}", file=sys.stderr)
+      return 2
+    name = os.path.splitext(os.path.basename(_PAIRS_FILE.value))[0]
+    split = source.split
+  else:
+    try:
+      source = protocols.load_dataset_builder(
+          _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
+          build_if_missing=_BUILD_DATA_IF_MISSING.value)
+    except pipeline.DatasetNotPreparedError as error:
+      print(f"error: {error}", file=sys.stderr)
+      return 2
+    name, split = _DATASET.value, _SPLIT.value
+  print(f"Evaluating {predictor.description} on {name} [{split}]"
+        + (" (face verification)" if verifying else ""), flush=True)
+  if verifying:
+    result = protocols.evaluate_verification(
+        predictor, source, split, batch_size=_BATCH_SIZE.value,
+        max_examples=_MAX_EXAMPLES.value)
+    name = f"{name}_verification"
+  else:
+    result = protocols.evaluate_builder(
+        predictor, source, split, batch_size=_BATCH_SIZE.value,
+        max_examples=_MAX_EXAMPLES.value)
   print(results.format_table(result, predictor.description))
   path = _OUTPUT_JSON.value or results.default_output_path(
-      _DATASET.value, _SPLIT.value, model_dir=_MODEL_DIR.value,
+      name, split, model_dir=_MODEL_DIR.value,
       saved_model=_SAVED_MODEL.value)
   results.write_json(result, path, predictor.description)
   print(f"Wrote {path}", flush=True)

@@ -24,6 +24,11 @@ each (metric names, formulas and units: docs/evaluation.md):
     scan (`scan_metrics`), reported per setting (MGCNet Table 1b); images
     rendered from the scans (MGCNet Fig. 7b), one by one.
 
+Face verification (`evaluate_verification`, asked for by name: the CLI's
+--protocol=verification) scores pairs of faces by identity coefficients,
+neutral shapes and embeddings of the render: pairs from a multi-view set's
+identity labels or from an LFW-style pairs.txt (`pairs_from_file`).
+
 Images are fed to the predictor resized to its input size (antialiased, as
 the training pipeline does); landmarks, depth and renders are measured at the
 dataset's stored crop size, with the face model's camera scaled to it (the
@@ -38,6 +43,9 @@ from mgc_tf.evaluation.protocols.aflw2000_3d import evaluate_aflw2000_3d
 from mgc_tf.evaluation.protocols.common import DEFAULT_BATCH_SIZE
 from mgc_tf.evaluation.protocols.micc_florence import evaluate_micc_florence
 from mgc_tf.evaluation.protocols.multiview import evaluate_multiview
+from mgc_tf.evaluation.protocols.verification import evaluate_verification
+from mgc_tf.evaluation.protocols.verification import pairs_from_builder
+from mgc_tf.evaluation.protocols.verification import pairs_from_file
 from mgc_tf.evaluation.results import EvaluationResult
 from mgc_tf.inference import reconstructor as reconstructor_lib
 
