@@ -12,11 +12,17 @@ aflw2000_3d or micc_florence (built with `tfds build`, docs/datasets/), or
 another multi-view set. Metrics, protocols and the JSON keys:
 docs/evaluation.md. Without --output_json the JSON goes to
 <model_dir>/eval_<dataset>_<split>.json, or for --saved_model next to the
-version directory: <saved_model>_eval_<dataset>_<split>.json. Exit status 2
-for a bad model or a dataset that is not prepared (the message says how to
-build it).
+version directory: <saved_model>_eval_<dataset>_<split>.json. Exit status 2,
+with one line "error: ..." and nothing written, for a bad model or
+checkpoint, an unknown dataset or config (with "did you mean"), a dataset
+that is not prepared (the line says how to build it) or an unwritable
+--output_json (checked before the evaluation). SIGTERM: exit 0, one line,
+no JSON.
 """
 
+from mgc_tf import _signals  # pylint: disable=g-bad-import-order
+if __name__ == "__main__":  # (the console script installs it in run())
+  _signals.exit_cleanly_on_stop("mgc_tf.evaluate", "no JSON was written")
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
@@ -29,6 +35,7 @@ from mgc_tf.data import pipeline
 from mgc_tf.evaluation import protocols
 from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
+from mgc_tf.io import output_paths
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "A training run (model.json + checkpoints).")
@@ -70,29 +77,33 @@ def main(argv):
   if not _DATASET.value:
     raise app.UsageError("--dataset is required, e.g. "
                          "--dataset=synthetic_multiview/small")
+  path = _OUTPUT_JSON.value or results.default_output_path(
+      _DATASET.value, _SPLIT.value, model_dir=_MODEL_DIR.value,
+      saved_model=_SAVED_MODEL.value)
   try:
+    # Outputs first: an unwritable path fails now, not after the evaluation.
+    output_paths.check_output_file(path, "--output_json")
     predictor = reconstructor_lib.Reconstructor.from_args(
         model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
         checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
-  except ValueError as error:  # TrainedModelError is one.
-    print(f"error: {error}", file=sys.stderr)
-    return 2
-  try:
     builder = protocols.load_dataset_builder(
         _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
         build_if_missing=_BUILD_DATA_IF_MISSING.value)
-  except pipeline.DatasetNotPreparedError as error:
+  except ValueError as error:
+    # TrainedModelError, pipeline.DatasetError (unknown name or config, not
+    # prepared) and OutputPathError are ValueErrors with one-line messages.
     print(f"error: {error}", file=sys.stderr)
     return 2
   print(f"Evaluating {predictor.description} on {_DATASET.value} "
         f"[{_SPLIT.value}]", flush=True)
-  result = protocols.evaluate_builder(
-      predictor, builder, _SPLIT.value, batch_size=_BATCH_SIZE.value,
-      max_examples=_MAX_EXAMPLES.value)
+  try:
+    result = protocols.evaluate_builder(
+        predictor, builder, _SPLIT.value, batch_size=_BATCH_SIZE.value,
+        max_examples=_MAX_EXAMPLES.value)
+  except ValueError as error:  # No protocol for the dataset, empty split.
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   print(results.format_table(result, predictor.description))
-  path = _OUTPUT_JSON.value or results.default_output_path(
-      _DATASET.value, _SPLIT.value, model_dir=_MODEL_DIR.value,
-      saved_model=_SAVED_MODEL.value)
   results.write_json(result, path, predictor.description)
   print(f"Wrote {path}", flush=True)
   return 0
@@ -100,6 +111,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (mgc-evaluate)."""
+  _signals.exit_cleanly_on_stop("mgc_tf.evaluate", "no JSON was written")
   app.run(main)
 
 
