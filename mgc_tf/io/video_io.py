@@ -101,6 +101,10 @@ class VideoProperties:
   height: int
 
 
+# Reason under which a build counts `VideoReader.undecodable_frames`.
+UNDECODABLE_FRAMES = "undecodable frame (damaged or truncated video)"
+
+
 class VideoReader:
   """Decodes a video file frame by frame (a context manager).
 

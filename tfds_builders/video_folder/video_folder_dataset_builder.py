@@ -25,7 +25,7 @@ FPS_KEY = "fps"
 VIDEO_ID_KEY = "video_id"
 
 # Frame-tally reasons of the build report (besides the preprocessing ones).
-UNDECODABLE_FRAMES = "undecodable frame (damaged or truncated video)"
+UNDECODABLE_FRAMES = video_io.UNDECODABLE_FRAMES
 SKIPPED_VIDEO_FRAMES = "good frame of a video skipped for too few frames"
 
 _MANUAL_DOWNLOAD_INSTRUCTIONS = """\
