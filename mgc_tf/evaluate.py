@@ -31,7 +31,6 @@ import sys
 from absl import app
 from absl import flags
 
-from mgc_tf.data import pipeline
 from mgc_tf.evaluation import protocols
 from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
