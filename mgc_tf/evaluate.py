@@ -21,11 +21,17 @@ version directory: <saved_model>_eval_<dataset>_<split>.json.
 verification") on pairs of the dataset's identities, or of an LFW-style
 --pairs_file over aligned crops in --images_dir; its JSON is named
 eval_<dataset>_verification_<split>.json (for a pairs file, <dataset> is
-the file's name and <split> "pairs"). Exit status 2
-for a bad model or a dataset that is not prepared (the message says how to
-build it).
+the file's name and <split> "pairs"). Exit status 2, with one line
+"error: ..." and nothing written, for a bad model or checkpoint, an unknown
+dataset or config (with "did you mean"), a dataset that is not prepared
+(the line says how to build it), a bad pairs file or an unwritable
+--output_json (checked before the evaluation). SIGTERM: exit 0, one line,
+no JSON.
 """
 
+from mgc_tf import _signals  # pylint: disable=g-bad-import-order
+if __name__ == "__main__":  # (the console script installs it in run())
+  _signals.exit_cleanly_on_stop("mgc_tf.evaluate", "no JSON was written")
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
@@ -36,10 +42,10 @@ import sys
 from absl import app
 from absl import flags
 
-from mgc_tf.data import pipeline
 from mgc_tf.evaluation import protocols
 from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
+from mgc_tf.io import output_paths
 
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "A training run (model.json + checkpoints).")
@@ -106,46 +112,49 @@ def main(argv):
   if not _DATASET.value and not _PAIRS_FILE.value:
     raise app.UsageError("--dataset is required, e.g. "
                          "--dataset=synthetic_multiview/small")
-  try:
-    predictor = reconstructor_lib.Reconstructor.from_args(
-        model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
-        checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
-  except ValueError as error:  # TrainedModelError is one.
-    print(f"error: {error}", file=sys.stderr)
-    return 2
   if _PAIRS_FILE.value:
-    try:
-      source = protocols.pairs_from_file(_PAIRS_FILE.value,
-                                         _IMAGES_DIR.value)
-    except (OSError, ValueError) as error:
-      print(f"error: {error}", file=sys.stderr)
-      return 2
-    name = os.path.splitext(os.path.basename(_PAIRS_FILE.value))[0]
-    split = source.split
+    name, split = os.path.splitext(os.path.basename(_PAIRS_FILE.value))[0], \
+        "pairs"
   else:
-    try:
-      source = protocols.load_dataset_builder(
-          _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
-          build_if_missing=_BUILD_DATA_IF_MISSING.value)
-    except pipeline.DatasetNotPreparedError as error:
-      print(f"error: {error}", file=sys.stderr)
-      return 2
     name, split = _DATASET.value, _SPLIT.value
-  print(f"Evaluating {predictor.description} on {name} [{split}]"
-        + (" (face verification)" if verifying else ""), flush=True)
   if verifying:
-    result = protocols.evaluate_verification(
-        predictor, source, split, batch_size=_BATCH_SIZE.value,
-        max_examples=_MAX_EXAMPLES.value)
     name = f"{name}_verification"
-  else:
-    result = protocols.evaluate_builder(
-        predictor, source, split, batch_size=_BATCH_SIZE.value,
-        max_examples=_MAX_EXAMPLES.value)
-  print(results.format_table(result, predictor.description))
   path = _OUTPUT_JSON.value or results.default_output_path(
       name, split, model_dir=_MODEL_DIR.value,
       saved_model=_SAVED_MODEL.value)
+  try:
+    # Outputs first: an unwritable path fails now, not after the evaluation.
+    output_paths.check_output_file(path, "--output_json")
+    predictor = reconstructor_lib.Reconstructor.from_args(
+        model_dir=_MODEL_DIR.value, saved_model=_SAVED_MODEL.value,
+        checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
+    if _PAIRS_FILE.value:
+      source = protocols.pairs_from_file(_PAIRS_FILE.value,
+                                         _IMAGES_DIR.value)
+    else:
+      source = protocols.load_dataset_builder(
+          _DATASET.value, _DATA_DIR.value, split=_SPLIT.value,
+          build_if_missing=_BUILD_DATA_IF_MISSING.value)
+  except (OSError, ValueError) as error:
+    # TrainedModelError, pipeline.DatasetError (unknown name or config, not
+    # prepared), OutputPathError and a bad pairs file: one-line messages.
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(f"Evaluating {predictor.description} on {name} [{split}]",
+        flush=True)
+  try:
+    if verifying:
+      result = protocols.evaluate_verification(
+          predictor, source, split if not _PAIRS_FILE.value else source.split,
+          batch_size=_BATCH_SIZE.value, max_examples=_MAX_EXAMPLES.value)
+    else:
+      result = protocols.evaluate_builder(
+          predictor, source, split, batch_size=_BATCH_SIZE.value,
+          max_examples=_MAX_EXAMPLES.value)
+  except ValueError as error:  # No protocol for the dataset, empty split.
+    print(f"error: {error}", file=sys.stderr)
+    return 2
+  print(results.format_table(result, predictor.description))
   results.write_json(result, path, predictor.description)
   print(f"Wrote {path}", flush=True)
   return 0
@@ -153,6 +162,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (mgc-evaluate)."""
+  _signals.exit_cleanly_on_stop("mgc_tf.evaluate", "no JSON was written")
   app.run(main)
 
 

@@ -7,9 +7,15 @@ r"""Exports a trained reconstructor as a SavedModel for TF Serving.
 Writes EXPORT_DIR/MODEL_NAME/VERSION/ (VERSION defaults to the checkpoint's
 training step) with the signatures serving_default (image_bytes),
 predict_images and predict_vertices; see docs/serving.md. An existing version
-is only replaced with --overwrite.
+is only replaced with --overwrite. Exit status 2 with one line "error: ..."
+for a missing run or --checkpoint, an unwritable --export_dir (checked first)
+or an existing version; SIGTERM: exit 0, one line, no version written.
 """
 
+from mgc_tf import _signals  # pylint: disable=g-bad-import-order
+_STOPPED_NOTE = "no version was written"
+if __name__ == "__main__":  # (the console script installs it in run())
+  _signals.exit_cleanly_on_stop("mgc_tf.export", _STOPPED_NOTE)
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
@@ -41,13 +47,16 @@ def main(argv):
   # Imported here so --help does not wait for TensorFlow.
   from mgc_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.inference import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
+  from mgc_tf.io import output_paths  # pylint: disable=g-import-not-at-top
   try:
+    output_paths.check_output_dir(FLAGS.export_dir, "--export_dir")
     result = export_lib.export_saved_model(
         FLAGS.model_dir, FLAGS.export_dir, model_name=FLAGS.model_name,
         version=FLAGS.version, checkpoint=FLAGS.checkpoint,
         overwrite=FLAGS.overwrite)
-  except (export_lib.ExportError, reconstructor_lib.TrainedModelError) as error:
-    print(f"Error: {error}", file=sys.stderr)
+  except (export_lib.ExportError, reconstructor_lib.TrainedModelError,
+          output_paths.OutputPathError) as error:
+    print(f"error: {error}", file=sys.stderr)
     return 2
   print(result.summary(), flush=True)
   return 0
@@ -56,6 +65,7 @@ def main(argv):
 def run():
   """Console-script entry point (mgc-export)."""
   flags.mark_flags_as_required(["model_dir", "export_dir"])
+  _signals.exit_cleanly_on_stop("mgc_tf.export", _STOPPED_NOTE)
   app.run(main)
 
 

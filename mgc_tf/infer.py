@@ -14,10 +14,17 @@ Per face of an image: `<stem>_face<k>.obj` (coloured mesh, camera mm),
 `_landmarks.txt`; per image `<stem>_overlay.png`; per video `<stem>.npz`,
 `<stem>.json` and `<stem>_overlay.mp4`. See docs/inference.md.
 Faces are found with dlib (`pip install "mgc-tf[preprocess]"`); without it,
-or with --aligned, inputs are taken as aligned 224 crops. Exit status 1 when
-no face at all was reconstructed or the input is unusable.
+or with --aligned, inputs are taken as aligned 224 crops. Exit status 2 with
+one line "error: ..." for bad input (a missing or unusable --input, a video
+that decodes nothing, a bad model or --checkpoint, an unwritable
+--output_dir, checked before anything runs); 1 when the input was read but
+no face at all was reconstructed. SIGTERM: exit 0 with one line.
 """
 
+from mgc_tf import _signals  # pylint: disable=g-bad-import-order
+_STOPPED_NOTE = "the files of the inputs finished so far are complete"
+if __name__ == "__main__":  # (the console script installs it in run())
+  _signals.exit_cleanly_on_stop("mgc_tf.infer", _STOPPED_NOTE)
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
@@ -29,6 +36,7 @@ from absl import flags
 from mgc_tf.inference import faces
 from mgc_tf.inference import smoothing
 from mgc_tf.inference import sources
+from mgc_tf.io import output_paths
 from mgc_tf.io.bad_input import BadExampleError
 
 _INPUT = flags.DEFINE_string(
@@ -93,9 +101,10 @@ def main(argv):
         method=_SMOOTHING.value, strength=_SMOOTHING_STRENGTH.value,
         window=_SMOOTHING_WINDOW.value)
     inputs = sources.resolve_input(_INPUT.value)
-  except ValueError as error:
+    output_paths.check_output_dir(_OUTPUT_DIR.value, "--output_dir")
+  except ValueError as error:  # OutputPathError is one.
     print(f"error: {error}", file=sys.stderr)
-    return 1
+    return 2
   # TensorFlow is imported once the input is known to be usable, so a wrong
   # path fails in a moment.
   # pylint: disable=g-import-not-at-top
@@ -109,7 +118,7 @@ def main(argv):
         checkpoint=_CHECKPOINT.value, face_model=_FACE_MODEL.value)
   except ValueError as error:  # TrainedModelError is one.
     print(f"error: {error}", file=sys.stderr)
-    return 1
+    return 2
   finder = faces.make_face_finder(
       aligned=_ALIGNED.value, upsample_times=_UPSAMPLE_TIMES.value,
       min_score=_MIN_SCORE.value, log=_log)
@@ -127,7 +136,7 @@ def main(argv):
     except BadExampleError as error:  # Opens, but no frame decodes.
       print(f"error: {error}; --input takes {sources.ACCEPTED}.",
             file=sys.stderr)
-      return 1
+      return 2
     return 0 if result.frames_with_face else 1
   count = len(inputs.paths)
   _log(f"{count} image{'s' if count > 1 else ''} -> {_OUTPUT_DIR.value}")
@@ -139,6 +148,7 @@ def main(argv):
 
 
 def run():
+  _signals.exit_cleanly_on_stop("mgc_tf.infer", _STOPPED_NOTE)
   app.run(main)
 
 

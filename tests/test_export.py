@@ -286,10 +286,12 @@ def test_bad_image_bytes_name_the_input(loaded, jpeg64):
   serve = loaded.signatures["serving_default"]
   non_square = tf.io.encode_png(np.zeros([64, 48, 3], np.uint8)).numpy()
   cases = [
-      ([b"not an image at all"], "image_bytes: an element is neither"),
-      ([jpeg64, b"GIF89a..."], "image_bytes: an element is neither"),
-      ([jpeg64[:200]], "image_bytes"),  # a JPEG header, truncated body
-      ([non_square], r"image_bytes: images must be square.*\[64 48 3\]"),
+      ([b"not an image at all"], r"image_bytes\[0\]: neither a JPEG nor"),
+      ([jpeg64, b"GIF89a..."], r"image_bytes\[1\]: a GIF image"),
+      # A JPEG header, truncated body.
+      ([jpeg64[:200]], r"image_bytes\[0\]: the JPEG/PNG data cannot be"),
+      ([jpeg64, non_square],
+       r"image_bytes\[1\]: images must be square.*\[64 48 3\]"),
       ([], "image_bytes must hold at least one"),
   ]
   for data, message in cases:
@@ -447,3 +449,165 @@ def test_move_into_place_replaces_only_with_overwrite(tmp_path):
   export_lib._move_into_place(str(staging), str(target), overwrite=True)
   assert os.listdir(target) == ["new"]
   assert sorted(os.listdir(tmp_path)) == ["5"]
+
+
+def _fuzz_corpus(jpeg64: bytes, png96: bytes):
+  """(good {name: bytes}, bad {name: bytes}): >= 50 malformed elements."""
+  cv2 = pytest.importorskip("cv2")
+  rng = np.random.default_rng(13)
+  image = _smooth_image(SIZE, 5)
+
+  def encode(ext, array=image):
+    ok, data = cv2.imencode(ext, array[..., ::-1])
+    assert ok, ext
+    return data.tobytes()
+
+  grey_jpeg = tf.io.encode_jpeg(image[..., :1]).numpy()
+  rgba_png = tf.io.encode_png(np.concatenate(
+      [image, np.full([SIZE, SIZE, 1], 200, np.uint8)], -1)).numpy()
+  good = {"jpeg64": jpeg64, "png96": png96, "grey_jpeg": grey_jpeg,
+          "rgba_png": rgba_png}
+  bad = {}
+  # Random bytes, many of them not UTF-8 from the first byte on.
+  for length in (1, 2, 3, 5, 8, 13, 64, 1000, 100_000):
+    bad[f"random_{length}"] = rng.integers(0, 256, length, np.uint8).tobytes()
+  bad["random_ff_fe"] = b"\xff\xfe\x80\x81" + bytes(range(256))
+  bad["random_high"] = bytes(range(128, 256)) * 4
+  # Truncated JPEGs and PNGs: the magic alone, the header, parts of the body.
+  for cut in (3, 4, 20, 100, 200, 0.25, 0.5, 0.75, 0.95):
+    size = cut if isinstance(cut, int) else int(len(jpeg64) * cut)
+    bad[f"jpeg_cut_{cut}"] = jpeg64[:size]
+  for cut in (8, 12, 33, 60, 0.25, 0.5, 0.75, 0.95):
+    size = cut if isinstance(cut, int) else int(len(png96) * cut)
+    bad[f"png_cut_{cut}"] = png96[:size]
+  bad["jpeg_magic_then_zeros"] = b"\xff\xd8\xff" + bytes(5000)
+  bad["png_magic_then_random"] = (b"\x89PNG\r\n\x1a\n" +
+                                  rng.integers(0, 256, 500, np.uint8).tobytes())
+  # Other formats: refused by name (GIF, BMP, TIFF, WebP).
+  bad["gif"] = encode(".gif") if cv2.haveImageWriter(".gif") else (
+      b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00,\x00\x00"
+      b"\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
+  bad["gif87_header"] = b"GIF87a\x40\x00\x40\x00"
+  bad["bmp"] = encode(".bmp")
+  bad["bmp_cut"] = encode(".bmp")[:30]
+  bad["tiff"] = encode(".tiff")
+  bad["tiff_big_endian"] = b"MM\x00*" + bytes(100)
+  bad["webp"] = encode(".webp")
+  # Text: plain, UTF-8, JSON, HTML, and base64 of a JPEG (a client that
+  # forgot to decode its b64 field).
+  bad["text"] = b"not an image at all"
+  bad["utf8_text"] = "visage \u00e9\u4e2d\u6587 \U0001f600".encode()
+  bad["json"] = b'{"b64": "/9j/4AAQ"}'
+  bad["html"] = b"<html><body>502 Bad Gateway</body></html>"
+  bad["base64_jpeg"] = base64.b64encode(jpeg64)
+  bad["whitespace"] = b" \n\t"
+  bad["nul"] = b"\x00"
+  bad["empty"] = b""
+  # Huge: a long garbage string, a JPEG magic then megabytes of zeros, and
+  # headers that announce enormous images.
+  bad["huge_random"] = rng.integers(0, 256, 8 << 20, np.uint8).tobytes()
+  bad["huge_jpeg_zeros"] = b"\xff\xd8\xff\xe0" + bytes(8 << 20)
+  sof = jpeg64.find(b"\xff\xc0")
+  assert sof > 0
+  huge_jpeg = bytearray(jpeg64)
+  huge_jpeg[sof + 5:sof + 9] = (60000).to_bytes(2, "big") * 2
+  bad["jpeg_claims_60000"] = bytes(huge_jpeg)
+  huge_png = bytearray(png96)
+  huge_png[16:24] = (100000).to_bytes(4, "big") * 2  # IHDR width, height
+  bad["png_claims_100000"] = bytes(huge_png)
+  # Decodable but not square crops.
+  bad["png_not_square"] = tf.io.encode_png(image[:, :40]).numpy()
+  bad["jpeg_not_square"] = tf.io.encode_jpeg(image[:48]).numpy()
+  assert len(bad) >= 50, len(bad)
+  return good, bad
+
+
+_FUZZ_SCRIPT = r"""
+import json, os, sys
+import numpy as np
+import tensorflow as tf
+
+path, corpus_dir, out_file = sys.argv[1:]
+serve = tf.saved_model.load(path).signatures["serving_default"]
+
+def read(kind):
+  folder = os.path.join(corpus_dir, kind)
+  return {name: open(os.path.join(folder, name), "rb").read()
+          for name in sorted(os.listdir(folder))}
+
+good, bad = read("good"), read("bad")
+
+def outcome(batch):
+  try:
+    serve(image_bytes=tf.constant(batch, tf.string))
+    return "ok"
+  except tf.errors.InvalidArgumentError as error:
+    return "InvalidArgument: " + error.message
+  except Exception as error:  # what must never happen
+    return "%s: %s" % (type(error).__name__, str(error)[:300])
+
+a_good = good["jpeg64"]
+report = {name: [outcome([data]), outcome([a_good, data, a_good])]
+          for name, data in bad.items()}
+names = sorted(good)
+outputs = serve(image_bytes=tf.constant([good[name] for name in names]))
+np.savez(out_file, **{key: value.numpy() for key, value in outputs.items()})
+modules = sorted(m for m in sys.modules if m.split(".")[0] == "mgc_tf")
+print(json.dumps({"bad": report, "good_names": names,
+                  "mgc_tf_modules": modules}))
+"""
+
+
+@pytest.mark.slow
+def test_fuzzed_image_bytes_all_give_invalid_argument(export, restored,
+                                                      jpeg64, png96,
+                                                      tmp_path):
+  good, bad = _fuzz_corpus(jpeg64, png96)
+  corpus = tmp_path / "corpus"
+  for kind, items in (("good", good), ("bad", bad)):
+    (corpus / kind).mkdir(parents=True)
+    for name, data in items.items():
+      (corpus / kind / name).write_bytes(data)
+  out_file = tmp_path / "good.npz"
+  # One TensorFlow-only process (-I: no PYTHONPATH; cwd outside the repo).
+  result = subprocess.run(
+      [sys.executable, "-I", "-c", _FUZZ_SCRIPT, export.path, str(corpus),
+       str(out_file)],
+      env=ENV, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr[-3000:]
+  report = json.loads(result.stdout.strip().splitlines()[-1])
+  assert report["mgc_tf_modules"] == []
+
+  wrong = {}
+  for name, (alone, in_batch) in report["bad"].items():
+    if not (alone.startswith("InvalidArgument: ") and
+            "image_bytes[0]: " in alone):
+      wrong[name + " alone"] = alone[:300]
+    # In [good, bad, good]: the bad element's index, and only it.
+    if not (in_batch.startswith("InvalidArgument: ") and
+            "image_bytes[1]: " in in_batch and "1 of 3 elements" in in_batch):
+      wrong[name + " in a batch"] = in_batch[:300]
+  assert not wrong, json.dumps(wrong, indent=1)
+  # Formats are refused by name, decodable non-square crops with the shape.
+  for name, what in (("gif", "a GIF image"), ("bmp", "a BMP image"),
+                     ("tiff", "a TIFF image"), ("webp", "a WebP image"),
+                     ("text", "neither a JPEG nor a PNG"),
+                     ("empty", "empty string"),
+                     ("jpeg_cut_0.5", "cannot be decoded"),
+                     ("png_cut_0.5", "cannot be decoded"),
+                     ("png_not_square", f"[{SIZE} 40 3]")):
+    assert what in report["bad"][name][0], (name, report["bad"][name][0])
+
+  # Every good element gives the right answer, in one batch.
+  got = dict(np.load(out_file))
+  names = report["good_names"]
+  decoded = [_to_float(good[name]) for name in names]
+  sides = [int(image.shape[0]) for image in decoded]
+  images = tf.concat([tf.image.resize(image[None], [SIZE, SIZE],
+                                      antialias=True)
+                      if image.shape[0] != SIZE else image[None]
+                      for image in decoded], 0)
+  want = _reference(restored, images, sides=sides)
+  for name in FOUR_OUTPUTS:
+    np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-5,
+                               err_msg=name)

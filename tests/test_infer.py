@@ -382,9 +382,12 @@ def test_cli_reports_a_missing_input(tmp_path, trained_model_dir):
        f"--output_dir={tmp_path / 'out'}", f"--model_dir={trained_model_dir}"],
       cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
-  assert result.returncode == 1
+  # Bad input: exit 2, one line, no traceback, nothing created.
+  assert result.returncode == 2
   assert f"error: {missing} does not exist" in result.stderr
   assert "a video file (.mp4" in result.stderr
+  assert "Traceback" not in result.stderr
+  assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow

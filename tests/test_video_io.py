@@ -215,3 +215,27 @@ def test_frame_tally_sums_videos():
   assert tally.kept == 15
   assert tally.dropped == {"no face found": 3, "frame without landmarks": 4}
   assert "kept 15 frames, dropped 7" in tally.summary()
+
+
+@pytest.mark.parametrize("stride,expected", [(1, 5), (2, 2), (3, 2)])
+def test_damaged_rest_of_a_video_is_counted(tmp_path, stride, expected):
+  # 10 MJPG frames, the second half of the frame data zeroed: 5 decode, and
+  # the sampled frames announced after them are counted as undecodable.
+  path = str(tmp_path / "damaged.avi")
+  write_numbered_video(path, 10, codec="MJPG")
+  data = bytearray((tmp_path / "damaged.avi").read_bytes())
+  start, end = data.find(b"movi") + 4, data.find(b"idx1")
+  middle = start + (end - start) // 2
+  data[middle:end] = bytes(end - middle)
+  (tmp_path / "damaged.avi").write_bytes(bytes(data))
+  with video_io.VideoReader(path) as video:
+    indices = [index for index, _ in video.frames(frame_stride=stride)]
+    assert video.properties.frame_count == 10
+  assert indices == list(range(0, 5, stride))
+  # The sampled indices among 5..9 (stride 3: 6 and 9).
+  assert video.undecodable_frames == expected
+  # An intact video loses nothing.
+  write_numbered_video(path, 10, codec="MJPG")
+  with video_io.VideoReader(path) as video:
+    assert len(list(video.frames())) == 10
+  assert video.undecodable_frames == 0

@@ -90,7 +90,7 @@ def preprocess_views(
     except BadExampleError as error:
       counter.skip(name_of(view), error)
       continue
-    counter.keep()
+    counter.keep(name_of(view))
     kept.append(PreprocessedView(view=view, face=face, info=loaded.info,
                                  landmarks_detected=loaded.landmarks is None))
   return kept
@@ -98,6 +98,10 @@ def preprocess_views(
 
 # A multi-view group needs a target and at least one source.
 MIN_GROUP_VIEWS = 2
+# The example key listing the stored views (names given to preprocess_views).
+VIEW_NAMES_KEY = "view_names"
+# Views report reason of a good view whose group was skipped.
+DROPPED_WITH_GROUP = "dropped with its group (too few views)"
 
 
 def stack_group(kept: Sequence[PreprocessedView], num_views: int,
@@ -135,7 +139,19 @@ def generate_group_examples(groups: Sequence[Any],
 
   Dropped views are counted in `view_counter` (by `preprocess_views`),
   skipped groups in `group_counter`; both print their summary at the end.
+  Each example lists its views in "view_names" (the names `preprocess_views`
+  was given): a view that was good but is stored in no example (its group
+  kept too few views) is moved from kept to dropped under
+  DROPPED_WITH_GROUP, so the views report equals what is stored.
   """
-  yield from generate_with_skips(groups, make_example, group_counter,
-                                 key_of=key_of)
+  stored = set()
+  for key, example in generate_with_skips(groups, make_example, group_counter,
+                                          key_of=key_of):
+    stored.update(example[VIEW_NAMES_KEY])
+    yield key, example
+  for name in sorted(view_counter.kept_keys - stored):
+    view_counter.drop_kept(name, BadExampleError(
+        DROPPED_WITH_GROUP,
+        f"a good view, but no group of it kept {MIN_GROUP_VIEWS} usable "
+        "views"))
   view_counter.report()

@@ -27,6 +27,7 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import augment as augment_lib
 from mgc_tf.data import features as features_lib
+from mgc_tf.data import prepare
 from mgc_tf.io.bad_input import NUM_LANDMARKS
 
 # Single-view sources: their groups are same-identity images at different
@@ -36,8 +37,10 @@ FLAG_MULTIVIEW_EPIPOLAR = 2
 FRAME_INDICES_KEY = "frame_indices"
 
 
-class DatasetNotPreparedError(FileNotFoundError):
-  """A source dataset has not been built into data_dir."""
+# A --dataset that cannot be used (ValueError; one-line message), and its
+# case of a known dataset not built into data_dir.
+DatasetError = prepare.DatasetError
+DatasetNotPreparedError = prepare.DatasetNotPreparedError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,8 +183,17 @@ def _is_weight(text: str) -> bool:
 
 
 def load_builder(spec: SourceSpec, data_dir: Optional[str] = None):
-  """The prepared TFDS builder of a source, or a clear error how to build it."""
+  """The prepared TFDS builder of a source, or a clear error how to build it.
+
+  Raises:
+    DatasetError: an unknown dataset or config (one line, with close names).
+    DatasetNotPreparedError: not built in data_dir (one line, with the
+      `tfds build` command).
+  """
   data_dir = spec.data_dir or data_dir
+  prepare.check_dataset_name(spec.name, data_dir)
+  if prepare.folder_missing(spec.name, data_dir):
+    raise DatasetNotPreparedError(_build_hint(spec, data_dir, None))
   try:
     builder = tfds.builder(spec.name, data_dir=data_dir)
   except Exception as error:  # pylint: disable=broad-except
@@ -192,18 +204,28 @@ def load_builder(spec: SourceSpec, data_dir: Optional[str] = None):
 
 
 def _build_hint(spec: SourceSpec, data_dir: Optional[str], error) -> str:
+  """One line: not prepared, and the command that builds it."""
   name = spec.dataset_name
   config = spec.name.split("/")[1].split(":")[0] if "/" in spec.name else None
-  command = f"tfds build tfds_builders/{name}"
+  ours = prepare.builder_names()
+  ours_or_unknown = name in ours or not ours
+  command = (f"tfds build tfds_builders/{name}" if ours_or_unknown
+             else f"tfds build {name}")
   if config:
     command += f" --config={config}"
   command += f" --data_dir={data_dir or '~/tensorflow_datasets'}"
-  if name != "synthetic_multiview":
+  if name != "synthetic_multiview" and ours_or_unknown:
     command += " --manual_dir=<where you put the downloaded files>"
-  reason = f" ({type(error).__name__}: {error})" if error else ""
-  return (f"Dataset {spec.name!r} is not prepared in data_dir "
-          f"{data_dir or '(TFDS default)'}{reason}. Build it with:\n  "
-          f"{command}\n(see docs/datasets/{name}.md)")
+  # TFDS' DatasetNotFoundError lists every dataset it knows (hundreds of
+  # lines): name the error only, and only its first line otherwise.
+  reason = ""
+  if error is not None and type(error).__name__ != "DatasetNotFoundError":
+    first_line = (str(error).strip().splitlines() or [""])[0][:200]
+    reason = f" ({type(error).__name__}: {first_line})"
+  return (f"dataset {spec.name!r} is not prepared in data_dir "
+          f"{data_dir or '(TFDS default)'}{reason}; build it with: "
+          f"{command}" + (f" (see docs/datasets/{name}.md)"
+                          if ours_or_unknown else ""))
 
 
 def _read_source(builder, spec: SourceSpec, config: PipelineConfig,

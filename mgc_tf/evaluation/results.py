@@ -78,9 +78,19 @@ def default_output_path(dataset: str, split: str,
 
 
 def write_json(result: EvaluationResult, path: str, model: str = "") -> None:
-  """Writes `result.to_json(model)` to `path` (parent folders created)."""
+  """Writes `result.to_json(model)` to `path` (parent folders created).
+
+  Atomically: a temporary file beside it, renamed over `path`, so a reader
+  (or a stop signal) never sees half a file.
+  """
   folder = os.path.dirname(path)
   if folder:
     tf.io.gfile.makedirs(folder)
-  with tf.io.gfile.GFile(path, "w") as f:
-    f.write(result.to_json(model) + "\n")
+  temporary = f"{path}.tmp-{os.getpid()}"
+  try:
+    with tf.io.gfile.GFile(temporary, "w") as f:
+      f.write(result.to_json(model) + "\n")
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+  finally:
+    if tf.io.gfile.exists(temporary):
+      tf.io.gfile.remove(temporary)

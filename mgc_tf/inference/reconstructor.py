@@ -140,6 +140,15 @@ class Reconstructor:
         or a checkpoint that does not hold the networks' weights.
     """
     description = _read_description(model_dir)
+    if checkpoint and not tf.io.gfile.exists(checkpoint + ".index"):
+      # Before the restore, whose NotFoundError is a long traceback.
+      found = tf.train.get_checkpoint_state(model_dir)
+      names = [os.path.basename(path) for path in
+               (found.all_model_checkpoint_paths if found else [])]
+      raise TrainedModelError(
+          f"checkpoint {checkpoint} not found (no {checkpoint}.index); "
+          f"pass a prefix such as {os.path.join(model_dir, 'ckpt-N')} "
+          f"(checkpoints in {model_dir}: {', '.join(names) or 'none'})")
     checkpoint = checkpoint or tf.train.latest_checkpoint(model_dir)
     if not checkpoint:
       raise TrainedModelError(

@@ -10,7 +10,8 @@ import collections
 import logging
 import os
 import threading
-from typing import Callable, Dict, Iterable, Iterator, Optional, Tuple, TypeVar
+from typing import (Callable, Dict, Iterable, Iterator, Optional, Set, Tuple,
+                    TypeVar)
 
 import numpy as np
 
@@ -50,6 +51,7 @@ class SkipCounter:
     self._counts: Dict[str, int] = collections.Counter()
     self._examples: Dict[str, list] = collections.defaultdict(list)
     self._kept = 0
+    self._kept_keys: Set[str] = set()
     self._lock = threading.Lock()
 
   def skip(self, key: str, error: BadExampleError) -> None:
@@ -60,9 +62,32 @@ class SkipCounter:
         self._examples[error.reason].append(f"{key}: {error}")
     _LOG.warning("%s: skipped %s (%s)", self.name, key, error)
 
-  def keep(self) -> None:
+  def keep(self, key: Optional[str] = None) -> None:
+    """Records one kept item; `key` (optional) lets `drop_kept` undo it."""
     with self._lock:
       self._kept += 1
+      if key is not None:
+        self._kept_keys.add(key)
+
+  @property
+  def kept_keys(self) -> Set[str]:
+    """The keys given to `keep` that are still counted as kept."""
+    with self._lock:
+      return set(self._kept_keys)
+
+  def drop_kept(self, key: str, error: BadExampleError) -> None:
+    """Moves `key`, kept earlier, to the skipped ones under `error.reason`.
+
+    For an item that was good on its own but is not stored after all (a
+    good view of a group dropped for having too few views), so that the
+    report equals what is stored.
+    """
+    with self._lock:
+      if key not in self._kept_keys:
+        raise KeyError(f"{self.name}: {key!r} was not kept")
+      self._kept_keys.discard(key)
+      self._kept -= 1
+    self.skip(key, error)
 
   @property
   def kept(self) -> int:

@@ -101,6 +101,10 @@ class VideoProperties:
   height: int
 
 
+# Reason under which a build counts `VideoReader.undecodable_frames`.
+UNDECODABLE_FRAMES = "undecodable frame (damaged or truncated video)"
+
+
 class VideoReader:
   """Decodes a video file frame by frame (a context manager).
 
@@ -133,6 +137,9 @@ class VideoReader:
         width=int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
         height=int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     self._used = False
+    # Set by frames(): sampled frames that the container announces but that
+    # could not be decoded (the damaged or truncated rest of the stream).
+    self.undecodable_frames = 0
 
   def __enter__(self) -> "VideoReader":
     return self
@@ -150,7 +157,10 @@ class VideoReader:
 
     Decoding stops at the end of the stream or at the first frame that
     cannot be decoded (a truncated file keeps the frames before the damage).
-    Can be iterated once per reader.
+    When it stops before the frame count the container announces, the
+    sampled frames it could not decode (every `frame_stride`-th from the
+    damaged one on) are counted in `self.undecodable_frames`, so a build
+    can report them as dropped. Can be iterated once per reader.
 
     Args:
       frame_stride: keep frames 0, s, 2s, ... (skipped frames are grabbed,
@@ -175,16 +185,27 @@ class VideoReader:
     self._used = True
     index = 0
     yielded = 0
+    stopped_early = False
     while max_frames is None or yielded < max_frames:
       if index % frame_stride == 0:
         ok, frame_bgr = self._capture.read()
         if not ok or frame_bgr is None:
+          stopped_early = True
           break
         yield index, self._cv2.cvtColor(frame_bgr, self._cv2.COLOR_BGR2RGB)
         yielded += 1
       elif not self._capture.grab():
+        stopped_early = True
         break
       index += 1
+    total = self.properties.frame_count
+    if stopped_early and total > index:
+      # Frames index..total-1 that the stride would have sampled.
+      first = -(-index // frame_stride) * frame_stride
+      missing = max(0, -(-(total - first) // frame_stride))
+      if max_frames is not None:
+        missing = min(missing, max_frames - yielded)
+      self.undecodable_frames = missing
     if index == 0 and max_frames != 0:
       raise BadExampleError("unreadable video",
                             f"{self.path}: no frame could be decoded")

@@ -24,7 +24,9 @@ V = vertices):
 Inputs of another side than S are resized to S in-graph (bilinear with
 antialiasing, as the training pipeline resizes its crops); at H == S no
 resize runs, so the outputs equal the Keras model's. Bad inputs fail with
-tf.errors.InvalidArgumentError naming the input (`image_bytes` or `images`).
+tf.errors.InvalidArgumentError naming the input (`image_bytes[i]`, with the
+bad element's index, or `images`); GIF, BMP, TIFF and WebP bytes are
+refused by name.
 """
 
 from typing import Dict, Optional
@@ -64,6 +66,29 @@ _INPUT_SHAPES = {BYTES_INPUT: [-1], IMAGES_INPUT: [-1, -1, -1, 3]}
 # Leading bytes of the accepted encodings.
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# Formats recognised only to be refused by name: tf.io.decode_image reads
+# GIF (palette colours; animations are frames) and BMP, TIFF it cannot read;
+# none is what the training crops were, so a client converts to JPEG/PNG.
+_REFUSED_FORMATS = (("GIF", 0, (b"GIF87a", b"GIF89a")),
+                    ("BMP", 0, (b"BM",)),
+                    ("TIFF", 0, (b"II*\x00", b"MM\x00*")),
+                    ("WebP", 8, (b"WEBP",)))
+
+# Per element: why it is refused (0 = accepted). The message of each status
+# follows "image_bytes[i]: "; no message embeds the element's bytes (an
+# error message must be valid UTF-8, and raw bytes are not).
+_OK, _EMPTY, _UNKNOWN, _UNDECODABLE, _NOT_SQUARE = 0, 1, 2, 3, 4
+_STATUS_MESSAGES = (
+    "",
+    "empty string; send the encoded file bytes of a JPEG or PNG crop",
+    ("neither a JPEG nor a PNG image; send the encoded file bytes of an "
+     "aligned crop (in REST JSON: base64 in a b64 object)"),
+    "the JPEG/PNG data cannot be decoded (truncated or corrupt)",
+    ("images must be square aligned crops (H == W, normally 224 x 224). "
+     "Decoded [H, W, C]:"),
+) + tuple(f"a {name} image; only JPEG and PNG are accepted: convert it "
+          "(losslessly: PNG)" for name, _, _ in _REFUSED_FORMATS)
+_FIRST_REFUSED = len(_STATUS_MESSAGES) - len(_REFUSED_FORMATS)
 
 # The arrays FaceDecoder holds as constants; stored as variables here so the
 # (large, for BFM) face model is written once into variables/ rather than
@@ -131,35 +156,99 @@ def _check_float_images(images: tf.Tensor):
     return images, tf.identity(dims[1])
 
 
-def _decode_image_bytes(data: tf.Tensor, size: int):
-  """One encoded image -> ([S, S, 3] float32 in [0, 1], its side H float32).
+def _header_status(image_bytes: tf.Tensor) -> tf.Tensor:
+  """[B] encoded bytes -> [B] int32 status from the leading bytes alone.
+
+  _OK for a JPEG or PNG header, _EMPTY, a refused format's status, or
+  _UNKNOWN.
+  """
+  # Padded so that no substr runs past the end of a short element (whose
+  # error would quote its bytes).
+  padded = tf.strings.join([image_bytes, b"\x00" * 16])
+
+  def starts_with(offset, magic):
+    return tf.equal(tf.strings.substr(padded, offset, len(magic)), magic)
+
+  status = tf.fill(tf.shape(image_bytes), _UNKNOWN)
+  for i, (_, offset, magics) in reversed(list(enumerate(_REFUSED_FORMATS))):
+    match = tf.reduce_any(tf.stack([starts_with(offset, m) for m in magics]),
+                          axis=0)
+    status = tf.where(match, _FIRST_REFUSED + i, status)
+  accepted = tf.logical_or(starts_with(0, _JPEG_MAGIC),
+                           starts_with(0, _PNG_MAGIC))
+  status = tf.where(accepted, _OK, status)
+  return tf.where(tf.equal(tf.strings.length(image_bytes), 0), _EMPTY,
+                  status)
+
+
+def _decode_batch(image_bytes: tf.Tensor, size: int):
+  """[B] JPEG/PNG crops -> ([B, S, S, 3] float32 in [0, 1], sides [B]).
 
   Decoded as the training pipeline decodes its crops (uint8 ->
-  tf.image.convert_image_dtype), then resized to S unless H == S.
+  tf.image.convert_image_dtype), then resized to S unless H == S. Every
+  element is checked and the first bad one fails the call with an
+  InvalidArgumentError that names `image_bytes[i]` and why: a decoder error
+  is caught per element (a tf.data map with ignore_errors) rather than
+  raised by the decoder op, whose message could not say which element.
+
+  Raises (when run):
+    tf.errors.InvalidArgumentError "image_bytes[i]: ...".
   """
-  is_jpeg = tf.strings.substr(data, 0, len(_JPEG_MAGIC)) == _JPEG_MAGIC
-  is_png = tf.strings.substr(data, 0, len(_PNG_MAGIC)) == _PNG_MAGIC
-  check_format = tf.debugging.Assert(
-      tf.logical_or(is_jpeg, is_png),
-      [f"{BYTES_INPUT}: an element is neither a JPEG nor a PNG image; "
-       "send the encoded file bytes of an aligned crop (base64 {\"b64\": "
-       "...} in REST JSON). Its first bytes:",
-       tf.strings.substr(data, 0, 16)])
-  with tf.control_dependencies([check_format]):
-    # The op names carry the input name, so a corrupt body that passes the
-    # header check fails at node ".../image_bytes_decode/...".
+  count = tf.size(image_bytes)
+  status = _header_status(image_bytes)
+
+  def decode(index, data):
     with tf.name_scope(f"{BYTES_INPUT}_decode"):
       image = tf.io.decode_image(data, channels=3, expand_animations=False)
-  shape = tf.shape(image)
-  square = tf.debugging.Assert(
-      tf.equal(shape[0], shape[1]),
-      [f"{BYTES_INPUT}: images must be square aligned crops (H == W, "
-       "normally 224 x 224). Decoded [H, W, C]:", shape], summarize=8)
-  with tf.control_dependencies([square]):
-    side = tf.identity(shape[0])
-    image = tf.image.convert_image_dtype(tf.identity(image), tf.float32)
-  image = tf.ensure_shape(image, [None, None, 3])
-  return _resize_to(image, side, size), tf.cast(side, tf.float32)
+    image = tf.ensure_shape(image, [None, None, 3])
+    shape = tf.shape(image)
+    square = tf.equal(shape[0], shape[1])
+    floats = tf.image.convert_image_dtype(image, tf.float32)
+    resized = tf.cond(
+        square, lambda: _resize_to(floats, shape[0], size),
+        lambda: tf.zeros([size, size, 3]))
+    return (index, shape, tf.ensure_shape(resized, [size, size, 3]),
+            tf.cast(shape[0], tf.float32))
+
+  # Only elements with a JPEG/PNG header are decoded; an element the
+  # decoder fails on is dropped here and found missing below.
+  header_ok = tf.where(tf.equal(status, _OK))[:, 0]
+  dataset = tf.data.Dataset.from_tensor_slices(
+      (tf.cast(header_ok, tf.int32), tf.gather(image_bytes, header_ok)))
+  dataset = dataset.map(decode).ignore_errors()
+  empty = (tf.zeros([0], tf.int32), tf.zeros([0, 3], tf.int32),
+           tf.zeros([0, size, size, 3]), tf.zeros([0]))
+  indices, shapes, images, sides = dataset.batch(
+      tf.cast(tf.maximum(count, 1), tf.int64)).reduce(
+          empty, lambda state, batch: tuple(
+              tf.concat([s, b], axis=0) for s, b in zip(state, batch)))
+
+  # Decoded elements: _OK or _NOT_SQUARE; the others that passed the header
+  # check but are missing from the dataset did not decode.
+  decoded = tf.where(tf.equal(shapes[:, 0], shapes[:, 1]), _OK, _NOT_SQUARE)
+  status = tf.where(tf.equal(status, _OK), _UNDECODABLE, status)
+  status = tf.tensor_scatter_nd_update(status, indices[:, None], decoded)
+  all_shapes = tf.tensor_scatter_nd_update(
+      tf.zeros([count, 3], tf.int32), indices[:, None], shapes)
+  bad = tf.where(tf.not_equal(status, _OK))[:, 0]
+  first = tf.cast(tf.concat([bad, [0]], axis=0)[0], tf.int32)
+  first_status = status[first]
+  detail = tf.where(
+      tf.equal(first_status, _NOT_SQUARE),
+      tf.strings.join([" [", tf.strings.reduce_join(
+          tf.strings.as_string(all_shapes[first]), separator=" "), "]"]),
+      tf.strings.join([" (", tf.strings.as_string(
+          tf.strings.length(image_bytes[first])), " bytes)"]))
+  message = tf.strings.join([
+      f"{BYTES_INPUT}[", tf.strings.as_string(first), "]: ",
+      tf.gather(tf.constant(_STATUS_MESSAGES), first_status), detail,
+      tf.strings.join([" (", tf.strings.as_string(tf.size(bad)), " of ",
+                       tf.strings.as_string(count), " elements bad)"])])
+  check = tf.debugging.Assert(tf.equal(tf.size(bad), 0), [message])
+  with tf.control_dependencies([check]):
+    images = tf.identity(images)
+    sides = tf.identity(sides)
+  return images, sides
 
 
 class ReconstructionModule(tf.Module):
@@ -238,11 +327,7 @@ class ReconstructionModule(tf.Module):
          "empty batch."])
     with tf.control_dependencies([not_empty]):
       image_bytes = tf.identity(image_bytes)
-    images, sides = tf.map_fn(
-        lambda data: _decode_image_bytes(data, self.image_size),
-        image_bytes,
-        fn_output_signature=(tf.TensorSpec([None, None, 3], tf.float32),
-                             tf.TensorSpec([], tf.float32)))
+    images, sides = _decode_batch(image_bytes, self.image_size)
     return self._outputs(images, sides)
 
   @tf.function(input_signature=[

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import groups as groups_lib
 from mgc_tf.faces2d import alignment
 from mgc_tf.io.bad_input import SkipCounter
 from tfds_builders.folder_multiview import (
@@ -67,15 +68,22 @@ def test_find_view_groups_ignores_hidden_and_root_files(tmp_path):
 def test_generate_examples_drops_views_and_counts():
   groups = fm.find_view_groups(DUMMY_DATA, max_views_per_group=8)
   groups_counter = SkipCounter("groups")
-  views_counter = SkipCounter("views")
+  views_counter = SkipCounter("views", unit="views")
   examples = dict(fm.generate_examples(groups, groups_counter, views_counter,
                                        image_size=224))
   assert sorted(examples) == ["alice#0", "bob/session1#0"]
   assert groups_counter.counts == {"too few views": 1}
   assert groups_counter.kept == 2
+  # bob/session2's good view is not stored (its partner is bad, the group
+  # is skipped): counted as dropped with its group, not as kept.
   assert views_counter.counts == {"unreadable image": 1,
-                                  "wrong landmark count": 1}
-  assert views_counter.kept == 6  # alice 3, bob/session1 2, bob/session2 1
+                                  "wrong landmark count": 1,
+                                  groups_lib.DROPPED_WITH_GROUP: 1}
+  stored = sum(len(example["view_names"]) for example in examples.values())
+  assert views_counter.kept == stored == 5  # alice 3, bob/session1 2
+  assert "kept 5 views, skipped 3" in views_counter.summary()
+  assert "bob/session2/c_0.jpg: dropped with its group" in (
+      views_counter.summary())
 
   alice = examples["alice#0"]
   assert alice["view_names"] == ["alice/a_0.jpg", "alice/a_1.jpg",

@@ -401,6 +401,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       with video_io.VideoReader(str(source.path)) as video:
         for index, frame in video.frames(frame_stride=stride):
           yield index, frame, None
+      # The damaged or truncated rest of the file: dropped, so counted.
+      for _ in range(video.undecodable_frames):
+        yield -1, None, BadExampleError(video_io.UNDECODABLE_FRAMES)
       return
     images = _sorted_files(source.path, image_files.IMAGE_EXTENSIONS)
     for index in range(0, len(images), stride):

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import groups as groups_lib
 from mgc_tf.faces2d import alignment
 from mgc_tf.io.bad_input import SkipCounter
 from tfds_builders.multipie import multipie_dataset_builder as mp
@@ -114,8 +115,12 @@ def test_generate_examples_windows_skips_and_detection():
                               "001_01_01_07#13_0", "001_01_01_07#14_0"]
   # 05_0 is not a PNG; 002's 05_1 is a grey frame. Each is counted once even
   # though it sits in several windows.
-  assert view_counter.counts == {"unreadable image": 1, "no face found": 1}
-  assert view_counter.kept == 5  # 13_0 14_0 05_1 04_1 of 001, 05_0 of 002
+  # 002's 05_0 is good but in no stored window: dropped with its groups.
+  assert view_counter.counts == {"unreadable image": 1, "no face found": 1,
+                                 groups_lib.DROPPED_WITH_GROUP: 1}
+  assert view_counter.kept == 4  # 13_0 14_0 05_1 04_1 of 001: all stored
+  assert view_counter.kept == len({name for example in examples.values()
+                                   for name in example["view_names"]})
   # 001's last window keeps 04_1 only; 002's two windows keep 05_0 only.
   assert group_counter.counts == {"too few views": 3}
 

@@ -24,6 +24,10 @@ FRAME_INDICES_KEY = "frame_indices"
 FPS_KEY = "fps"
 VIDEO_ID_KEY = "video_id"
 
+# Frame-tally reasons of the build report (besides the preprocessing ones).
+UNDECODABLE_FRAMES = video_io.UNDECODABLE_FRAMES
+SKIPPED_VIDEO_FRAMES = "good frame of a video skipped for too few frames"
+
 _MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put your face videos (mp4, avi, mov, mkv or webm) in a folder and pass it as
 --manual_dir (default: <data_dir>/downloads/manual/). Layout:
@@ -188,12 +192,17 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         indices.append(index)
         if len(frames) >= config.max_frames:
           break
-    tally.add_video(entry.relative_path, len(frames), dropped)
+    if video.undecodable_frames:
+      dropped[UNDECODABLE_FRAMES] += video.undecodable_frames
     if len(frames) < config.min_frames:
-      raise BadExampleError(
-          "too few usable frames",
-          f"{len(frames)} usable frames, min_frames is {config.min_frames} "
-          f"(dropped: {dict(dropped) or 'none'})")
+      detail = (f"{len(frames)} usable frames, min_frames is "
+                f"{config.min_frames} (dropped: {dict(dropped) or 'none'})")
+      # The tally counts what is stored: this video's good frames are not.
+      if frames:
+        dropped[SKIPPED_VIDEO_FRAMES] += len(frames)
+      tally.add_video(entry.relative_path, 0, dropped)
+      raise BadExampleError("too few usable frames", detail)
+    tally.add_video(entry.relative_path, len(frames), dropped)
     return entry.relative_path, {
         features_lib.FRAMES_KEY: np.stack(frames),
         features_lib.LANDMARKS_KEY: np.stack(landmarks).astype(np.float32),

@@ -89,9 +89,59 @@ def test_skipped_videos_and_dropped_frames_are_counted(default_build):
   assert counter.kept == 2
   assert counter.counts == {"unreadable video": 1, "too few usable frames": 1}
   tally = builder.frame_tallies["train"]
-  # alice 15 + bob 5 + carol 2 (kept frames of a video later skipped count).
-  assert tally.kept == 22
-  assert tally.dropped == {"frame without landmarks": 1}
+  # The report equals what is stored: alice 15 + bob 5; carol's 2 good
+  # frames are not stored (her video is skipped) and count as dropped.
+  assert tally.kept == 15 + 5
+  assert tally.dropped == {"frame without landmarks": 1,
+                           builder_lib.SKIPPED_VIDEO_FRAMES: 2}
+  assert "kept 20 frames, dropped 3" in tally.summary()
+
+
+def _damage_second_half(source: str, target: str, num_frames: int) -> None:
+  """Re-encodes `source` as MJPG AVI and zeroes the second half of its
+  frame data: OpenCV announces num_frames and decodes only the first ones."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  capture = cv2.VideoCapture(source)
+  frames = [capture.read()[1] for _ in range(num_frames)]
+  capture.release()
+  height, width = frames[0].shape[:2]
+  writer = cv2.VideoWriter(target, cv2.VideoWriter_fourcc(*"MJPG"), 25.0,
+                           (width, height))
+  for frame in frames:
+    writer.write(frame)
+  writer.release()
+  with open(target, "rb") as f:
+    data = bytearray(f.read())
+  start, end = data.find(b"movi") + 4, data.find(b"idx1")
+  assert 0 < start < end
+  middle = start + (end - start) // 2
+  data[middle:end] = bytes(end - middle)
+  with open(target, "wb") as f:
+    f.write(bytes(data))
+
+
+def test_damaged_video_reports_the_frames_it_lost(tmp_path):
+  # alice's 10 first frames (frame 3 has NaN landmarks), the second half of
+  # the file damaged: the report must equal what is stored.
+  manual = tmp_path / "videos" / "alice"
+  manual.mkdir(parents=True)
+  _damage_second_half(os.path.join(DUMMY_DATA, "alice", "talk.mp4"),
+                      str(manual / "talk.avi"), 10)
+  with open(os.path.join(DUMMY_DATA, "alice", "talk_landmarks.txt")) as f:
+    (manual / "talk_landmarks.txt").write_text(f.read())
+  builder = builder_lib.Builder(data_dir=str(tmp_path / "data"),
+                                config="default")
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(tmp_path / "videos")))
+  example, = tfds.as_numpy(builder.as_dataset(split="train"))
+  stored = len(example["frame_indices"])
+  assert 3 <= stored < 9
+  tally = builder.frame_tallies["train"]
+  assert tally.kept == stored
+  dropped = tally.dropped
+  assert dropped.pop("frame without landmarks") == 1
+  assert dropped == {builder_lib.UNDECODABLE_FRAMES: 10 - 1 - stored}
+  assert f"kept {stored} frames, dropped {10 - stored}" in tally.summary()
 
 
 def test_stride_max_frames_and_size(tmp_path):
@@ -110,7 +160,10 @@ def test_stride_max_frames_and_size(tmp_path):
     assert np.all((example["landmarks"] > 0) & (example["landmarks"] < 112))
   assert builder.skip_counters["train"].counts == {
       "unreadable video": 1, "too few usable frames": 1}
-  assert builder.frame_tallies["train"].dropped == {}
+  # carol's one good frame is not stored: dropped with her video.
+  assert builder.frame_tallies["train"].dropped == {
+      builder_lib.SKIPPED_VIDEO_FRAMES: 1}
+  assert builder.frame_tallies["train"].kept == 6
 
 
 def test_no_usable_video_is_a_clear_error(tmp_path):

@@ -141,8 +141,12 @@ def test_generate_examples_content_and_skips():
                               "IBUG/IBUG_image_003_1",
                               "LFPW/LFPW_image_train_0001"]
   assert group_counter.counts == {"too few views": 1}  # HELEN
+  # HELEN's good view is not stored: dropped with its group.
   assert view_counter.counts == {"unreadable mat file": 1,
-                                 "unreadable image": 1}
+                                 "unreadable image": 1,
+                                 "dropped with its group (too few views)": 1}
+  assert view_counter.kept == sum(len(example["view_names"])
+                                  for example in examples.values())
 
   afw = examples["AFW/AFW_111_1"]
   assert afw["identity"] == "AFW_111_1" and afw["subset"] == "AFW"
