@@ -26,8 +26,10 @@ TensorFlow itself with file descriptor 2 sent to a temporary file, and writes
 back to stderr every captured line that the chosen level keeps (errors,
 Python warnings, anything that is not a C++ log line).
 
-absl's Python logging is not touched here: `app.run` sets it from
-`--verbosity`, whose default (-1) is WARNING. `--verbosity` given only in a
+absl's Python logging: `app.run` raises it to INFO when `--verbosity` is
+not given (absl-py 2.x), which prints every TFDS and TensorFlow INFO line;
+`quiet_start` registers a callback (`app.call_after_init`) that sets it back
+to WARNING unless `--verbosity` / `-v` is on the command line. `--verbosity` given only in a
 `--flagfile` is not seen here (the C++ level is chosen before flags are
 parsed); give it on the command line, or set TF_CPP_MIN_LOG_LEVEL.
 
@@ -107,6 +109,20 @@ def keep_line(line: str, level: int) -> bool:
   return _SEVERITY[match.group(1)] >= level
 
 
+def _keep_absl_at_warning() -> None:
+  """absl's `app.run` raises Python logging to INFO when --verbosity is not
+  given (so TFDS and TensorFlow print every INFO line); put it back to
+  WARNING once flags are parsed, unless the user asked for a level."""
+  # pylint: disable=g-import-not-at-top
+  from absl import app
+  from absl import logging as absl_logging
+
+  def back_to_warning():
+    absl_logging.set_verbosity(absl_logging.WARNING)
+
+  app.call_after_init(back_to_warning)
+
+
 def quiet_start(argv: Optional[Sequence[str]] = None) -> None:
   """Sets the C++ log level and imports TensorFlow with its start-up lines
   filtered. Call it before anything imports TensorFlow; once TensorFlow is
@@ -118,6 +134,8 @@ def quiet_start(argv: Optional[Sequence[str]] = None) -> None:
   if "tensorflow" in sys.modules:
     return  # Too late to change anything (a test, a notebook, a library).
   argv = sys.argv if argv is None else argv
+  if requested_verbosity(argv) is None:
+    _keep_absl_at_warning()
   level = cpp_log_level(argv)
   os.environ.setdefault(ENV_VAR, str(level))
   if level <= 0:

@@ -84,3 +84,29 @@ def test_entry_point_is_quiet_unless_verbosity_is_given():
   # on the machine).
   assert [line for line in verbose.stderr.splitlines()
           if line.startswith("I") and line[1:5].isdigit()], verbose.stderr
+
+
+_ABSL_SCRIPT = """
+from mgc_tf import _quiet
+_quiet.quiet_start()
+from absl import app, logging
+def main(argv):
+  logging.info("absl INFO line")
+  logging.warning("absl WARNING line")
+app.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_absl_info_is_hidden_unless_verbosity_is_given():
+  """absl's app.run raises Python logging to INFO by default; quiet_start
+  puts it back to WARNING (TFDS and TensorFlow log through it)."""
+  env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+  run = lambda *args: subprocess.run(  # pylint: disable=g-long-lambda
+      [sys.executable, "-c", _ABSL_SCRIPT, *args], env=env,
+      capture_output=True, text=True, timeout=300, cwd=REPO)
+  quiet = run()
+  assert quiet.returncode == 0, quiet.stderr
+  assert "absl WARNING line" in quiet.stderr
+  assert "absl INFO line" not in quiet.stderr
+  assert "absl INFO line" in run("--verbosity=0").stderr
