@@ -1,5 +1,6 @@
 """The trainer: loss goes down, resume, SIGTERM, Mirrored on 2 logical CPUs,
-two workers on loopback, and the original MGCNet flag names.
+two workers on loopback, the original MGCNet flag names, and what bad data,
+signals, a second trainer, a full disk and other model flags cannot break.
 
 Runs on synthetic_multiview/tiny (3 train / 3 test examples at 64 px) with
 the ResNet18-style backbone; each subprocess run takes ~15-30 s.
@@ -19,6 +20,7 @@ import pytest
 import tensorflow as tf
 
 from mgc_tf import methods
+from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
 
 # Every test here runs the training CLI in a subprocess.
@@ -282,3 +284,69 @@ def test_non_finite_steps_are_skipped_and_stop_the_run(data_dir, tmp_path):
     np.testing.assert_array_equal(before, after.numpy())
   # Nothing was saved after the bad steps: the last good checkpoint stays.
   assert tf.train.latest_checkpoint(config.model_dir).endswith("ckpt-2")
+
+
+# ------------------------------------------------ reliability (issue 13)
+
+
+def _small_config(tmp_path, data_dir, **overrides):
+  from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  values = dict(
+      model_dir=str(tmp_path / "run"), dataset=TINY, data_dir=data_dir,
+      eval_dataset="", build_data_if_missing=False, backbone="resnet18",
+      image_size=64, batch_size=2, max_steps=2, augment=False,
+      shuffle_buffer=1, checkpoint_every=1000, image_summary_every=0,
+      method_config=methods.get("mgcnet").config_class())
+  values.update(overrides)
+  return config_lib.TrainConfig(**values).validate()
+
+
+def _nan_pixels_in_batches(monkeypatch, indices):
+  """Batches `indices` of each training dataset built from now on hold NaN
+  pixels (a user's own tf.data source can)."""
+  original = pipeline.training_dataset
+  bad = tf.constant(list(indices), tf.int64)
+
+  def poisoned(*args, **kwargs):
+    def poison(index, batch):
+      images = batch["images"]
+      sprinkled = tf.reshape(tf.range(tf.size(images)) % 97 == 0,
+                             tf.shape(images))
+      hit = tf.reduce_any(tf.equal(index, bad))
+      batch = dict(batch)
+      batch["images"] = tf.where(hit & sprinkled, float("nan"), images)
+      return batch
+    return original(*args, **kwargs).enumerate().map(poison)
+
+  monkeypatch.setattr(pipeline, "training_dataset", poisoned)
+
+
+def _state(trainer):
+  """Every variable of every network and of the optimizer, by path."""
+  values = {}
+  for network in trainer.networks.values():
+    values.update({v.path: v.numpy() for v in network.variables})
+  values.update({"optimizer/" + v.path: v.numpy()
+                 for v in trainer.optimizer.variables})
+  return values
+
+
+def test_nan_pixels_leave_every_weight_and_statistic_untouched(
+    data_dir, tmp_path, monkeypatch):
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = _small_config(tmp_path, data_dir, max_steps=2)
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
+  trainer.train()  # two clean steps
+  before = _state(trainer)
+  assert sum("moving" in name for name in before) > 10
+  _nan_pixels_in_batches(monkeypatch, [0])
+  trainer.config = dataclasses.replace(config, max_steps=3)
+  last = trainer.train()  # step 3 has NaN pixels
+  after = _state(trainer)
+  assert before.keys() == after.keys()
+  for name, value in before.items():
+    np.testing.assert_array_equal(value, after[name], err_msg=name)
+  assert int(trainer.step.numpy()) == 3
+  assert int(trainer.skipped_steps.numpy()) == 1
+  assert int(trainer.rejected_batches.numpy()) == 1
+  assert last["rejected_batches"] == 1.0

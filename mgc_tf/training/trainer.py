@@ -111,6 +111,8 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name="skipped_steps")
+      self.rejected_batches = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name="rejected_batches")
     self.stages = tuple(self.method.stages())
     _check_stages(self.stages, list(self.networks), config.max_steps)
     # The reconstructor keeps the checkpoint key "model" (runs written
@@ -120,13 +122,15 @@ class Trainer:
                if name != RECONSTRUCTOR}
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
-        skipped_steps=self.skipped_steps, **tracked)
+        skipped_steps=self.skipped_steps,
+        rejected_batches=self.rejected_batches, **tracked)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint,
         distribution.worker_dir(config.model_dir, self.strategy),
         max_to_keep=config.keep_checkpoints)
     self._stop_signal = None
     self._train_steps = {}
+    self._checkpoint_estimate = None
 
   @property
   def stopped_by_signal(self) -> bool:
@@ -206,6 +210,10 @@ class Trainer:
   # ---------------------------------------------------------------- step
 
   def _replica_step(self, batch, stage, variables):
+    # Non-finite input is rejected here, at the boundary: the batch is
+    # zeroed where it is not finite (so the forward pass stays finite) and
+    # flagged, and the step is not applied (see _make_train_step).
+    batch, bad_input = _sanitized(batch)
     with tf.GradientTape() as tape:
       out = self.method.objective(self.networks, batch, stage, training=True)
       total = out.total
@@ -217,7 +225,7 @@ class Trainer:
     self._sync_non_trainable_variables()
     gradients = [tf.zeros_like(v) if g is None else g
                  for g, v in zip(gradients, variables)]
-    return gradients, total, out.terms
+    return gradients, total, out.terms, bad_input
 
   def _sync_non_trainable_variables(self):
     """Averages the batch-norm moving statistics over all replicas.
@@ -242,13 +250,22 @@ class Trainer:
     variables = self._trainable_variables(stage.networks)
 
     def train_step(batch):
-      gradients, total, terms = strategy.run(
+      # A step that is not applied must leave every variable as it was.
+      # The forward pass in training mode updates the batch-norm moving
+      # statistics (and _sync_non_trainable_variables averages them), so
+      # they are read here, before it, and written back if the step is
+      # not applied. In cross-replica context a read gives the (synced,
+      # identical) value and an assign writes every replica's copy.
+      state = self._non_trainable_variables()
+      snapshot = [tf.identity(v) for v in state]
+      gradients, total, terms, bad_input = strategy.run(
           self._replica_step, args=(batch, stage, variables))
       reduce = lambda value: strategy.reduce(  # pylint: disable=g-long-lambda
           tf.distribute.ReduceOp.SUM, value, axis=None)
       gradients = [reduce(g) for g in gradients]
       total = reduce(total)
       terms = {name: reduce(value) for name, value in terms.items()}
+      rejected = reduce(bad_input) > 0
       if mixed:
         # The loss scale optimizer unscales, checks and skips by itself;
         # overflow of the scaled float16 gradients is routine there.
@@ -267,10 +284,18 @@ class Trainer:
         self.optimizer.apply(gradients, variables)
         return tf.constant(True)
 
-      applied = tf.cond(finite, apply, lambda: tf.constant(False))
+      def restore():
+        for variable, value in zip(state, snapshot):
+          variable.assign(value)
+        return tf.constant(False)
+
+      finite = finite & tf.logical_not(rejected)
+      applied = tf.cond(finite, apply, restore)
       self.step.assign_add(1)
       self.skipped_steps.assign_add(tf.cast(tf.logical_not(applied), tf.int64))
+      self.rejected_batches.assign_add(tf.cast(rejected, tf.int64))
       return {"total": total, "terms": terms, "applied": applied,
+              "rejected": rejected,
               "grad_norm": grad_norm,
               "learning_rate": self.schedule(self.step - 1)}
 
@@ -386,8 +411,12 @@ class Trainer:
         total = float(outputs["total"].numpy())
         consecutive_nonfinite = 0 if applied else consecutive_nonfinite + 1
         if not applied:
-          print(f"step {step}: non-finite loss or gradient ({total}); update "
-                f"skipped ({consecutive_nonfinite} in a row, "
+          what = ("non-finite values in the input batch (rejected, "
+                  f"{int(self.rejected_batches.numpy())} in all)"
+                  if bool(outputs["rejected"].numpy())
+                  else f"non-finite loss or gradient ({total})")
+          print(f"step {step}: {what}; update skipped "
+                f"({consecutive_nonfinite} in a row, "
                 f"{int(self.skipped_steps.numpy())} in all)", flush=True)
           if consecutive_nonfinite >= config.max_consecutive_nonfinite:
             raise NonFiniteLossError(
@@ -399,6 +428,7 @@ class Trainer:
                 "learning_rate": float(outputs["learning_rate"].numpy()),
                 "grad_norm": float(outputs["grad_norm"].numpy()),
                 "skipped_steps": float(self.skipped_steps.numpy()),
+                "rejected_batches": float(self.rejected_batches.numpy()),
                 "stage": float(stage_index)}
         last.update({f"loss/{name}": float(value.numpy())
                      for name, value in outputs["terms"].items()})
@@ -423,6 +453,10 @@ class Trainer:
       for signum, handler in previous_handlers.items():
         signal.signal(signum, handler)
       writer.flush()
+      rejected = int(self.rejected_batches.numpy())
+      if rejected and self.is_chief:
+        print(f"Rejected {rejected} input batch(es) with non-finite values "
+              "so far in this run (their steps were skipped).", flush=True)
     if evaluate_fn is not None and self.is_chief and self._stop_signal is None:
       metrics = evaluate_fn(self)
       writer.scalars(step, _prefixed(metrics, "eval/"))
@@ -487,3 +521,21 @@ def _check_stages(stages, networks, max_steps: int) -> None:
 def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
   return {prefix + name: value for name, value in metrics.items()}
 
+
+
+def _sanitized(batch):
+  """(batch with non-finite float values zeroed, 1.0 if there were any).
+
+  Checks every floating feature (images, landmarks, skin, ...): a user's
+  own tf.data source can hold NaN/inf that the builders never write.
+  """
+  flat = tf.nest.flatten(batch)
+  bad = tf.constant(False)
+  clean = []
+  for value in flat:
+    if isinstance(value, tf.Tensor) and value.dtype.is_floating:
+      finite = tf.math.is_finite(value)
+      bad = bad | tf.logical_not(tf.reduce_all(finite))
+      value = tf.where(finite, value, tf.zeros_like(value))
+    clean.append(value)
+  return tf.nest.pack_sequence_as(batch, clean), tf.cast(bad, tf.float32)
