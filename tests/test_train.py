@@ -350,3 +350,39 @@ def test_nan_pixels_leave_every_weight_and_statistic_untouched(
   assert int(trainer.skipped_steps.numpy()) == 1
   assert int(trainer.rejected_batches.numpy()) == 1
   assert last["rejected_batches"] == 1.0
+
+
+def test_sigterm_during_a_non_finite_step_saves_the_last_applied_state(
+    data_dir, tmp_path, monkeypatch):
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = _small_config(tmp_path, data_dir, max_steps=50,
+                         checkpoint_every=1000, max_consecutive_nonfinite=5)
+  _nan_pixels_in_batches(monkeypatch, [3])  # step 4 is not applied
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
+  original_step = trainer._make_train_step  # pylint: disable=protected-access
+  applied_state = {}
+
+  def signalling_step(stage):
+    step_fn = original_step(stage)
+
+    def wrapped(batch):
+      if int(trainer.step.numpy()) == 3:  # the 4th step: a real SIGTERM
+        applied_state.update(_state(trainer))
+        os.kill(os.getpid(), signal.SIGTERM)
+      return step_fn(batch)
+    return wrapped
+
+  trainer._make_train_step = signalling_step  # pylint: disable=protected-access
+  trainer.train()
+  assert trainer.stopped_by_signal
+  assert int(trainer.skipped_steps.numpy()) == 1
+  latest = tf.train.latest_checkpoint(config.model_dir)
+  assert latest is not None and latest.endswith("ckpt-4"), latest
+  # The checkpoint holds the state of step 3, the last applied one.
+  for network in trainer.networks.values():
+    for variable in network.variables:
+      variable.assign(tf.zeros_like(variable))
+  trainer.checkpoint.restore(latest).expect_partial()
+  restored = _state(trainer)
+  for name, value in applied_state.items():
+    np.testing.assert_array_equal(value, restored[name], err_msg=name)

@@ -441,8 +441,12 @@ class Trainer:
             and step % config.image_summary_every == 0 and self.is_chief):
           self._image_summaries(writer, batch, step, stage_index)
         stopping = self._stop_signal is not None
+        # A skipped step left every variable as the last applied step did,
+        # so a save that is due (periodic, the last step, a stop signal)
+        # is never skipped: ckpt-<step> holds the last applied state, with
+        # the step counting the batches consumed (skipped ones included).
         if (step % config.checkpoint_every == 0 or step == config.max_steps
-            or stopping) and applied:
+            or stopping):
           self.save()
         if (evaluate_fn is not None and self.is_chief and config.eval_every
             and step % config.eval_every == 0 and step != config.max_steps):
@@ -520,7 +524,6 @@ def _check_stages(stages, networks, max_steps: int) -> None:
 
 def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
   return {prefix + name: value for name, value in metrics.items()}
-
 
 
 def _sanitized(batch):
