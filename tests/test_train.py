@@ -386,3 +386,74 @@ def test_sigterm_during_a_non_finite_step_saves_the_last_applied_state(
   restored = _state(trainer)
   for name, value in applied_state.items():
     np.testing.assert_array_equal(value, restored[name], err_msg=name)
+
+
+def _error_lines(stderr):
+  """The lines of stderr that are not TensorFlow's start-up log."""
+  return [line for line in stderr.splitlines() if line.startswith("error:")
+          or "Traceback" in line]
+
+
+def test_a_second_trainer_on_a_locked_model_dir_exits_2_naming_the_holder(
+    data_dir, tmp_path):
+  from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
+  model_dir = str(tmp_path / "run")
+  lock = run_dir.RunLock(model_dir)
+  lock.acquire()  # this process is "the running trainer"
+  try:
+    result = subprocess.run(
+        _train_command(model_dir, data_dir, "--max_steps=1"),
+        capture_output=True, text=True, timeout=600, env=_env(), cwd=REPO)
+  finally:
+    lock.release()
+  assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+  errors = _error_lines(result.stderr)
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert f"pid {os.getpid()} on host {socket.gethostname()}" in errors[0]
+  assert not os.path.exists(os.path.join(model_dir, "config.json"))
+  assert tf.train.latest_checkpoint(model_dir) is None
+
+
+def test_a_save_on_a_full_disk_fails_with_one_line_and_leaves_no_orphan(
+    data_dir, tmp_path, monkeypatch):
+  from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = _small_config(tmp_path, data_dir, max_steps=1)
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
+  trainer.train()  # ckpt-1
+  usage = run_dir.shutil.disk_usage(config.model_dir)
+  # The disk now has less room than the last checkpoint took.
+  monkeypatch.setattr(run_dir.shutil, "disk_usage",
+                      lambda path: usage._replace(free=100_000))
+  trainer.config = dataclasses.replace(config, max_steps=2)
+  with pytest.raises(run_dir.ModelDirWriteError) as error:
+    trainer.train()
+  message = str(error.value)
+  assert "\n" not in message and "not enough free space" in message
+  assert config.model_dir in message
+  names = os.listdir(config.model_dir)
+  assert not [n for n in names if "_temp" in n or ".tmp" in n], names
+  assert "train.lock" not in names
+  with open(os.path.join(config.model_dir, "config.json")) as f:
+    assert json.load(f)["max_steps"] == 2
+  assert tf.train.latest_checkpoint(config.model_dir).endswith("ckpt-1")
+
+
+def test_a_resume_with_other_model_flags_exits_2_and_changes_nothing(
+    data_dir, tmp_path):
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = _small_config(tmp_path, data_dir, max_steps=1)
+  trainer_lib.Trainer(config, methods.get("mgcnet")).train()
+  files = {name: open(os.path.join(config.model_dir, name), "rb").read()
+           for name in ("config.json", "model.json", "checkpoint")}
+  result = subprocess.run(
+      _train_command(config.model_dir, data_dir, "--max_steps=2",
+                     "--backbone=mobilenet_v2"),
+      capture_output=True, text=True, timeout=600, env=_env(), cwd=REPO)
+  assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
+  errors = _error_lines(result.stderr)
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert ("networks.reconstructor.kwargs.backbone: 'resnet18' in the run, "
+          "'mobilenet_v2' now") in errors[0]
+  for name, content in files.items():
+    assert open(os.path.join(config.model_dir, name), "rb").read() == content

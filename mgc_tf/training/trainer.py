@@ -26,6 +26,7 @@ import signal
 from typing import Dict, List, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import mgc_tf
@@ -38,6 +39,7 @@ from mgc_tf.models import description as description_lib
 from mgc_tf.models import registry
 from mgc_tf.training import distribution
 from mgc_tf.training import progress as progress_lib
+from mgc_tf.training import run_dir
 from mgc_tf.training import schedule as schedule_lib
 from mgc_tf.training import summaries
 from mgc_tf.training.config import TrainConfig
@@ -332,11 +334,89 @@ class Trainer:
     return int(self.step.numpy())
 
   def save(self) -> Optional[str]:
-    """Saves a checkpoint at the current step (all workers must call it)."""
-    path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+    """Saves a checkpoint at the current step (all workers must call it).
+
+    Raises:
+      run_dir.ModelDirWriteError: less free space than the last checkpoint
+        took (checked first), or the write failed (full disk, no
+        permission); the partial files are removed and earlier checkpoints
+        stay intact.
+    """
+    step = int(self.step.numpy())
+    directory = self.manager.directory
+    previous = _checkpoint_step(self.manager.latest_checkpoint)
+    run_dir.check_free_space(directory, self._checkpoint_size(),
+                             what=f"ckpt-{step}")
+    try:
+      path = self.manager.save(checkpoint_number=step)
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+            tf.errors.UnknownError, tf.errors.InternalError,
+            OSError) as error:
+      run_dir.clean_orphans(directory, previous)
+      raise run_dir.write_error(os.path.join(directory, f"ckpt-{step}"),
+                                error) from error
     if self.is_chief:
       print(f"Saved checkpoint {path}", flush=True)
     return path
+
+  def _checkpoint_size(self) -> int:
+    """Bytes of the last checkpoint, else of the variables it will hold."""
+    step = _checkpoint_step(self.manager.latest_checkpoint)
+    if step is not None:
+      size = run_dir.directory_size(
+          run_dir.checkpoint_files(self.manager.directory, step))
+      if size:
+        return size
+    if self._checkpoint_estimate is None:
+      variables = list(self.optimizer.variables)
+      for network in self.networks.values():
+        variables.extend(network.variables)
+      self._checkpoint_estimate = sum(
+          int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
+          for v in variables)
+    return self._checkpoint_estimate
+
+  def _check_same_model(self) -> None:
+    """Refuses to resume a run of another model, before writing anything.
+
+    Raises:
+      run_dir.RunMismatchError: model_dir has checkpoints and a model.json
+        whose fields (method, image size, networks, face model, coefficient
+        layout, outputs) differ from what these flags build.
+    """
+    if not self.is_chief or not self.manager.latest_checkpoint:
+      return
+    model_dir = self.config.model_dir
+    path = os.path.join(model_dir, description_lib.FILE_NAME)
+    if not tf.io.gfile.exists(path):
+      return
+    with tf.io.gfile.GFile(path) as f:
+      text = f.read()
+    try:
+      differences = run_dir.compare_descriptions(
+          text, self.model_description().to_json())
+    except ValueError as error:
+      raise run_dir.RunMismatchError(
+          f"{path} cannot be read ({error}), so the checkpoints in "
+          f"{model_dir} cannot be checked against these model flags; "
+          "restore it, or choose a new --model_dir.") from error
+    if differences:
+      raise run_dir.RunMismatchError(
+          f"--model_dir={model_dir} holds a run of another model: "
+          + "; ".join(differences) + ". Resume it with its own model flags "
+          f"(see {os.path.join(model_dir, 'config.json')}) or choose a new "
+          "--model_dir.")
+
+  def _clean_orphans(self) -> None:
+    """Removes partial files that killed or failed saves left (lock held)."""
+    directory = self.manager.directory
+    state = tf.train.get_checkpoint_state(directory)
+    latest = _checkpoint_step(state.model_checkpoint_path if state else None)
+    removed = run_dir.clean_orphans(directory, latest)
+    if removed:
+      print(f"Removed {len(removed)} partial file(s) that an interrupted "
+            f"save left in {directory}: "
+            + ", ".join(os.path.basename(p) for p in removed), flush=True)
 
   def model_description(self) -> description_lib.ModelDescription:
     """What model.json says of this run's model."""
@@ -353,16 +433,25 @@ class Trainer:
         mgc_tf_version=mgc_tf.__version__)
 
   def _write_config(self):
+    """config.json and model.json, each written atomically."""
     if not self.is_chief:
       return
-    tf.io.gfile.makedirs(self.config.model_dir)
-    with tf.io.gfile.GFile(os.path.join(self.config.model_dir, "config.json"),
-                           "w") as f:
-      f.write(self.config.to_json())
-    description_lib.write(self.config.model_dir, self.model_description())
+    model_dir = self.config.model_dir
+    try:
+      tf.io.gfile.makedirs(model_dir)
+    except (tf.errors.OpError, OSError) as error:
+      raise run_dir.write_error(model_dir, error) from error
+    run_dir.atomic_write(os.path.join(model_dir, "config.json"),
+                         self.config.to_json())
+    run_dir.atomic_write(os.path.join(model_dir, description_lib.FILE_NAME),
+                         self.model_description().to_json())
 
   def train(self, evaluate_fn=None) -> Dict[str, float]:
     """Trains to max_steps (or a stop signal); returns the last metrics.
+
+    First, holding this worker's directory lock: refuse a run of another
+    model, remove what interrupted saves left, write config.json and
+    model.json.
 
     Args:
       evaluate_fn: optional callable(trainer) -> dict of metrics, run on the
@@ -372,8 +461,29 @@ class Trainer:
     Raises:
       NonFiniteLossError: after max_consecutive_nonfinite skipped steps in a
         row (the last good checkpoint is kept; nothing is saved after them).
+      run_dir.RunDirError: another trainer holds the directory
+        (RunLockedError), the flags build another model than the run's
+        (RunMismatchError), or model_dir cannot be written
+        (ModelDirWriteError); one line each.
     """
+    directory = self.manager.directory
+    lock = (run_dir.RunLock(directory) if run_dir.is_local(directory)
+            else None)
+    if lock is not None:
+      try:
+        lock.acquire()
+      except OSError as error:
+        raise run_dir.write_error(directory, error) from error
+    try:
+      return self._train(evaluate_fn)
+    finally:
+      if lock is not None:
+        lock.release()
+
+  def _train(self, evaluate_fn) -> Dict[str, float]:
     config = self.config
+    self._check_same_model()
+    self._clean_orphans()
     self._write_config()
     self.prepare_data()
     start_step = self.restore()
@@ -500,6 +610,13 @@ class Trainer:
     images = self.method.summary_images(out, local)
     if images:
       writer.images(step, images)
+
+
+def _checkpoint_step(path: Optional[str]) -> Optional[int]:
+  """12 for ".../ckpt-12"; None for None."""
+  if not path:
+    return None
+  return int(os.path.basename(path).rsplit("-", 1)[1])
 
 
 def _value(mode):
