@@ -292,7 +292,8 @@ def test_non_finite_steps_are_skipped_and_stop_the_run(data_dir, tmp_path):
 def _small_config(tmp_path, data_dir, **overrides):
   from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
   values = dict(
-      model_dir=str(tmp_path / "run"), dataset=TINY, data_dir=data_dir,
+      model_dir=str(tmp_path / "run") if tmp_path else None,
+      dataset=TINY, data_dir=data_dir,
       eval_dataset="", build_data_if_missing=False, backbone="resnet18",
       image_size=64, batch_size=2, max_steps=2, augment=False,
       shuffle_buffer=1, checkpoint_every=1000, image_summary_every=0,
@@ -457,3 +458,46 @@ def test_a_resume_with_other_model_flags_exits_2_and_changes_nothing(
           "'mobilenet_v2' now") in errors[0]
   for name, content in files.items():
     assert open(os.path.join(config.model_dir, name), "rb").read() == content
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+  """A 200 MiB tmpfs (one 64 px ResNet18 checkpoint with Adam is ~136 MB);
+  skipped where mounting needs privileges this machine does not give."""
+  mount_point = tmp_path / "tmpfs"
+  mount_point.mkdir()
+  result = subprocess.run(
+      ["mount", "-t", "tmpfs", "-o", "size=200m", "tmpfs", str(mount_point)],
+      capture_output=True, text=True, check=False)
+  if result.returncode:
+    pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+  try:
+    yield str(mount_point)
+  finally:
+    # Lazily: the trainer of the test may still hold its event file open.
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_a_save_that_hits_a_really_full_disk_fails_with_one_line(
+    data_dir, small_tmpfs, monkeypatch):
+  from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  model_dir = os.path.join(small_tmpfs, "run")
+  config = _small_config(None, data_dir, model_dir=model_dir, max_steps=2,
+                         checkpoint_every=1)
+  # Without the free-space check, the second save runs into ENOSPC.
+  monkeypatch.setattr(run_dir, "check_free_space", lambda *a, **k: None)
+  trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
+  with pytest.raises(run_dir.ModelDirWriteError) as error:
+    trainer.train()
+  message = str(error.value)
+  assert message.startswith(f"cannot write {model_dir}/ckpt-2: No space "
+                            "left on device. Free space"), message
+  assert "\n" not in message
+  names = os.listdir(model_dir)
+  assert not [n for n in names if "_temp" in n or n.startswith("ckpt-2")], (
+      names)
+  with open(os.path.join(model_dir, "config.json")) as f:
+    assert json.load(f)["max_steps"] == 2
+  assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-1")
+  tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))

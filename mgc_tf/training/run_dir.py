@@ -193,6 +193,13 @@ def write_error(path: str, error: BaseException) -> ModelDirWriteError:
   reason = getattr(error, "strerror", None) or getattr(error, "message",
                                                         None) or str(error)
   reason = " ".join(str(reason).split())
+  for known in ("No space left on device", "Permission denied",
+                "Read-only file system", "Disk quota exceeded"):
+    if known.lower() in reason.lower():
+      reason = known
+      break
+  else:  # TensorFlow's op decorations
+    reason = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:\w+\]", "", reason)
   return ModelDirWriteError(
       f"cannot write {path}: {reason}. Free space on that disk, fix its "
       "permissions, or choose another --model_dir; earlier checkpoints are "
