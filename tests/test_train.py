@@ -501,3 +501,15 @@ def test_a_save_that_hits_a_really_full_disk_fails_with_one_line(
     assert json.load(f)["max_steps"] == 2
   assert tf.train.latest_checkpoint(model_dir).endswith("ckpt-1")
   tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+
+
+def test_chaos_three_kills_leave_nothing_corrupt(data_dir, tmp_path):
+  """scripts/chaos.py with N=3 (the N=20 run is in the issue's notes)."""
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "chaos.py"),
+       "--kills=3", f"--workdir={tmp_path}", f"--data_dir={data_dir}",
+       "--seed=3", "--startup_kill_s=15"],
+      capture_output=True, text=True, timeout=1500, env=_env(), cwd=REPO)
+  summary = result.stdout.strip().splitlines()[-1]
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+  assert summary.startswith("chaos: kills 3, ") and summary.endswith(": OK")
