@@ -13,12 +13,19 @@ clipped, and applied by Adam. A step whose loss or gradients are not finite
 is skipped and counted; after `max_consecutive_nonfinite` in a row the run
 stops, keeping the last good checkpoint.
 
+A skipped step (or a batch with non-finite input, rejected at the step
+boundary and counted) leaves every variable untouched, batch-norm moving
+statistics included.
+
 Checkpoints (`tf.train.CheckpointManager` in model_dir) hold every network
 of the method, the optimizer and the step; a run resumes from the latest
 one, inside the stage that step belongs to. SIGTERM/SIGINT (preemption,
-Ctrl-C) saves a checkpoint at the end of the current step and exits. The
-resolved configuration is written to model_dir/config.json and the model
-description (what `Reconstructor.from_run` reads) to model_dir/model.json.
+Ctrl-C) saves a checkpoint at the end of the current step and exits; a due
+save is never skipped (after a skipped step it holds the last applied
+state). The resolved configuration is written to model_dir/config.json and
+the model description (what `Reconstructor.from_run` reads) to
+model_dir/model.json, atomically, after the directory's lock is taken and
+the description is checked against the run's (`training.run_dir`).
 """
 
 import os
