@@ -513,3 +513,65 @@ def test_chaos_three_kills_leave_nothing_corrupt(data_dir, tmp_path):
   summary = result.stdout.strip().splitlines()[-1]
   assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
   assert summary.startswith("chaos: kills 3, ") and summary.endswith(": OK")
+
+
+_MIRRORED_NAN_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+from mgc_tf import methods
+from mgc_tf.data import pipeline
+from mgc_tf.training import config as config_lib
+from mgc_tf.training import trainer as trainer_lib
+
+model_dir, data_dir = sys.argv[1], sys.argv[2]
+config = config_lib.TrainConfig(
+    model_dir=model_dir, dataset="synthetic_multiview/tiny", data_dir=data_dir,
+    eval_dataset="", build_data_if_missing=False, backbone="resnet18",
+    image_size=64, batch_size=2, max_steps=2, augment=False, shuffle_buffer=1,
+    checkpoint_every=1000, image_summary_every=0, strategy="mirrored",
+    num_cpu_devices=2,
+    method_config=methods.get("mgcnet").config_class()).validate()
+trainer = trainer_lib.Trainer(config, methods.get("mgcnet"))
+trainer.train()
+
+def state():
+  values = {}
+  for network in trainer.networks.values():
+    for v in network.variables:
+      copies = trainer.strategy.experimental_local_results(
+          getattr(v, "_value", v))
+      for index, copy in enumerate(copies):
+        values[f"{v.path}@{index}"] = np.array(copy.numpy())
+  return values
+
+before = state()
+original = pipeline.training_dataset
+def poisoned(*args, **kwargs):
+  # The input pipeline's first batch (replica 0's half of step 3) only.
+  def poison(index, batch):
+    batch = dict(batch)
+    batch["images"] = tf.where(index == 0, float("nan"), batch["images"])
+    return batch
+  return original(*args, **kwargs).enumerate().map(poison)
+pipeline.training_dataset = poisoned
+trainer.config = config_lib.dataclasses.replace(config, max_steps=3)
+trainer.train()
+after = state()
+changed = [k for k in before if not np.array_equal(before[k], after[k])]
+print(json.dumps({"copies": len(before), "changed": changed[:5],
+                  "replicas": trainer.strategy.num_replicas_in_sync,
+                  "skipped": int(trainer.skipped_steps.numpy()),
+                  "rejected": int(getattr(trainer, "rejected_batches",
+                                          tf.constant(-1)).numpy())}))
+"""
+
+
+def test_nan_pixels_on_one_replica_leave_every_replica_untouched(
+    data_dir, tmp_path):
+  output = _run([sys.executable, "-c", _MIRRORED_NAN_SCRIPT,
+                 str(tmp_path / "run"), data_dir])
+  result = json.loads(output.strip().splitlines()[-1])
+  assert result["replicas"] == 2 and result["copies"] > 100, result
+  assert result["changed"] == [], result
+  assert result["skipped"] == 1 and result["rejected"] == 1, result
