@@ -125,6 +125,7 @@ def main(argv):
       f"{k}={v}" for k, v in config_lib.to_dict(config.method_config).items()),
         flush=True)
   # Imported here: building the strategy must come before other TF work.
+  from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.evaluation import periodic  # pylint: disable=g-import-not-at-top
   evaluate_fn = (periodic.make_evaluate_fn(
@@ -136,6 +137,11 @@ def main(argv):
   except trainer_lib.NonFiniteLossError as error:
     print(error, file=sys.stderr)
     return 3
+  except run_dir.RunDirError as error:
+    # Another trainer holds model_dir, other model flags than the run's,
+    # or model_dir cannot be written: one line, earlier checkpoints intact.
+    print(f"error: {error}", file=sys.stderr)
+    return 2
   except ValueError as error:
     # Settings that only the built run can check (stages, the batch
     # features a method needs, a batch the replicas cannot split, a

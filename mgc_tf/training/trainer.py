@@ -13,12 +13,19 @@ clipped, and applied by Adam. A step whose loss or gradients are not finite
 is skipped and counted; after `max_consecutive_nonfinite` in a row the run
 stops, keeping the last good checkpoint.
 
+A skipped step (or a batch with non-finite input, rejected at the step
+boundary and counted) leaves every variable untouched, batch-norm moving
+statistics included.
+
 Checkpoints (`tf.train.CheckpointManager` in model_dir) hold every network
 of the method, the optimizer and the step; a run resumes from the latest
 one, inside the stage that step belongs to. SIGTERM/SIGINT (preemption,
-Ctrl-C) saves a checkpoint at the end of the current step and exits. The
-resolved configuration is written to model_dir/config.json and the model
-description (what `Reconstructor.from_run` reads) to model_dir/model.json.
+Ctrl-C) saves a checkpoint at the end of the current step and exits; a due
+save is never skipped (after a skipped step it holds the last applied
+state). The resolved configuration is written to model_dir/config.json and
+the model description (what `Reconstructor.from_run` reads) to
+model_dir/model.json, atomically, after the directory's lock is taken and
+the description is checked against the run's (`training.run_dir`).
 """
 
 import os
@@ -26,6 +33,7 @@ import signal
 from typing import Dict, List, Optional
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 import mgc_tf
@@ -38,6 +46,7 @@ from mgc_tf.models import description as description_lib
 from mgc_tf.models import registry
 from mgc_tf.training import distribution
 from mgc_tf.training import progress as progress_lib
+from mgc_tf.training import run_dir
 from mgc_tf.training import schedule as schedule_lib
 from mgc_tf.training import summaries
 from mgc_tf.training.config import TrainConfig
@@ -111,6 +120,8 @@ class Trainer:
       self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
       self.skipped_steps = tf.Variable(0, dtype=tf.int64, trainable=False,
                                        name="skipped_steps")
+      self.rejected_batches = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                          name="rejected_batches")
     self.stages = tuple(self.method.stages())
     _check_stages(self.stages, list(self.networks), config.max_steps)
     # The reconstructor keeps the checkpoint key "model" (runs written
@@ -120,13 +131,15 @@ class Trainer:
                if name != RECONSTRUCTOR}
     self.checkpoint = tf.train.Checkpoint(
         model=self.model, optimizer=self.optimizer, step=self.step,
-        skipped_steps=self.skipped_steps, **tracked)
+        skipped_steps=self.skipped_steps,
+        rejected_batches=self.rejected_batches, **tracked)
     self.manager = tf.train.CheckpointManager(
         self.checkpoint,
         distribution.worker_dir(config.model_dir, self.strategy),
         max_to_keep=config.keep_checkpoints)
     self._stop_signal = None
     self._train_steps = {}
+    self._checkpoint_estimate = None
 
   @property
   def stopped_by_signal(self) -> bool:
@@ -206,6 +219,10 @@ class Trainer:
   # ---------------------------------------------------------------- step
 
   def _replica_step(self, batch, stage, variables):
+    # Non-finite input is rejected here, at the boundary: the batch is
+    # zeroed where it is not finite (so the forward pass stays finite) and
+    # flagged, and the step is not applied (see _make_train_step).
+    batch, bad_input = _sanitized(batch)
     with tf.GradientTape() as tape:
       out = self.method.objective(self.networks, batch, stage, training=True)
       total = out.total
@@ -217,7 +234,7 @@ class Trainer:
     self._sync_non_trainable_variables()
     gradients = [tf.zeros_like(v) if g is None else g
                  for g, v in zip(gradients, variables)]
-    return gradients, total, out.terms
+    return gradients, total, out.terms, bad_input
 
   def _sync_non_trainable_variables(self):
     """Averages the batch-norm moving statistics over all replicas.
@@ -242,13 +259,22 @@ class Trainer:
     variables = self._trainable_variables(stage.networks)
 
     def train_step(batch):
-      gradients, total, terms = strategy.run(
+      # A step that is not applied must leave every variable as it was.
+      # The forward pass in training mode updates the batch-norm moving
+      # statistics (and _sync_non_trainable_variables averages them), so
+      # they are read here, before it, and written back if the step is
+      # not applied. In cross-replica context a read gives the (synced,
+      # identical) value and an assign writes every replica's copy.
+      state = self._non_trainable_variables()
+      snapshot = [tf.identity(v) for v in state]
+      gradients, total, terms, bad_input = strategy.run(
           self._replica_step, args=(batch, stage, variables))
       reduce = lambda value: strategy.reduce(  # pylint: disable=g-long-lambda
           tf.distribute.ReduceOp.SUM, value, axis=None)
       gradients = [reduce(g) for g in gradients]
       total = reduce(total)
       terms = {name: reduce(value) for name, value in terms.items()}
+      rejected = reduce(bad_input) > 0
       if mixed:
         # The loss scale optimizer unscales, checks and skips by itself;
         # overflow of the scaled float16 gradients is routine there.
@@ -267,10 +293,18 @@ class Trainer:
         self.optimizer.apply(gradients, variables)
         return tf.constant(True)
 
-      applied = tf.cond(finite, apply, lambda: tf.constant(False))
+      def restore():
+        for variable, value in zip(state, snapshot):
+          variable.assign(value)
+        return tf.constant(False)
+
+      finite = finite & tf.logical_not(rejected)
+      applied = tf.cond(finite, apply, restore)
       self.step.assign_add(1)
       self.skipped_steps.assign_add(tf.cast(tf.logical_not(applied), tf.int64))
+      self.rejected_batches.assign_add(tf.cast(rejected, tf.int64))
       return {"total": total, "terms": terms, "applied": applied,
+              "rejected": rejected,
               "grad_norm": grad_norm,
               "learning_rate": self.schedule(self.step - 1)}
 
@@ -307,11 +341,89 @@ class Trainer:
     return int(self.step.numpy())
 
   def save(self) -> Optional[str]:
-    """Saves a checkpoint at the current step (all workers must call it)."""
-    path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+    """Saves a checkpoint at the current step (all workers must call it).
+
+    Raises:
+      run_dir.ModelDirWriteError: less free space than the last checkpoint
+        took (checked first), or the write failed (full disk, no
+        permission); the partial files are removed and earlier checkpoints
+        stay intact.
+    """
+    step = int(self.step.numpy())
+    directory = self.manager.directory
+    previous = _checkpoint_step(self.manager.latest_checkpoint)
+    run_dir.check_free_space(directory, self._checkpoint_size(),
+                             what=f"ckpt-{step}")
+    try:
+      path = self.manager.save(checkpoint_number=step)
+    except (tf.errors.ResourceExhaustedError, tf.errors.PermissionDeniedError,
+            tf.errors.UnknownError, tf.errors.InternalError,
+            OSError) as error:
+      run_dir.clean_orphans(directory, previous)
+      raise run_dir.write_error(os.path.join(directory, f"ckpt-{step}"),
+                                error) from error
     if self.is_chief:
       print(f"Saved checkpoint {path}", flush=True)
     return path
+
+  def _checkpoint_size(self) -> int:
+    """Bytes of the last checkpoint, else of the variables it will hold."""
+    step = _checkpoint_step(self.manager.latest_checkpoint)
+    if step is not None:
+      size = run_dir.directory_size(
+          run_dir.checkpoint_files(self.manager.directory, step))
+      if size:
+        return size
+    if self._checkpoint_estimate is None:
+      variables = list(self.optimizer.variables)
+      for network in self.networks.values():
+        variables.extend(network.variables)
+      self._checkpoint_estimate = sum(
+          int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
+          for v in variables)
+    return self._checkpoint_estimate
+
+  def _check_same_model(self) -> None:
+    """Refuses to resume a run of another model, before writing anything.
+
+    Raises:
+      run_dir.RunMismatchError: model_dir has checkpoints and a model.json
+        whose fields (method, image size, networks, face model, coefficient
+        layout, outputs) differ from what these flags build.
+    """
+    if not self.is_chief or not self.manager.latest_checkpoint:
+      return
+    model_dir = self.config.model_dir
+    path = os.path.join(model_dir, description_lib.FILE_NAME)
+    if not tf.io.gfile.exists(path):
+      return
+    with tf.io.gfile.GFile(path) as f:
+      text = f.read()
+    try:
+      differences = run_dir.compare_descriptions(
+          text, self.model_description().to_json())
+    except ValueError as error:
+      raise run_dir.RunMismatchError(
+          f"{path} cannot be read ({error}), so the checkpoints in "
+          f"{model_dir} cannot be checked against these model flags; "
+          "restore it, or choose a new --model_dir.") from error
+    if differences:
+      raise run_dir.RunMismatchError(
+          f"--model_dir={model_dir} holds a run of another model: "
+          + "; ".join(differences) + ". Resume it with its own model flags "
+          f"(see {os.path.join(model_dir, 'config.json')}) or choose a new "
+          "--model_dir.")
+
+  def _clean_orphans(self) -> None:
+    """Removes partial files that killed or failed saves left (lock held)."""
+    directory = self.manager.directory
+    state = tf.train.get_checkpoint_state(directory)
+    latest = _checkpoint_step(state.model_checkpoint_path if state else None)
+    removed = run_dir.clean_orphans(directory, latest)
+    if removed:
+      print(f"Removed {len(removed)} partial file(s) that an interrupted "
+            f"save left in {directory}: "
+            + ", ".join(os.path.basename(p) for p in removed), flush=True)
 
   def model_description(self) -> description_lib.ModelDescription:
     """What model.json says of this run's model."""
@@ -328,16 +440,25 @@ class Trainer:
         mgc_tf_version=mgc_tf.__version__)
 
   def _write_config(self):
+    """config.json and model.json, each written atomically."""
     if not self.is_chief:
       return
-    tf.io.gfile.makedirs(self.config.model_dir)
-    with tf.io.gfile.GFile(os.path.join(self.config.model_dir, "config.json"),
-                           "w") as f:
-      f.write(self.config.to_json())
-    description_lib.write(self.config.model_dir, self.model_description())
+    model_dir = self.config.model_dir
+    try:
+      tf.io.gfile.makedirs(model_dir)
+    except (tf.errors.OpError, OSError) as error:
+      raise run_dir.write_error(model_dir, error) from error
+    run_dir.atomic_write(os.path.join(model_dir, "config.json"),
+                         self.config.to_json())
+    run_dir.atomic_write(os.path.join(model_dir, description_lib.FILE_NAME),
+                         self.model_description().to_json())
 
   def train(self, evaluate_fn=None) -> Dict[str, float]:
     """Trains to max_steps (or a stop signal); returns the last metrics.
+
+    First, holding this worker's directory lock: refuse a run of another
+    model, remove what interrupted saves left, write config.json and
+    model.json.
 
     Args:
       evaluate_fn: optional callable(trainer) -> dict of metrics, run on the
@@ -347,8 +468,29 @@ class Trainer:
     Raises:
       NonFiniteLossError: after max_consecutive_nonfinite skipped steps in a
         row (the last good checkpoint is kept; nothing is saved after them).
+      run_dir.RunDirError: another trainer holds the directory
+        (RunLockedError), the flags build another model than the run's
+        (RunMismatchError), or model_dir cannot be written
+        (ModelDirWriteError); one line each.
     """
+    directory = self.manager.directory
+    lock = (run_dir.RunLock(directory) if run_dir.is_local(directory)
+            else None)
+    if lock is not None:
+      try:
+        lock.acquire()
+      except OSError as error:
+        raise run_dir.write_error(directory, error) from error
+    try:
+      return self._train(evaluate_fn)
+    finally:
+      if lock is not None:
+        lock.release()
+
+  def _train(self, evaluate_fn) -> Dict[str, float]:
     config = self.config
+    self._check_same_model()
+    self._clean_orphans()
     self._write_config()
     self.prepare_data()
     start_step = self.restore()
@@ -389,8 +531,12 @@ class Trainer:
         total = float(outputs["total"].numpy())
         consecutive_nonfinite = 0 if applied else consecutive_nonfinite + 1
         if not applied:
-          print(f"step {step}: non-finite loss or gradient ({total}); update "
-                f"skipped ({consecutive_nonfinite} in a row, "
+          what = ("non-finite values in the input batch (rejected, "
+                  f"{int(self.rejected_batches.numpy())} in all)"
+                  if bool(outputs["rejected"].numpy())
+                  else f"non-finite loss or gradient ({total})")
+          print(f"step {step}: {what}; update skipped "
+                f"({consecutive_nonfinite} in a row, "
                 f"{int(self.skipped_steps.numpy())} in all)", flush=True)
           if consecutive_nonfinite >= config.max_consecutive_nonfinite:
             raise NonFiniteLossError(
@@ -402,6 +548,7 @@ class Trainer:
                 "learning_rate": float(outputs["learning_rate"].numpy()),
                 "grad_norm": float(outputs["grad_norm"].numpy()),
                 "skipped_steps": float(self.skipped_steps.numpy()),
+                "rejected_batches": float(self.rejected_batches.numpy()),
                 "stage": float(stage_index)}
         last.update({f"loss/{name}": float(value.numpy())
                      for name, value in outputs["terms"].items()})
@@ -414,8 +561,12 @@ class Trainer:
             and step % config.image_summary_every == 0 and self.is_chief):
           self._image_summaries(writer, batch, step, stage_index)
         stopping = self._stop_signal is not None
+        # A skipped step left every variable as the last applied step did,
+        # so a save that is due (periodic, the last step, a stop signal)
+        # is never skipped: ckpt-<step> holds the last applied state, with
+        # the step counting the batches consumed (skipped ones included).
         if (step % config.checkpoint_every == 0 or step == config.max_steps
-            or stopping) and applied:
+            or stopping):
           self.save()
         if (evaluate_fn is not None and self.is_chief and config.eval_every
             and step % config.eval_every == 0 and step != config.max_steps):
@@ -426,6 +577,10 @@ class Trainer:
       for signum, handler in previous_handlers.items():
         signal.signal(signum, handler)
       writer.flush()
+      rejected = int(self.rejected_batches.numpy())
+      if rejected and self.is_chief:
+        print(f"Rejected {rejected} input batch(es) with non-finite values "
+              "so far in this run (their steps were skipped).", flush=True)
     if evaluate_fn is not None and self.is_chief and self._stop_signal is None:
       metrics = evaluate_fn(self)
       writer.scalars(step, _prefixed(metrics, "eval/"))
@@ -467,6 +622,13 @@ class Trainer:
       writer.images(step, images)
 
 
+def _checkpoint_step(path: Optional[str]) -> Optional[int]:
+  """12 for ".../ckpt-12"; None for None."""
+  if not path:
+    return None
+  return int(os.path.basename(path).rsplit("-", 1)[1])
+
+
 def _value(mode):
   return getattr(mode, "value", mode)
 
@@ -490,3 +652,20 @@ def _check_stages(stages, networks, max_steps: int) -> None:
 def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
   return {prefix + name: value for name, value in metrics.items()}
 
+
+def _sanitized(batch):
+  """(batch with non-finite float values zeroed, 1.0 if there were any).
+
+  Checks every floating feature (images, landmarks, skin, ...): a user's
+  own tf.data source can hold NaN/inf that the builders never write.
+  """
+  flat = tf.nest.flatten(batch)
+  bad = tf.constant(False)
+  clean = []
+  for value in flat:
+    if isinstance(value, tf.Tensor) and value.dtype.is_floating:
+      finite = tf.math.is_finite(value)
+      bad = bad | tf.logical_not(tf.reduce_all(finite))
+      value = tf.where(finite, value, tf.zeros_like(value))
+    clean.append(value)
+  return tf.nest.pack_sequence_as(batch, clean), tf.cast(bad, tf.float32)
