@@ -13,7 +13,14 @@ command line from the original README runs; original flags that have no
 meaning here are accepted, reported and ignored.
 """
 
-from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
+from mgc_tf import _signals  # pylint: disable=g-bad-import-order
+# A stop signal before training starts (while TensorFlow loads, the data is
+# built, the model is made) exits 0 with one line; once training runs, the
+# trainer's own handler saves a checkpoint first.
+_STOPPED_NOTE = ("the checkpoints in --model_dir are kept; run the same "
+                 "command again to resume")
+_signals.exit_cleanly_on_stop("mgc_tf.train", _STOPPED_NOTE)
+from mgc_tf import _quiet  # pylint: disable=g-bad-import-order,g-import-not-at-top,wrong-import-position
 _quiet.quiet_start()  # before anything imports TensorFlow
 
 import sys  # pylint: disable=g-import-not-at-top,wrong-import-position

@@ -162,3 +162,25 @@ def test_sigterm_during_start_up_exits_0_with_one_line(trained_model_dir,
   assert "mgc_tf.export: stopped by SIGTERM before it finished; no version "\
       "was written" in stderr
   assert not os.path.exists(export_dir / "mgc" / "7")
+
+
+@pytest.mark.slow
+def test_train_sigterm_during_start_up_exits_0_with_one_line(tmp_path):
+  """Before training starts (TensorFlow loading, data, model) a SIGTERM
+  exits 0 with one line; nothing is trained, nothing is locked."""
+  model_dir = tmp_path / "run"
+  process = subprocess.Popen(
+      [sys.executable, "-m", "mgc_tf.train", f"--model_dir={model_dir}",
+       "--dataset=synthetic_multiview/tiny", f"--data_dir={tmp_path / 'd'}",
+       "--eval_dataset=", "--backbone=resnet18", "--image_size=64",
+       "--batch_size=2", "--max_steps=2"],
+      env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  time.sleep(1.5)  # importing TensorFlow takes longer
+  process.send_signal(signal.SIGTERM)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 0, stderr[-3000:]
+  assert "Traceback" not in stderr
+  assert "mgc_tf.train: stopped by SIGTERM before it finished" in stderr
+  assert not list(model_dir.glob("ckpt-*"))
+  assert not (model_dir / "train.lock").exists()
