@@ -37,9 +37,6 @@ Backbone = enum.Enum("Backbone", {name.upper(): name
                                   for name in backbones.BACKBONES}, type=str)
 Backbone.__doc__ = "Encoder backbone (mgc_tf.models.backbones)."
 
-# Kept for callers of the old tuple.
-LR_SCHEDULES = tuple(s.value for s in LrSchedule)
-
 
 def _field(default, help_text: str, **metadata):
   return dataclasses.field(default=default,
