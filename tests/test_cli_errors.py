@@ -184,3 +184,24 @@ def test_train_sigterm_during_start_up_exits_0_with_one_line(tmp_path):
   assert "mgc_tf.train: stopped by SIGTERM before it finished" in stderr
   assert not list(model_dir.glob("ckpt-*"))
   assert not (model_dir / "train.lock").exists()
+
+
+@pytest.mark.slow
+def test_tfds_build_without_manual_dir_is_one_line(tmp_path):
+  """`tfds build` of a manual dataset with no files: exit 2, one error line
+  (beside TFDS's own INFO logging), and no dataset or download folders."""
+  tfds_command = os.path.join(os.path.dirname(sys.executable), "tfds")
+  command = ([tfds_command] if os.path.exists(tfds_command) else
+             [sys.executable, "-m", "tensorflow_datasets.scripts.cli.main"])
+  data_dir = tmp_path / "data"
+  result = subprocess.run(
+      command + ["build", "tfds_builders/celeba", f"--data_dir={data_dir}"],
+      env=ENV, capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert result.returncode == 2, result.stderr[-3000:]
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  errors = [line for line in result.stderr.splitlines()
+            if line.startswith("error: ")]
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert "docs/datasets/celeba.md" in errors[0]
+  assert "--manual_dir=" in errors[0]
+  assert not data_dir.exists()

@@ -18,10 +18,10 @@ def _dead_pid():
   return process.pid
 
 
-def _write_lock(directory, pid, host):
+def _write_lock(directory, pid, host, **extra):
   os.makedirs(directory, exist_ok=True)
   with open(os.path.join(directory, run_dir.LOCK_NAME), "w") as f:
-    json.dump({"pid": pid, "host": host, "started": "earlier"}, f)
+    json.dump({"pid": pid, "host": host, "started": "earlier", **extra}, f)
 
 
 def test_a_held_lock_refuses_naming_pid_and_host(tmp_path):
@@ -53,6 +53,44 @@ def test_a_stale_lock_is_taken_over_with_a_message_and_released(tmp_path):
     assert json.load(f)["pid"] == os.getpid()
   lock.release()
   assert not os.path.exists(lock.path)
+
+
+@pytest.mark.skipif(run_dir.process_start_ticks(os.getpid()) is None,
+                    reason="needs /proc")
+def test_a_pid_reused_by_another_process_does_not_hold_the_lock(tmp_path):
+  """The holder died and its pid now belongs to a process that started
+  later (here: our parent, with another start time recorded)."""
+  directory = str(tmp_path / "run")
+  reused = os.getppid()
+  _write_lock(directory, reused, socket.gethostname(),
+              pid_start_ticks=run_dir.process_start_ticks(reused) + 1)
+  messages = []
+  lock = run_dir.RunLock(directory, log=messages.append)
+  lock.acquire()
+  assert len(messages) == 1 and f"pid {reused}" in messages[0]
+  with open(lock.path) as f:
+    written = json.load(f)
+  assert written["pid_start_ticks"] == run_dir.process_start_ticks(
+      os.getpid())
+  lock.release()
+  # The same pid with its own start time is the running holder.
+  _write_lock(directory, reused, socket.gethostname(),
+              pid_start_ticks=run_dir.process_start_ticks(reused))
+  with pytest.raises(run_dir.RunLockedError, match=f"pid {reused}"):
+    run_dir.RunLock(directory).acquire()
+
+
+def test_process_start_ticks_orders_processes_and_misses_the_dead():
+  process = subprocess.Popen(["sleep", "5"])
+  try:
+    ticks = run_dir.process_start_ticks(process.pid)
+    if ticks is None:
+      pytest.skip("needs /proc")
+    assert ticks >= run_dir.process_start_ticks(os.getpid())
+  finally:
+    process.kill()
+    process.wait()
+  assert run_dir.process_start_ticks(_dead_pid()) is None
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(

@@ -463,6 +463,24 @@ def test_a_resume_with_other_model_flags_exits_2_and_changes_nothing(
     assert open(os.path.join(config.model_dir, name), "rb").read() == content
 
 
+def test_a_non_chief_worker_also_refuses_a_resume_of_another_model(
+    data_dir, tmp_path):
+  """Under MultiWorkerMirrored a non-chief worker saves into a scratch
+  folder; it must still compare against the run in model_dir."""
+  from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
+  from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
+  config = _small_config(tmp_path, data_dir, max_steps=1)
+  trainer_lib.Trainer(config, methods.get("mgcnet")).train()
+  other = dataclasses.replace(config, max_steps=2, backbone=config_lib.Backbone("mobilenet_v2"))
+  worker = trainer_lib.Trainer(other, methods.get("mgcnet"))
+  worker.is_chief = False
+  worker.manager = tf.train.CheckpointManager(
+      worker.checkpoint, str(tmp_path / "worker_scratch"), max_to_keep=1)
+  with pytest.raises(run_dir.RunMismatchError, match="mobilenet_v2"):
+    worker._check_same_model()  # pylint: disable=protected-access
+
+
 @pytest.fixture
 def small_tmpfs(tmp_path):
   """A 200 MiB tmpfs (one 64 px ResNet18 checkpoint with Adam is ~136 MB);

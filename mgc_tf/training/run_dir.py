@@ -63,18 +63,42 @@ def is_local(path: str) -> bool:
 # ------------------------------------------------------------------ lock
 
 
-def _process_alive(pid: int) -> bool:
+def process_start_ticks(pid: int) -> Optional[int]:
+  """When `pid` started, in clock ticks since boot (Linux /proc), or None
+  where that cannot be read (another OS, no such process)."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      stat = f.read()
+  except OSError:
+    return None
+  # Field 22; the command name (field 2) may hold spaces, so count from
+  # its closing parenthesis.
+  fields = stat[stat.rfind(")") + 2:].split()
+  try:
+    return int(fields[19])
+  except (IndexError, ValueError):
+    return None
+
+
+def _holder_running(pid: int, start_ticks: Optional[int]) -> bool:
+  """Whether the lock's holder still runs: its pid is alive and, where the
+  lock recorded it, started when the holder did (a pid reused by another
+  process after a crash or a container restart is not the holder)."""
   try:
     os.kill(pid, 0)
   except ProcessLookupError:
     return False
   except PermissionError:  # someone else's live process
+    pass
+  if start_ticks is None:
     return True
-  return True
+  now = process_start_ticks(pid)
+  return now is None or now == start_ticks
 
 
 class RunLock:
-  """One trainer per directory: `train.lock` with the holder's pid and host.
+  """One trainer per directory: `train.lock` with the holder's pid, host and
+  process start time (so a reused pid does not keep a stale lock alive).
 
     lock = RunLock(model_dir)
     lock.acquire()     # RunLockedError naming the holder
@@ -120,8 +144,10 @@ class RunLock:
               f"{holder_host} (started {holder.get('started', '?')}); one "
               "trainer per --model_dir. If that trainer is gone, delete "
               f"{self.path}; else choose another --model_dir.")
-        if (not ours and isinstance(holder_pid, int)
-            and _process_alive(holder_pid)):
+        start_ticks = holder.get("pid_start_ticks")
+        if (not ours and isinstance(holder_pid, int) and _holder_running(
+            holder_pid,
+            start_ticks if isinstance(start_ticks, int) else None)):
           raise RunLockedError(
               f"{self.directory} is in use by pid {holder_pid} on host "
               f"{holder_host} (started {holder.get('started', '?')}); one "
@@ -132,6 +158,7 @@ class RunLock:
                     f"{holder_pid} on {holder_host or '?'} is not running).")
       atomic_write(self.path, json.dumps(
           {"pid": pid, "host": host,
+           "pid_start_ticks": process_start_ticks(pid),
            "started": time.strftime("%Y-%m-%d %H:%M:%S")}))
     self._held = True
 

@@ -15,7 +15,8 @@ stops, keeping the last good checkpoint.
 
 A skipped step (or a batch with non-finite input, rejected at the step
 boundary and counted) leaves every variable untouched, batch-norm moving
-statistics included.
+statistics included. The step counter still advances: it counts batches
+drawn, so a resume continues the data order where the run stopped.
 
 Checkpoints (`tf.train.CheckpointManager` in model_dir) hold every network
 of the method, the optimizer and the step; a run resumes from the latest
@@ -391,9 +392,12 @@ class Trainer:
         whose fields (method, image size, networks, face model, coefficient
         layout, outputs) differ from what these flags build.
     """
-    if not self.is_chief or not self.manager.latest_checkpoint:
-      return
+    # Every worker checks, against the chief's files in model_dir (a
+    # non-chief worker saves into a scratch folder of its own), so that no
+    # worker starts while another refuses.
     model_dir = self.config.model_dir
+    if not tf.train.latest_checkpoint(model_dir):
+      return
     path = os.path.join(model_dir, description_lib.FILE_NAME)
     if not tf.io.gfile.exists(path):
       return

@@ -20,6 +20,7 @@ from etils import epath
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import annotations
 from mgc_tf.io.bad_input import (NUM_LANDMARKS, BadExampleError,
                                  SkipCounter, generate_with_skips,
@@ -134,7 +135,7 @@ class Aflw2000Config(tfds.core.BuilderConfig):
   image_size: int = 224
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for AFLW2000-3D (manual download, `test` split only)."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.faces2d import alignment
 from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
                                  generate_with_skips, read_image_rgb)
@@ -224,12 +225,13 @@ def chunk(items: Sequence, size: int) -> List[list]:
           for start in range(0, len(items), size)]
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for CelebA (manual download)."""
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_DOWNLOAD_INSTRUCTIONS
+  MANUAL_FILES = (IDENTITY_FILE, PARTITION_FILE, IMAGE_DIR)
   BUILDER_CONFIGS = [
       CelebAConfig(name="default",
                    description="224 crops, groups of up to 3 photos of one "

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 pytest.importorskip("dlib")
 
+from mgc_tf.data.manual_dir import ManualDirError  # pylint: disable=g-import-not-at-top
 from mgc_tf.faces2d import alignment  # pylint: disable=g-import-not-at-top
 from mgc_tf.faces2d.preprocessing import Detection  # pylint: disable=g-import-not-at-top
 from mgc_tf.io.bad_input import BadExampleError  # pylint: disable=g-import-not-at-top
@@ -93,7 +94,7 @@ def test_missing_annotation_file_is_named(tmp_path):
   (tmp_path / "list_eval_partition.txt").write_text("000001.jpg 0\n")
   builder = builder_lib.Builder(data_dir=str(tmp_path / "data"),
                                 config="default")
-  with pytest.raises(FileNotFoundError, match="identity_CelebA.txt"):
+  with pytest.raises(ManualDirError, match="lacks identity_CelebA.txt"):
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
         manual_dir=str(tmp_path)))
 

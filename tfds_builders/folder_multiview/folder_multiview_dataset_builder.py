@@ -24,6 +24,7 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import annotations
 from mgc_tf.io import images as image_files
 from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
@@ -187,7 +188,7 @@ class FolderMultiviewConfig(tfds.core.BuilderConfig):
   max_views_per_group: int = 8
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """Multi-view face groups from `<identity>/[<capture>/]<images>` folders."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -26,6 +26,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import images as image_files
 from mgc_tf.io import scans
 from mgc_tf.io import video_io
@@ -269,7 +270,7 @@ class MiccFlorenceConfig(tfds.core.BuilderConfig):
   detector_upsample: Optional[int] = None
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for MICC Florence (manual download, `test` split only)."""
 
   VERSION = tfds.core.Version("1.0.0")

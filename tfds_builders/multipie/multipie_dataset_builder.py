@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import annotations
 from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
@@ -299,7 +300,7 @@ class MultiPieConfig(tfds.core.BuilderConfig):
   illuminations: Optional[Tuple[str, ...]] = ("07",)
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """Multi-PIE windows of neighbouring cameras per example."""
 
   VERSION = tfds.core.Version("1.0.0")

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import video_io
 from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
                                  generate_with_skips)
@@ -81,7 +82,7 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
           f"min_frames ({self.min_frames}) would skip every video")
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """DatasetBuilder for a folder of face videos (manual download)."""
 
   VERSION = tfds.core.Version("1.0.0")

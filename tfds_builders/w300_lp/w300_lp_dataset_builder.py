@@ -31,6 +31,7 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
+from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.faces2d import mirror
 from mgc_tf.io import annotations
 from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
@@ -259,7 +260,7 @@ class W300LPConfig(tfds.core.BuilderConfig):
   include_flips: bool = False
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
   """300W-LP profiled views of one photo per example."""
 
   VERSION = tfds.core.Version("1.0.0")
