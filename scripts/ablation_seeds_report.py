@@ -1,0 +1,143 @@
+"""Mean +/- std tables and the verdict on the paper's claims, from the kept
+records of a multi-seed ablation (scripts/run_ablation.py).
+
+  python scripts/ablation_seeds_report.py [--records=results/ablation_v2]
+
+Reads <records>/<row>_seed<S>_eval.json for every row it finds (the rows of
+ROWS first, in that order, then any other row, e.g. a method's, by name) and
+prints, in Markdown: the overall table, the clean / occluded table, and one
+line per claim (MGCNet, ECCV 2020): the difference of the row means, the 2
+std it is judged against (std of the difference of two means over their
+seeds; with one seed per row there is no std and the line says so), and
+whether the difference exceeds it.
+"""
+
+import collections
+import glob
+import json
+import math
+import os
+import re
+
+from absl import app
+from absl import flags
+
+_RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
+                               "Folder of <row>_seed<S>_eval.json records.")
+
+ROWS = {
+    "baseline": "2D losses only (baseline)",
+    "pixel": "+ pixel consistency",
+    "depth": "+ depth consistency",
+    "epipolar": "+ epipolar",
+    "full_no_covisible": "full, face mask instead of covisible map",
+    "full": "full MGCNet",
+}
+OVERALL = (("vertex_error_mm", "vertex mm"), ("depth_error_mm", "depth mm"),
+           ("yaw_error_deg", "yaw deg"), ("pitch_error_deg", "pitch deg"),
+           ("nme/0-30", "NME 0-30"), ("nme/30-60", "NME 30-60"),
+           ("nme/60-90", "NME 60-90"), ("nme/mean", "NME mean"),
+           ("epipolar_error_px", "epipolar px"))
+SUBSETS = (("clean/vertex_error_mm", "clean vertex mm"),
+           ("occluded/vertex_error_mm", "occl. vertex mm"),
+           ("clean/depth_error_mm", "clean depth mm"),
+           ("occluded/depth_error_mm", "occl. depth mm"),
+           ("clean/nme/mean", "clean NME"), ("occluded/nme/mean", "occl. NME"),
+           ("clean/nme/60-90", "clean NME 60-90"),
+           ("occluded/nme/60-90", "occl. NME 60-90"))
+# (what the paper claims, metric, row expected lower, row compared with)
+CLAIMS = (
+    ("NME at 60-90 degrees improves with the multi-view losses",
+     "nme/60-90", "full", "baseline"),
+    ("the 3D error improves with the multi-view losses", "vertex_error_mm",
+     "full", "baseline"),
+    ("the covisible map helps under occlusion (occluded views' vertex error)",
+     "occluded/vertex_error_mm", "full", "full_no_covisible"),
+    ("the covisible map helps under occlusion (occluded views' NME)",
+     "occluded/nme/mean", "full", "full_no_covisible"),
+)
+_RECORD = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)_eval\.json$")
+
+
+def read_records(folder: str):
+  """{row: {seed: metrics}}."""
+  records = collections.defaultdict(dict)
+  for path in sorted(glob.glob(os.path.join(folder, "*_eval.json"))):
+    match = _RECORD.match(os.path.basename(path))
+    if match:
+      with open(path) as f:
+        records[match["row"]][int(match["seed"])] = json.load(f)["metrics"]
+  return records
+
+
+def mean_std(values):
+  """(mean, sample std or None for one value) of finite values."""
+  values = [v for v in values if v is not None and math.isfinite(v)]
+  if not values:
+    return None, None
+  mean = sum(values) / len(values)
+  if len(values) < 2:
+    return mean, None
+  variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+  return mean, math.sqrt(variance)
+
+
+def cell(values) -> str:
+  mean, std = mean_std(values)
+  if mean is None:
+    return "-"
+  return f"{mean:.2f}" if std is None else f"{mean:.2f} +/- {std:.2f}"
+
+
+def ordered_rows(records):
+  known = [row for row in ROWS if row in records]
+  return known + sorted(row for row in records if row not in ROWS)
+
+
+def table(records, columns) -> str:
+  lines = ["| row | seeds | " + " | ".join(l for _, l in columns) + " |",
+           "|---|---:|" + "---:|" * len(columns)]
+  for row in ordered_rows(records):
+    seeds = records[row]
+    cells = [cell([m.get(key) for m in seeds.values()]) for key, _ in columns]
+    lines.append(f"| {ROWS.get(row, row)} | {len(seeds)} | "
+                 + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def verdict(records, claim, metric, better, other) -> str:
+  if better not in records or other not in records:
+    return f"- {claim}: not run yet ({better} vs {other})."
+  a, sa = mean_std([m.get(metric) for m in records[better].values()])
+  b, sb = mean_std([m.get(metric) for m in records[other].values()])
+  if a is None or b is None:
+    return f"- {claim}: {metric} missing."
+  gain = b - a
+  text = (f"- {claim}: {metric} {b:.2f} ({other}) -> {a:.2f} ({better}), "
+          f"{gain:+.2f} lower ({100 * gain / b:+.1f}%)")
+  if sa is None or sb is None:
+    return text + "; one seed in a row, so no std to judge it against."
+  na, nb = len(records[better]), len(records[other])
+  two_std = 2.0 * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
+  shown = "shows" if gain > two_std else (
+      "the opposite shows" if gain < -two_std else "does not show")
+  return text + f"; 2 std of the difference = {two_std:.2f}: {shown}."
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  records = read_records(_RECORDS.value)
+  if not records:
+    raise app.UsageError(f"No <row>_seed<S>_eval.json records in "
+                         f"{_RECORDS.value}; run scripts/run_ablation.py.")
+  print(table(records, OVERALL))
+  print()
+  print(table(records, SUBSETS))
+  print()
+  for claim in CLAIMS:
+    print(verdict(records, *claim))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,137 @@
+"""Trains and evaluates the rows x seeds of an ablation, resumably.
+
+  python scripts/run_ablation.py [--configs=configs/ablation_v2]
+      [--runs=runs/ablation_v2] [--records=results/ablation_v2]
+      [--plan=baseline:3,full:3,full_no_covisible:3,pixel:1,depth:1,epipolar:1]
+      [--dry_run]
+
+For each row and seed (seeds 0 .. n-1 of the row's count), in order:
+`python -m mgc_tf.train --flagfile=<configs>/<row>.flags --seed=S
+--model_dir=<runs>/<row>/seed<S>` (resumes from the run's last checkpoint),
+then `python -m mgc_tf.evaluate` on the test split of the row's eval
+dataset, and copies the evaluation JSON and the progress lines of the log to
+<records>/<row>_seed<S>_eval.json and <records>/<row>_seed<S>_train.log.
+A (row, seed) whose record exists is skipped, so the script can be started
+again on a new machine (the records are kept in the repository; the
+checkpoints are not). Same seed = same initialisation and data order in
+every row (the configs set --deterministic). A method's row is one more
+flagfile in the configs folder and one more entry in --plan.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+
+_CONFIGS = flags.DEFINE_string("configs", "configs/ablation_v2",
+                               "Folder of <row>.flags files.")
+_RUNS = flags.DEFINE_string("runs", "runs/ablation_v2",
+                            "Folder of the training runs (checkpoints).")
+_RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
+                               "Folder of the kept evaluation records.")
+DEFAULT_PLAN = ("baseline:3", "full:3", "full_no_covisible:3", "pixel:1",
+                "depth:1", "epipolar:1")
+_PLAN = flags.DEFINE_list(
+    "plan", list(DEFAULT_PLAN),
+    "row:seeds pairs, run in this order seed by seed (all rows' seed 0 "
+    "first, so that a partial run still fills every row).")
+_DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands only.")
+
+_LOG_PREFIXES = ("Training ", "Method ", "step ", "eval ", "Saved ",
+                 "Rejected ", "synthetic_multiview")
+
+
+def parse_plan(plan):
+  """["row:n", ...] -> [(row, n)]."""
+  parsed = []
+  for entry in plan:
+    row, _, count = entry.partition(":")
+    if not row or not count.isdigit() or int(count) < 1:
+      raise app.UsageError(f"--plan entry {entry!r} is not row:seeds "
+                           "(e.g. full:3)")
+    parsed.append((row, int(count)))
+  return parsed
+
+
+def schedule(plan):
+  """(row, seed) in run order: every row's seed 0, then seed 1, ..."""
+  most = max(count for _, count in plan)
+  return [(row, seed) for seed in range(most) for row, count in plan
+          if seed < count]
+
+
+def flag_value(flagfile: str, name: str) -> str:
+  """The last value of --name in a flagfile and the flagfiles it includes."""
+  value = None
+  with open(flagfile) as f:
+    for line in f:
+      line = line.strip()
+      if line.startswith("--flagfile="):
+        included = flag_value(line.split("=", 1)[1], name)
+        value = included if included is not None else value
+      elif line.startswith(f"--{name}="):
+        value = line.split("=", 1)[1]
+  return value
+
+
+def eval_json_name(dataset: str) -> str:
+  return f"eval_{dataset.replace('/', '-')}_test.json"
+
+
+def run(command, log_path=None) -> None:
+  print("+ " + " ".join(command), flush=True)
+  if _DRY_RUN.value:
+    return
+  if log_path is None:
+    subprocess.run(command, check=True)
+    return
+  with open(log_path, "a") as log:
+    subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def keep_records(run_dir: str, eval_json: str, prefix: str) -> None:
+  os.makedirs(os.path.dirname(prefix), exist_ok=True)
+  with open(os.path.join(run_dir, "train.log")) as f:
+    lines = [line for line in f if line.startswith(_LOG_PREFIXES)]
+  with open(prefix + "_train.log", "w") as f:
+    f.writelines(lines)
+  # The JSON last: its presence marks the (row, seed) as done.
+  shutil.copyfile(os.path.join(run_dir, eval_json), prefix + "_eval.json")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  plan = parse_plan(_PLAN.value)
+  for row, _ in plan:
+    flagfile = os.path.join(_CONFIGS.value, f"{row}.flags")
+    if not os.path.isfile(flagfile):
+      raise app.UsageError(f"no flagfile {flagfile} for row {row!r}")
+  for row, seed in schedule(plan):
+    prefix = os.path.join(_RECORDS.value, f"{row}_seed{seed}")
+    if os.path.exists(prefix + "_eval.json"):
+      print(f"{row} seed {seed}: done ({prefix}_eval.json)", flush=True)
+      continue
+    flagfile = os.path.join(_CONFIGS.value, f"{row}.flags")
+    dataset = flag_value(flagfile, "eval_dataset")
+    run_dir = os.path.join(_RUNS.value, row, f"seed{seed}")
+    os.makedirs(run_dir, exist_ok=True)
+    started = time.time()
+    run([sys.executable, "-m", "mgc_tf.train", f"--flagfile={flagfile}",
+         f"--seed={seed}", f"--model_dir={run_dir}", "--export_dir="],
+        os.path.join(run_dir, "train.log"))
+    run([sys.executable, "-m", "mgc_tf.evaluate", f"--model_dir={run_dir}",
+         f"--dataset={dataset}"])
+    if _DRY_RUN.value:
+      continue
+    keep_records(run_dir, eval_json_name(dataset), prefix)
+    print(f"{row} seed {seed}: finished in "
+          f"{(time.time() - started) / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

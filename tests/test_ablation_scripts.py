@@ -1,0 +1,114 @@
+"""scripts/run_ablation.py (plan, order, flag lookup, resumability) and
+scripts/ablation_seeds_report.py (mean +/- std, the verdict against 2 std)."""
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+
+from absl import flags
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script(name):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(REPO, "scripts", f"{name}.py"))
+  module = importlib.util.module_from_spec(spec)
+  defined_before = set(flags.FLAGS)
+  spec.loader.exec_module(module)
+  # Both scripts define --records: leave the global flags as they were.
+  for name in set(flags.FLAGS) - defined_before:
+    delattr(flags.FLAGS, name)
+  return module
+
+
+run_ablation = _script("run_ablation")
+report = _script("ablation_seeds_report")
+
+
+def test_schedule_runs_every_rows_seed_0_first():
+  plan = run_ablation.parse_plan(["baseline:3", "pixel:1", "full:2"])
+  assert run_ablation.schedule(plan) == [
+      ("baseline", 0), ("pixel", 0), ("full", 0), ("baseline", 1),
+      ("full", 1), ("baseline", 2)]
+
+
+@pytest.mark.parametrize("entry", ["full", "full:0", ":2", "full:x"])
+def test_bad_plan_entries_are_refused(entry):
+  with pytest.raises(run_ablation.app.UsageError, match="row:seeds"):
+    run_ablation.parse_plan([entry])
+
+
+def test_flag_value_follows_included_flagfiles(tmp_path):
+  (tmp_path / "common.flags").write_text(
+      "--eval_dataset=synthetic_multiview/v2_small\n--seed=0\n")
+  (tmp_path / "row.flags").write_text(
+      f"# a row\n--flagfile={tmp_path / 'common.flags'}\n--seed=4\n")
+  row = str(tmp_path / "row.flags")
+  assert run_ablation.flag_value(row, "eval_dataset") == (
+      "synthetic_multiview/v2_small")
+  assert run_ablation.flag_value(row, "seed") == "4"
+  assert run_ablation.flag_value(row, "max_steps") is None
+  assert run_ablation.eval_json_name("synthetic_multiview/v2_small") == (
+      "eval_synthetic_multiview-v2_small_test.json")
+
+
+def test_every_v2_row_config_exists_and_evaluates_on_v2():
+  plan = run_ablation.parse_plan(run_ablation.DEFAULT_PLAN)
+  for row, _ in plan:
+    path = os.path.join(REPO, "configs", "ablation_v2", f"{row}.flags")
+    assert os.path.isfile(path), path
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the flagfiles name each other from the repo root
+    try:
+      assert run_ablation.flag_value(path, "eval_dataset") == (
+          "synthetic_multiview/v2_small")
+    finally:
+      os.chdir(cwd)
+
+
+def test_done_seeds_are_skipped(tmp_path):
+  records = tmp_path / "records"
+  records.mkdir()
+  (records / "baseline_seed0_eval.json").write_text("{}")
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "run_ablation.py"),
+       f"--records={records}", f"--runs={tmp_path / 'runs'}",
+       "--plan=baseline:2", "--dry_run"],
+      capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert "baseline seed 0: done" in result.stdout
+  assert "--seed=1" in result.stdout and "--seed=0" not in result.stdout
+
+
+def _write(folder, row, seed, **metrics):
+  with open(os.path.join(folder, f"{row}_seed{seed}_eval.json"), "w") as f:
+    json.dump({"metrics": metrics}, f)
+
+
+def test_report_means_stds_and_verdicts(tmp_path):
+  folder = str(tmp_path)
+  for seed, value in enumerate([5.0, 5.2, 5.4]):
+    _write(folder, "baseline", seed, vertex_error_mm=value)
+  for seed, value in enumerate([4.0, 4.1, 4.2]):
+    _write(folder, "full", seed, vertex_error_mm=value)
+  _write(folder, "pixel", 0, vertex_error_mm=4.5)
+  _write(folder, "my_method", 0, vertex_error_mm=3.9)
+  records = report.read_records(folder)
+  assert sorted(records["baseline"]) == [0, 1, 2]
+  text = report.table(records, report.OVERALL)
+  assert "| 2D losses only (baseline) | 3 | 5.20 +/- 0.20 |" in text
+  assert "| + pixel consistency | 1 | 4.50 |" in text
+  assert text.splitlines()[-1].startswith("| my_method | 1 | 3.90 |")
+  line = report.verdict(records, "3D", "vertex_error_mm", "full", "baseline")
+  two_std = 2 * math.sqrt(0.2 ** 2 / 3 + 0.1 ** 2 / 3)
+  assert f"2 std of the difference = {two_std:.2f}: shows." in line
+  assert "+1.10 lower" in line
+  line = report.verdict(records, "x", "vertex_error_mm", "pixel", "baseline")
+  assert line.endswith("one seed in a row, so no std to judge it against.")
+  assert "not run yet" in report.verdict(records, "y", "vertex_error_mm",
+                                         "full", "full_no_covisible")
