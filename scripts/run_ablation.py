@@ -119,7 +119,8 @@ def main(argv):
     flagfile = os.path.join(_CONFIGS.value, f"{row}.flags")
     dataset = flag_value(flagfile, "eval_dataset")
     run_dir = os.path.join(_RUNS.value, row, f"seed{seed}")
-    os.makedirs(run_dir, exist_ok=True)
+    if not _DRY_RUN.value:
+      os.makedirs(run_dir, exist_ok=True)
     started = time.time()
     run([sys.executable, "-m", "mgc_tf.train", f"--flagfile={flagfile}",
          f"--seed={seed}", f"--model_dir={run_dir}", "--export_dir="],

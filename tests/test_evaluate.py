@@ -137,6 +137,51 @@ def test_ground_truth_coefficients_score_zero_errors(data_dir, predictor):
   assert random.metrics["nme/mean"] > 1.0
 
 
+@pytest.fixture(scope="module")
+def v2_data_dir(tmp_path_factory):
+  """synthetic_multiview/v2_tiny (detected landmarks, occluders)."""
+  directory = str(tmp_path_factory.mktemp("tfds_v2"))
+  synthetic_multiview_dataset_builder.Builder(
+      config="v2_tiny", data_dir=directory).download_and_prepare()
+  return directory
+
+
+def test_v2_scores_against_true_landmarks_and_splits_clean_and_occluded(
+    v2_data_dir, predictor):
+  builder = protocols.load_dataset_builder("synthetic_multiview/v2_tiny",
+                                           v2_data_dir)
+  examples = list(tfds.as_numpy(builder.as_dataset(split="test",
+                                                   shuffle_files=False)))
+  rows = np.concatenate([example["coefficients"] for example in examples])
+  occluded = np.concatenate([example["occluded_fraction"] for example in
+                             examples]) > 0.02
+  truth = TableLookupPredictor(predictor.decoder, rows)
+  m = protocols.evaluate_builder(truth, builder, "test", batch_size=4,
+                                 progress=False).metrics
+  # Against the exact landmarks, not the detected ones the set trains on.
+  assert m["nme/mean"] < 1e-3 and m["epipolar_error_px"] < 1e-3
+  # Occluded pixels are not in the true depth; the rest still agree.
+  assert m["depth_error_mm"] < 1e-2
+  result = protocols.evaluate_builder(predictor, builder, "test",
+                                      progress=False)
+  counts = result.counts
+  assert counts["clean_images"] == int(np.sum(~occluded))
+  assert counts["occluded_images"] == int(np.sum(occluded))
+  for prefix, selected in (("clean", ~occluded), ("occluded", occluded)):
+    for name in ("vertex_error_mm", "yaw_error_deg", "nme/mean"):
+      key = f"{prefix}/{name}"
+      assert key in result.metrics
+      assert np.isfinite(result.metrics[key]) == bool(selected.any()), key
+  if occluded.any() and (~occluded).any():
+    # A per-image mean is the count-weighted mean of its two parts.
+    weighted = (counts["clean_images"] *
+                result.metrics["clean/vertex_error_mm"] +
+                counts["occluded_images"] *
+                result.metrics["occluded/vertex_error_mm"]) / counts["images"]
+    np.testing.assert_allclose(result.metrics["vertex_error_mm"], weighted,
+                               rtol=1e-9)
+
+
 def test_periodic_evaluation_runs_the_same_protocol(data_dir, predictor,
                                                    monkeypatch):
   trainer = types.SimpleNamespace(

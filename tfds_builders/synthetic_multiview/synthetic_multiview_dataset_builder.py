@@ -7,6 +7,11 @@ views of one synthetic person at one instant (target = view 1, sources =
 views 0 and 2) with the ground truth kept for evaluation. See
 docs/datasets/synthetic_multiview.md.
 
+Two versions, each a set of configs:
+  1.0.0  default, small, tiny           clean faces, exact landmarks
+  2.0.0  v2, v2_small, v2_tiny          real conditions: occluders, detected
+                                        landmarks, harder light and pose
+
   tfds build tfds_builders/synthetic_multiview --data_dir=DIR [--config=small]
 """
 
@@ -17,6 +22,7 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import features
 from mgc_tf.facemodel import coefficients
 from mgc_tf.facemodel import synthetic
+from mgc_tf.faces2d import detected_landmarks
 
 from . import synthetic_scenes
 
@@ -44,36 +50,63 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
     num_train: examples in "train" (target yaw uniform in [-90, 90]).
     num_test: examples in "test" (a multiple of 3: balanced |yaw| bins).
     num_views: views per example (fixed by the renderer: 3).
+    recipe: "v1" (version 1.0.0) or "v2" (2.0.0): `synthetic_scenes.RECIPES`.
   """
   image_size: int = 224
   num_train: int = 3000
   num_test: int = 300
   num_views: int = synthetic_scenes.NUM_VIEWS
+  recipe: str = "v1"
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
   """Synthetic multi-view faces with ground-truth coefficients, pose, depth."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("2.0.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "2.0.0": ("The v2 configs: landmarks as dlib's 68-point detector gives "
+                "them (exact ones in landmarks_true), occluders with masks, "
+                "a colour-model skin map, wider expressions, pitch, stronger "
+                "coloured light, mostly photographic backgrounds. The 1.0.0 "
+                "configs (default, small, tiny) still build, unchanged."),
+  }
   BUILDER_CONFIGS = [
       SyntheticMultiviewConfig(
-          name="default", image_size=224, num_train=3000, num_test=300,
+          name="default", version="1.0.0", image_size=224, num_train=3000,
+          num_test=300,
           description="224 px crops, 3000 train / 300 test examples."),
       SyntheticMultiviewConfig(
-          name="small", image_size=112, num_train=300, num_test=60,
+          name="small", version="1.0.0", image_size=112, num_train=300,
+          num_test=60,
           description="112 px crops, 300 train / 60 test examples; builds in "
                       "under 2 minutes on 2 CPU cores."),
       SyntheticMultiviewConfig(
-          name="tiny", image_size=64, num_train=3, num_test=3,
+          name="tiny", version="1.0.0", image_size=64, num_train=3,
+          num_test=3,
           description="64 px, 3 train / 3 test: for unit tests and smoke "
                       "checks only."),
+      SyntheticMultiviewConfig(
+          name="v2", version="2.0.0", recipe="v2", image_size=224,
+          num_train=3000, num_test=300,
+          description="Real conditions (occluders, detected landmarks, "
+                      "harder light and pose); 224 px, 3000 / 300."),
+      SyntheticMultiviewConfig(
+          name="v2_small", version="2.0.0", recipe="v2", image_size=112,
+          num_train=300, num_test=60,
+          description="Real conditions; 112 px, 300 train / 60 test "
+                      "examples."),
+      SyntheticMultiviewConfig(
+          name="v2_tiny", version="2.0.0", recipe="v2", image_size=64,
+          num_train=3, num_test=3,
+          description="Real conditions; 64 px, 3 / 3: for unit tests."),
   ]
   DEFAULT_CONFIG_NAME = "default"
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
     _check_config(config)
+    recipe = synthetic_scenes.RECIPES[config.recipe]
     # The embedded model's ranks, without building the model (about a
     # second) just to describe the features.
     num_coefficients = coefficients.CoefficientLayout(
@@ -88,8 +121,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         features=features.multiview_features(
             config.image_size, num_views=config.num_views,
             image_format="png",
-            extra=synthetic_scenes.extra_features(config.image_size,
-                                                  num_coefficients)),
+            extra=synthetic_scenes.extra_features(
+                config.image_size, num_coefficients, recipe)),
         supervised_keys=None,
         # No dataset paper: this project renders it. The page is MGCNet's
         # (the method it is made for); the citation adds the Basel Face Model,
@@ -101,7 +134,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             face_model=synthetic.MODEL_NAME,
             target_view=synthetic_scenes.TARGET_VIEW,
             yaw_bins_degrees=[list(b)
-                              for b in synthetic_scenes.YAW_BINS_DEGREES]),
+                              for b in synthetic_scenes.YAW_BINS_DEGREES],
+            recipe=dataclasses.asdict(recipe)),
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
@@ -109,6 +143,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     # One decoder and one compiled render function for both splits.
     renderer = synthetic_scenes.SceneRenderer(_face_model(), config.image_size)
+    self._recipe = synthetic_scenes.RECIPES[config.recipe]
+    self._landmark_source = None
+    if self._recipe.detected_landmarks:
+      self._landmark_source = detected_landmarks.landmark_source()
+      # Which detector made `landmarks` depends on what is installed.
+      self.info.metadata["landmark_source"] = (
+          self._landmark_source.description)
+      print(f"synthetic_multiview/{config.name}: landmarks from "
+            f"{self._landmark_source.description}", flush=True)
     return {
         "train": self._generate_examples("train", config.num_train, renderer),
         "test": self._generate_examples("test", config.num_test, renderer),
@@ -118,7 +161,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                          renderer: synthetic_scenes.SceneRenderer):
     for index, example in synthetic_scenes.generate_examples(
         split, num_examples, renderer.image_size,
-        face_model=renderer.face_model, renderer=renderer):
+        face_model=renderer.face_model, renderer=renderer,
+        recipe=self._recipe, landmark_source=self._landmark_source):
       yield f"{split}-{index:06d}", example
 
 
@@ -130,6 +174,9 @@ def _check_config(config: SyntheticMultiviewConfig) -> None:
   if config.num_views != synthetic_scenes.NUM_VIEWS:
     raise ValueError(f"num_views must be {synthetic_scenes.NUM_VIEWS}. "
                      f"Received: {config.num_views}")
+  if config.recipe not in synthetic_scenes.RECIPES:
+    raise ValueError(f"recipe must be one of {sorted(synthetic_scenes.RECIPES)}"
+                     f". Received: {config.recipe!r}")
   if config.num_test % len(synthetic_scenes.YAW_BINS_DEGREES):
     raise ValueError("num_test must be a multiple of the number of yaw bins "
                      f"({len(synthetic_scenes.YAW_BINS_DEGREES)}) so that the "

@@ -8,6 +8,7 @@ import tensorflow_datasets as tfds
 
 from tfds_builders.synthetic_multiview import (
     synthetic_multiview_dataset_builder)
+from mgc_tf.data import occluders
 from tfds_builders.synthetic_multiview import synthetic_scenes
 
 TINY = 64
@@ -16,7 +17,7 @@ TINY = 64
 class SyntheticMultiviewTest(tfds.testing.DatasetBuilderTestCase):
   """The `tiny` config builds, reloads and has the expected split sizes."""
   DATASET_CLASS = synthetic_multiview_dataset_builder.Builder
-  BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
+  BUILDER_CONFIG_NAMES_TO_TEST = ["tiny", "v2_tiny"]
   SPLITS = {"train": 3, "test": 3}
   # Nothing is downloaded; the test case still wants an example folder.
   EXAMPLE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -25,13 +26,22 @@ class SyntheticMultiviewTest(tfds.testing.DatasetBuilderTestCase):
 def test_configs_and_feature_shapes():
   builder_class = synthetic_multiview_dataset_builder.Builder
   configs = {c.name: c for c in builder_class.BUILDER_CONFIGS}
-  assert set(configs) == {"default", "small", "tiny"}
-  assert str(builder_class.VERSION) == "1.0.0"
+  assert set(configs) == {"default", "small", "tiny", "v2", "v2_small",
+                          "v2_tiny"}
+  assert str(builder_class.VERSION) == "2.0.0"
+  for name in ("default", "small", "tiny"):
+    assert (str(configs[name].version), configs[name].recipe) == (
+        "1.0.0", "v1")
+    assert (str(configs["v2_" + name if name != "default" else "v2"].version),
+            configs["v2_" + name if name != "default" else "v2"].recipe) == (
+                "2.0.0", "v2")
   assert (configs["small"].image_size, configs["default"].image_size) == (
       112, 224)
   assert configs["default"].num_train > configs["small"].num_train
   for config in configs.values():
     assert config.num_views == 3 and config.num_test % 3 == 0
+  assert str(builder_class(config="small", data_dir="/tmp/unused").version
+             ) == "1.0.0"
   builder = builder_class(config="tiny", data_dir="/tmp/unused")
   shapes = builder.info.features.shape
   assert shapes["images"] == (3, TINY, TINY, 3)
@@ -73,3 +83,60 @@ def test_test_split_must_be_balanced():
   with pytest.raises(ValueError, match="multiple"):
     synthetic_multiview_dataset_builder.Builder(config=config,
                                                 data_dir="/tmp/unused").info
+
+
+def test_v2_features_shapes():
+  builder = synthetic_multiview_dataset_builder.Builder(
+      config="v2_tiny", data_dir="/tmp/unused")
+  shapes = builder.info.features.shape
+  assert shapes["landmarks"] == shapes["landmarks_true"] == (3, 68, 2)
+  assert shapes["landmark_status"] == (3,)
+  assert shapes["occlusion"] == shapes["face_mask"] == (3, TINY, TINY, 1)
+  assert shapes["occluded_fraction"] == (3,)
+  assert builder.info.metadata["recipe"]["name"] == "v2"
+
+
+def test_v2_built_examples_hold_occluder_masks_and_both_landmark_sets(
+    tmp_path):
+  builder = synthetic_multiview_dataset_builder.Builder(
+      config="v2_tiny", data_dir=str(tmp_path))
+  builder.download_and_prepare()
+  assert "landmark_source" in builder.info.metadata
+  face_model = synthetic_multiview_dataset_builder._face_model()
+  examples = list(tfds.as_numpy(builder.as_dataset(split="test"))) + list(
+      tfds.as_numpy(builder.as_dataset(split="train")))
+  kinds = set()
+  for example in examples:
+    identity = example["identity"].decode()
+    split, index = identity.split("-")[1], int(identity.rsplit("-", 1)[1])
+    scene = synthetic_scenes.sample_scene(face_model, split, index, TINY,
+                                          synthetic_scenes.RECIPE_V2)
+    # The stored occluders and exact landmarks are the scene's.
+    assert example["occluders"].decode() == occluders.describe(
+        scene.occluders)
+    kinds.add(example["occluders"].decode())
+    rendered = synthetic_scenes.SceneRenderer(face_model, TINY).render(
+        [scene])[0]
+    np.testing.assert_allclose(example["landmarks_true"],
+                               rendered["landmarks"], atol=1e-4)
+    occlusion = example["occlusion"][..., 0] > 127
+    face_mask = example["face_mask"][..., 0] > 0
+    face = rendered["depth"] > 0
+    # The visible face is the rendered face less what occluders hide; the
+    # depth ground truth covers exactly that.
+    np.testing.assert_array_equal(face_mask, face & ~occlusion)
+    np.testing.assert_array_equal(example["depth"] > 0, face_mask)
+    np.testing.assert_allclose(
+        example["occluded_fraction"],
+        (face & occlusion).sum((1, 2)) / face.sum((1, 2)), atol=1e-6)
+    if not scene.occluders:
+      assert not occlusion.any()
+      np.testing.assert_array_equal(example["images"], rendered["image"])
+    # Detected landmarks: status in 0..3; modelled ones differ from truth.
+    status = example["landmark_status"]
+    assert set(status.tolist()) <= {0, 1, 2, 3}
+    for view, code in enumerate(status):
+      difference = np.abs(example["landmarks"][view] -
+                          example["landmarks_true"][view]).max()
+      assert difference > 0.0, (identity, view, code)
+  assert len(examples) == 6

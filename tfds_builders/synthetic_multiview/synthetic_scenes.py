@@ -56,12 +56,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import features as features_lib
+from mgc_tf.data import occluders as occluders_lib
 from mgc_tf.evaluation import metrics
 from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import shading
 from mgc_tf.facemodel import synthetic
+from mgc_tf.faces2d import skin as skin_lib
 from mgc_tf.render import rasterizer
 
 NUM_VIEWS = 3
@@ -133,11 +135,72 @@ CROP_FRACTION = (0.35, 0.9)
 #: images); fixed so results do not depend on how examples are grouped.
 EXAMPLES_PER_BATCH = 4
 
+
+
+@dataclasses.dataclass(frozen=True)
+class SceneRecipe:
+  """What a version of the dataset draws and how hard its scenes are.
+
+  Version 1.0.0 (`RECIPE_V1`, the module constants above) renders clean
+  faces with exact landmarks. Version 2.0.0 (`RECIPE_V2`) makes the
+  conditions of real training data: a wider expression range, pitch as well
+  as yaw, stronger coloured light, mostly photographic backgrounds,
+  occluders in front of the faces, landmarks as a detector gives them and a
+  colour-model skin map (docs/datasets/synthetic_multiview.md).
+
+  Attributes:
+    name: "v1" or "v2".
+    exp_sigma: expression coefficients' standard deviation (in units of one
+      model standard deviation).
+    head_pitch_degrees, head_roll_degrees: head pitch / roll shared by the
+      views, uniform in +/- these.
+    ambient_range, key_light_range, fill_light_range: light strengths.
+    key_azimuth_degrees: key light azimuth, uniform in +/- this.
+    light_tint, ambient_tint: per-channel colour spread of the lights.
+    photo_probability: chance of a photographic background.
+    occluders: put occluders (`mgc_tf.data.occluders`) in front of faces,
+      store their masks, and store the colour model's skin map
+      (`mgc_tf.faces2d.skin`) of the final image, as for real photos,
+      instead of the rendered skin region (`occlude_views`).
+    detected_landmarks: store landmarks as a detector gives them (and the
+      exact ones under `landmarks_true`).
+  """
+  name: str = "v1"
+  exp_sigma: float = EXP_SIGMA
+  head_pitch_degrees: float = HEAD_PITCH_DEGREES
+  head_roll_degrees: float = HEAD_ROLL_DEGREES
+  ambient_range: Tuple[float, float] = AMBIENT_RANGE
+  key_light_range: Tuple[float, float] = KEY_LIGHT_RANGE
+  fill_light_range: Tuple[float, float] = FILL_LIGHT_RANGE
+  key_azimuth_degrees: float = KEY_AZIMUTH_DEGREES
+  light_tint: float = LIGHT_TINT
+  ambient_tint: float = AMBIENT_TINT
+  photo_probability: float = PHOTO_PROBABILITY
+  occluders: bool = False
+  detected_landmarks: bool = False
+
+
+RECIPE_V1 = SceneRecipe()
+RECIPE_V2 = SceneRecipe(
+    name="v2", exp_sigma=1.0, head_pitch_degrees=25.0, head_roll_degrees=12.0,
+    ambient_range=(0.15, 0.55), key_light_range=(0.4, 1.0),
+    fill_light_range=(0.0, 0.3), key_azimuth_degrees=90.0, light_tint=0.35,
+    ambient_tint=0.15, photo_probability=0.85, occluders=True,
+    detected_landmarks=True)
+RECIPES = {recipe.name: recipe for recipe in (RECIPE_V1, RECIPE_V2)}
+
 # --- Feature keys added to the core multi-view keys ---------------------------
 COEFFICIENTS_KEY = "coefficients"
 POSE_KEY = "pose"
 YAW_KEY = "yaw_degrees"
 DEPTH_KEY = "depth"
+# Version 2.0.0 only:
+TRUE_LANDMARKS_KEY = "landmarks_true"
+LANDMARK_STATUS_KEY = "landmark_status"
+OCCLUSION_KEY = "occlusion"
+FACE_MASK_KEY = "face_mask"
+OCCLUDED_FRACTION_KEY = "occluded_fraction"
+OCCLUDERS_KEY = "occluders"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,6 +219,10 @@ class Scene:
       the absolute ry, positive when the nose turns towards the image's right
       (the person turns to their own left).
     backgrounds: [NUM_VIEWS, S, S, 3] float32 in [0, 1].
+    recipe: the `SceneRecipe` it was drawn with.
+    occluders: the occluders in front of the face (`mgc_tf.data.occluders`;
+      one set for all views, drawn in each view relative to its landmarks);
+      empty in v1 and for clean v2 scenes.
   """
   split: str
   index: int
@@ -163,6 +230,8 @@ class Scene:
   pose: np.ndarray
   yaw_degrees: np.ndarray
   backgrounds: np.ndarray
+  recipe: "SceneRecipe" = None
+  occluders: tuple = ()
 
   @property
   def identity(self) -> str:
@@ -243,7 +312,8 @@ def _landmarks_in_crop(landmarks_model: np.ndarray, rotation: np.ndarray,
 
 
 def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
-                 landmarks_model: np.ndarray) -> np.ndarray:
+                 landmarks_model: np.ndarray,
+                 recipe: SceneRecipe = RECIPE_V1) -> np.ndarray:
   """[NUM_VIEWS, 6] absolute poses for the given yaws.
 
   Args:
@@ -252,6 +322,7 @@ def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
     yaws_degrees: [NUM_VIEWS] yaw per view, degrees.
     landmarks_model: [68, 3] model-space landmarks of the sampled shape, mm
       (kept inside the crop).
+    recipe: gives the head pitch and roll ranges.
   """
   default = np.asarray(face_model.default_pose, np.float64)
   default_rotation = euler_to_rotation_np(default[:3])
@@ -260,8 +331,9 @@ def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
   anchor = np.asarray(face_model.mean_shape, np.float64)[
       face_model.landmark_indices].mean(0)
   anchor_camera = default_rotation @ anchor + default[3:]
-  head_pitch = rng.uniform(-HEAD_PITCH_DEGREES, HEAD_PITCH_DEGREES)
-  head_roll = rng.uniform(-HEAD_ROLL_DEGREES, HEAD_ROLL_DEGREES)
+  head_pitch = rng.uniform(-recipe.head_pitch_degrees,
+                           recipe.head_pitch_degrees)
+  head_roll = rng.uniform(-recipe.head_roll_degrees, recipe.head_roll_degrees)
   poses = np.zeros([len(yaws_degrees), 6])
   for view, yaw in enumerate(yaws_degrees):
     for attempt in range(MAX_POSE_DRAWS + 1):
@@ -312,14 +384,15 @@ def folded_triangles(face_model, shape: np.ndarray) -> int:
   return int(np.sum(np.sum(normals * _mean_face_normals(face_model), -1) <= 0))
 
 
-def sample_shape(rng: np.random.Generator, face_model
+def sample_shape(rng: np.random.Generator, face_model,
+                 exp_sigma: float = EXP_SIGMA
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Identity [K_id] and expression [K_exp] coefficients of an unfolded mesh,
   and the mesh [V, 3]."""
   for _ in range(MAX_SHAPE_DRAWS):
     id_coeffs = np.clip(ID_SIGMA * rng.standard_normal(face_model.id_rank),
                         -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
-    exp_coeffs = np.clip(EXP_SIGMA * rng.standard_normal(face_model.exp_rank),
+    exp_coeffs = np.clip(exp_sigma * rng.standard_normal(face_model.exp_rank),
                          -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
     shape = shape_of(face_model, id_coeffs, exp_coeffs)
     if folded_triangles(face_model, shape) == 0:
@@ -360,26 +433,27 @@ def _direction(azimuth_degrees: float, elevation_degrees: float) -> np.ndarray:
                    np.cos(elevation) * np.cos(azimuth)])
 
 
-def sample_head_lighting(rng: np.random.Generator) -> np.ndarray:
+def sample_head_lighting(rng: np.random.Generator,
+                         recipe: SceneRecipe = RECIPE_V1) -> np.ndarray:
   """[3, 9] SH coefficients (0.8 ambient offset INCLUDED) of a random light.
 
   The light is ambient plus a key and a fill light, each a clamped cosine
   max(0, n . d) with a colour; the coefficients are its least-squares
   projection onto the 9 bands over the sphere of head-frame normals n.
   """
-  ambient = rng.uniform(*AMBIENT_RANGE) * (
-      1.0 + rng.uniform(-AMBIENT_TINT, AMBIENT_TINT, 3))
+  ambient = rng.uniform(*recipe.ambient_range) * (
+      1.0 + rng.uniform(-recipe.ambient_tint, recipe.ambient_tint, 3))
   key_direction = _direction(
-      rng.uniform(-KEY_AZIMUTH_DEGREES, KEY_AZIMUTH_DEGREES),
+      rng.uniform(-recipe.key_azimuth_degrees, recipe.key_azimuth_degrees),
       rng.uniform(*KEY_ELEVATION_DEGREES))
-  key = rng.uniform(*KEY_LIGHT_RANGE) * (
-      1.0 + rng.uniform(-LIGHT_TINT, LIGHT_TINT, 3))
+  key = rng.uniform(*recipe.key_light_range) * (
+      1.0 + rng.uniform(-recipe.light_tint, recipe.light_tint, 3))
   # The fill light comes from the other side, lower and weaker.
   fill_side = -1.0 if key_direction[0] > 0.0 else 1.0
   fill_direction = _direction(fill_side * rng.uniform(30.0, 90.0),
                               rng.uniform(-30.0, 20.0))
-  fill = rng.uniform(*FILL_LIGHT_RANGE) * (
-      1.0 + rng.uniform(-LIGHT_TINT, LIGHT_TINT, 3))
+  fill = rng.uniform(*recipe.fill_light_range) * (
+      1.0 + rng.uniform(-recipe.light_tint, recipe.light_tint, 3))
   normals = _sphere_directions()
   irradiance = (ambient[None, :] +
                 np.maximum(normals @ key_direction, 0.0)[:, None] * key +
@@ -494,7 +568,9 @@ def _colour_shift(contrast: float, brightness: float, gains: np.ndarray,
 
 
 def sample_backgrounds(rng: np.random.Generator, image_size: int,
-                       num_views: int = NUM_VIEWS) -> np.ndarray:
+                       num_views: int = NUM_VIEWS,
+                       photo_probability: float = PHOTO_PROBABILITY
+                       ) -> np.ndarray:
   """[num_views, S, S, 3] float32 crops of one random scene, one per view.
 
   The scene is a colour-shifted (a stronger tint for grey ones), maybe
@@ -503,7 +579,7 @@ def sample_backgrounds(rng: np.random.Generator, image_size: int,
   different parts of one scene). Crop positions are fractions of the source,
   so they do not depend on S.
   """
-  if rng.uniform() < PHOTO_PROBABILITY:
+  if rng.uniform() < photo_probability:
     name = BACKGROUND_PHOTOS[rng.integers(len(BACKGROUND_PHOTOS))]
     source = background_photos()[name]
     grey = bool(np.all(source[..., 0] == source[..., 1]))
@@ -532,7 +608,7 @@ def sample_backgrounds(rng: np.random.Generator, image_size: int,
 
 # --- One scene ----------------------------------------------------------------
 def sample_scene(face_model, split: str, index: int,
-                 image_size: int) -> Scene:
+                 image_size: int, recipe: SceneRecipe = RECIPE_V1) -> Scene:
   """Draws example `index` of `split` (deterministic).
 
   Args:
@@ -540,6 +616,7 @@ def sample_scene(face_model, split: str, index: int,
     split: "train" (yaw uniform) or "test" (yaw bins balanced).
     index: example index.
     image_size: side S of the square crops, pixels.
+    recipe: the dataset version's `SceneRecipe`.
 
   Returns:
     A `Scene`.
@@ -547,14 +624,19 @@ def sample_scene(face_model, split: str, index: int,
   rng = example_rng(split, index)
   layout = coefficients_lib.CoefficientLayout.from_face_model(face_model)
   slices = layout.slices()
-  id_coeffs, exp_coeffs, shape = sample_shape(rng, face_model)
+  id_coeffs, exp_coeffs, shape = sample_shape(rng, face_model,
+                                              recipe.exp_sigma)
   albedo = np.clip(ALBEDO_SIGMA * rng.standard_normal(face_model.albedo_rank),
                    -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
   yaws = sample_view_yaws(rng, split, index)
   landmarks_model = shape[face_model.landmark_indices].astype(np.float64)
-  poses = sample_poses(rng, face_model, yaws, landmarks_model)
-  head_lighting = sample_head_lighting(rng)
-  backgrounds = sample_backgrounds(rng, image_size)
+  poses = sample_poses(rng, face_model, yaws, landmarks_model, recipe)
+  head_lighting = sample_head_lighting(rng, recipe)
+  backgrounds = sample_backgrounds(rng, image_size,
+                                   photo_probability=recipe.photo_probability)
+  # Drawn last, so that v1's draws (and examples) are unchanged.
+  occluders = (tuple(occluders_lib.sample_occluders(rng))
+               if recipe.occluders else ())
 
   default = np.asarray(face_model.default_pose, np.float64)
   coefficients = np.zeros([NUM_VIEWS, layout.size], np.float64)
@@ -572,7 +654,7 @@ def sample_scene(face_model, split: str, index: int,
   return Scene(split=split, index=index, coefficients=coefficients,
                pose=pose.astype(np.float32),
                yaw_degrees=np.rad2deg(pose[:, 1]).astype(np.float32),
-               backgrounds=backgrounds)
+               backgrounds=backgrounds, recipe=recipe, occluders=occluders)
 
 
 # --- Rendering ----------------------------------------------------------------
@@ -649,9 +731,10 @@ class SceneRenderer:
 
 
 # --- TFDS examples ------------------------------------------------------------
-def extra_features(image_size: int, num_coefficients: int) -> dict:
+def extra_features(image_size: int, num_coefficients: int,
+                   recipe: SceneRecipe = RECIPE_V1) -> dict:
   """Ground-truth features added to `features.multiview_features`."""
-  return {
+  extra = {
       COEFFICIENTS_KEY: tfds.features.Tensor(
           shape=(NUM_VIEWS, num_coefficients), dtype=np.float32,
           doc=("[V, K] float32: per view, the ground-truth coefficient vector "
@@ -679,13 +762,116 @@ def extra_features(image_size: int, num_coefficients: int) -> dict:
           encoding=tfds.features.Encoding.ZLIB,
           doc=("[V, S, S] float32 mm: per view, the rendered depth (z in the "
                f"{features_lib.CAMERA_FRAME}) of the face at each crop "
-               "pixel, 0 on the background.")),
+               "pixel, 0 on the background"
+               + (" and where an occluder covers the face." if recipe.occluders
+                  else "."))),
   }
+  if recipe.detected_landmarks:
+    extra[TRUE_LANDMARKS_KEY] = tfds.features.Tensor(
+        shape=(NUM_VIEWS, features_lib.NUM_LANDMARKS, 2), dtype=np.float32,
+        doc=("[V, 68, 2] float32: per view, the exact 68 landmarks of the "
+             "rendered face (iBUG order, crop pixels, visible or not); "
+             "`landmarks` holds what the detector gave. Evaluation uses "
+             "these."))
+    extra[LANDMARK_STATUS_KEY] = tfds.features.Tensor(
+        shape=(NUM_VIEWS,), dtype=np.int32,
+        doc=("[V] int32: how each view's `landmarks` were made "
+             "(mgc_tf.faces2d.detected_landmarks.LandmarkStatus): 0 detected "
+             "(dlib's HOG detector finds the face; its 68-point predictor's "
+             "output), 1 drifted (found, but the predictor is off by more "
+             "than 9% NME; kept as it is), 2 not found by the detector "
+             "(truth + noise modelled on the detector's error at that yaw), "
+             "3 modelled (no detector installed at build time: truth + "
+             "modelled noise)."))
+  if recipe.occluders:
+    extra[OCCLUSION_KEY] = tfds.features.Sequence(
+        tfds.features.Image(shape=(image_size, image_size, 1),
+                            encoding_format="png"),
+        length=NUM_VIEWS,
+        doc=("Per view, the occluders' coverage of the crop, [S, S, 1] uint8 "
+             "= alpha x 255 (> 127: occluded), over face and background."))
+    extra[FACE_MASK_KEY] = tfds.features.Sequence(
+        tfds.features.Image(shape=(image_size, image_size, 1),
+                            encoding_format="png"),
+        length=NUM_VIEWS,
+        doc=("Per view, the visible face, [S, S, 1] uint8 255 / 0: pixels "
+             "the rendered face covers and no occluder hides."))
+    extra[OCCLUDED_FRACTION_KEY] = tfds.features.Tensor(
+        shape=(NUM_VIEWS,), dtype=np.float32,
+        doc=("[V] float32: fraction of the rendered face's pixels that "
+             "occluders hide (0 for a clean view)."))
+    extra[OCCLUDERS_KEY] = tfds.features.Text(
+        doc=("The kinds of occluders in front of the face, comma separated "
+             "(the same objects in every view); 'none' when clean."))
+  return extra
+
+
+def landmark_rng(split: str, index: int) -> np.random.Generator:
+  """The generator of an example's modelled landmark noise: its own stream,
+  so that it changes nothing else the example draws."""
+  return np.random.default_rng(
+      [DATASET_SEED, SPLIT_STREAMS[split], index, 1])
+
+
+def occlude_views(scene: Scene, rendered: Dict[str, np.ndarray],
+                  landmark_source=None) -> Dict[str, np.ndarray]:
+  """Version 2.0.0's views: what a camera and a real pipeline would give.
+
+  Puts the scene's occluders in front of each view (drawn relative to that
+  view's true landmarks), removes the hidden pixels from the face's depth
+  and mask, computes the skin map with the colour model on the final image
+  (as for real photos) and finds the landmarks with `landmark_source`.
+
+  Args:
+    scene: a v2 `Scene`.
+    rendered: one `SceneRenderer.render` result: image [V, S, S, 3] uint8,
+      depth [V, S, S], skin [V, S, S], landmarks [V, 68, 2] (exact).
+    landmark_source: a `detected_landmarks.LandmarkSource`; None keeps the
+      exact landmarks.
+
+  Returns:
+    `rendered`'s keys, replaced (image, depth, skin; landmarks: detected
+    when a source is given, then also landmarks_true and landmark_status
+    [V]), plus occlusion [V, S, S] uint8, face_mask [V, S, S] uint8 and
+    occluded_fraction [V].
+  """
+  size = rendered["image"].shape[1]
+  true_landmarks = rendered["landmarks"]
+  images, occlusions, masks, depths, skins, fractions = [], [], [], [], [], []
+  for view in range(len(true_landmarks)):
+    rgb, alpha = occluders_lib.draw_occluders(
+        scene.occluders, true_landmarks[view], size)
+    image = occluders_lib.composite(rendered["image"][view], rgb, alpha)
+    # Hidden pixels from the stored (quantised) alpha, so that the stored
+    # occlusion, face mask and depth agree exactly.
+    occlusion = np.round(alpha * 255.0).astype(np.uint8)
+    hidden = occlusion > 127
+    face = rendered["depth"][view] > 0
+    visible = face & ~hidden
+    images.append(image)
+    occlusions.append(occlusion)
+    masks.append(visible.astype(np.uint8) * 255)
+    depths.append(np.where(visible, rendered["depth"][view], 0.0))
+    skins.append(skin_lib.skin_probability(image))
+    fractions.append(np.sum(face & hidden) / max(int(np.sum(face)), 1))
+  views = {
+      "image": np.stack(images), "depth": np.stack(depths).astype(np.float32),
+      "skin": np.stack(skins), "landmarks": true_landmarks,
+      OCCLUSION_KEY: np.stack(occlusions), FACE_MASK_KEY: np.stack(masks),
+      OCCLUDED_FRACTION_KEY: np.array(fractions, np.float32),
+  }
+  if landmark_source is not None:
+    views["landmarks"], views[LANDMARK_STATUS_KEY] = landmark_source.views(
+        views["image"], true_landmarks, scene.yaw_degrees,
+        landmark_rng(scene.split, scene.index))
+    views[TRUE_LANDMARKS_KEY] = true_landmarks.astype(np.float32)
+  return views
 
 
 def to_example(scene: Scene, rendered: Dict[str, np.ndarray],
                image_size: int) -> dict:
-  """A scene and its renders -> the feature dict the builder yields."""
+  """A scene and its renders (`occlude_views`'s for v2) -> the feature dict
+  the builder yields."""
   example = features_lib.stack_views(
       images=list(rendered["image"]), landmarks=list(rendered["landmarks"]),
       skins=list(rendered["skin"]), identity=scene.identity,
@@ -696,13 +882,22 @@ def to_example(scene: Scene, rendered: Dict[str, np.ndarray],
       YAW_KEY: scene.yaw_degrees,
       DEPTH_KEY: rendered["depth"].astype(np.float32),
   })
+  if TRUE_LANDMARKS_KEY in rendered:
+    example[TRUE_LANDMARKS_KEY] = rendered[TRUE_LANDMARKS_KEY]
+    example[LANDMARK_STATUS_KEY] = rendered[LANDMARK_STATUS_KEY]
+  if OCCLUSION_KEY in rendered:
+    example[OCCLUSION_KEY] = [m[..., None] for m in rendered[OCCLUSION_KEY]]
+    example[FACE_MASK_KEY] = [m[..., None] for m in rendered[FACE_MASK_KEY]]
+    example[OCCLUDED_FRACTION_KEY] = rendered[OCCLUDED_FRACTION_KEY]
+    example[OCCLUDERS_KEY] = occluders_lib.describe(scene.occluders)
   return example
 
 
 def generate_examples(split: str, num_examples: int, image_size: int,
                       face_model=None,
                       renderer: Optional[SceneRenderer] = None,
-                      start: int = 0) -> Iterator[Tuple[int, dict]]:
+                      start: int = 0, recipe: SceneRecipe = RECIPE_V1,
+                      landmark_source=None) -> Iterator[Tuple[int, dict]]:
   """Yields (index, example) for indices start .. start + num_examples - 1.
 
   Args:
@@ -712,6 +907,9 @@ def generate_examples(split: str, num_examples: int, image_size: int,
     face_model: default: the embedded synthetic model.
     renderer: a `SceneRenderer` to reuse (its model and size must match).
     start: first index.
+    recipe: the dataset version's `SceneRecipe`.
+    landmark_source: for a recipe with detected landmarks, the
+      `detected_landmarks` source (None: the exact landmarks).
   """
   if face_model is None:
     face_model = synthetic.embedded_face_model()
@@ -725,6 +923,11 @@ def generate_examples(split: str, num_examples: int, image_size: int,
   step = renderer.examples_per_batch
   for first in range(0, len(indices), step):
     batch = indices[first:first + step]
-    scenes = [sample_scene(face_model, split, i, image_size) for i in batch]
+    scenes = [sample_scene(face_model, split, i, image_size, recipe)
+              for i in batch]
     for scene, rendered in zip(scenes, renderer.render(scenes)):
+      if recipe.occluders:
+        rendered = occlude_views(scene, rendered,
+                                 landmark_source if recipe.detected_landmarks
+                                 else None)
       yield scene.index, to_example(scene, rendered, image_size)

@@ -5,9 +5,15 @@ alignment, depth error without alignment, render PSNR/SSIM on the face mask,
 epipolar error and relative-rotation error of the predicted poses on
 (target, source) view pairs -- each when the set has the ground truth it
 needs (docs/evaluation.md).
+
+Landmark metrics use the exact landmarks (`landmarks_true`) where a set
+stores them beside the detected ones it trains on (synthetic_multiview
+2.0.0). Where a set stores `occluded_fraction`, every metric is also
+reported on the clean views and on the occluded ones (`clean/...`,
+`occluded/...`); a pair counts as occluded when either view is.
 """
 
-from typing import List
+from typing import Dict, List
 
 import numpy as np
 import tensorflow as tf
@@ -17,6 +23,17 @@ from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation.protocols import common
 from mgc_tf.evaluation.results import EvaluationResult
 from mgc_tf.inference import reconstructor as reconstructor_lib
+
+#: A view counts as occluded when occluders cover more than this fraction
+#: of its visible face (a strand of hair over the forehead edge does not).
+OCCLUDED_MIN_FRACTION = 0.02
+TRUE_LANDMARKS_KEY = "landmarks_true"
+OCCLUDED_FRACTION_KEY = "occluded_fraction"
+_PER_IMAGE_MEANS = ("roll_error_deg", "yaw_error_deg", "pitch_error_deg",
+                    "vertex_error_mm")
+_PER_IMAGE_FINITE_MEANS = ("depth_error_mm", "render_psnr_db", "render_ssim")
+_PER_PAIR_MEANS = ("epipolar_error_px", "relative_rotation_error_deg")
+
 
 def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
                        split: str = "test",
@@ -43,13 +60,17 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
     An `EvaluationResult`; metrics (those the set supports): nme/0-30,
     nme/30-60, nme/60-90, nme/mean (percent), roll/yaw/pitch_error_deg,
     vertex_error_mm, depth_error_mm, render_psnr_db, render_ssim,
-    epipolar_error_px, relative_rotation_error_deg.
+    epipolar_error_px, relative_rotation_error_deg; with occlusion ground
+    truth each again under clean/ and occluded/.
   """
   decoder = predictor.decoder
   features = builder.info.features
   log = common.progress_log(builder, split, max_examples, "examples", progress)
   values = common.Accumulator()
-  predicted_landmarks, true_landmarks, yaws = [], [], []
+  predicted_landmarks, true_landmarks, yaws, occluded = [], [], [], []
+  landmarks_key = (TRUE_LANDMARKS_KEY if TRUE_LANDMARKS_KEY in features
+                   else "landmarks")
+  has_occlusion = OCCLUDED_FRACTION_KEY in features
   num_examples = num_images = 0
   # Full [V, 6] poses in the decoder's convention (synthetic_multiview).
   has_pose = "pose" in features and features["pose"].shape[-1] == 6
@@ -61,8 +82,12 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
     images = np.concatenate([example["images"] for example in chunk])
     _, face, output = common.predict_render_and_score(predictor, decoder,
                                                       images, values)
-    landmarks = np.concatenate([example["landmarks"] for example in chunk])
+    landmarks = np.concatenate([example[landmarks_key] for example in chunk])
     predicted_landmarks.append(face.landmarks_2d.numpy())
+    occluded.append(np.concatenate([
+        example[OCCLUDED_FRACTION_KEY] > OCCLUDED_MIN_FRACTION
+        if has_occlusion else np.zeros(count, bool)
+        for example, count in zip(chunk, views)]))
     true_landmarks.append(landmarks)
     yaws.append(np.concatenate([
         example["yaw_degrees"] if "yaw_degrees" in example
@@ -86,34 +111,59 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
       values.add("depth_error_mm",
                  metrics.depth_error(output.depth.numpy(), true_depth))
     _pair_metrics(values, chunk, views, pose, face.intrinsics.numpy(),
-                  has_pose)
+                  has_pose, landmarks_key, occluded[-1])
     num_examples += len(chunk)
     num_images += len(images)
     log.update(num_examples)
   log.update(num_examples, final=True)
   common.check_not_empty(num_images, builder, split)
   yaws = np.concatenate(yaws)
-  result = metrics.nme_per_yaw_bin(np.concatenate(predicted_landmarks),
-                                   np.concatenate(true_landmarks), yaws)
-  for name in ("roll_error_deg", "yaw_error_deg", "pitch_error_deg",
-               "vertex_error_mm", "epipolar_error_px",
-               "relative_rotation_error_deg"):
-    if name in values:
-      result[name] = common.mean(values.values(name))
-  for name in ("depth_error_mm", "render_psnr_db", "render_ssim"):
-    if name in values:
-      result[name] = metrics.finite_mean(values.values(name))
+  predicted_landmarks = np.concatenate(predicted_landmarks)
+  true_landmarks = np.concatenate(true_landmarks)
+  occluded = np.concatenate(occluded)
+  pair_occluded = values.values("pair_occluded").astype(bool)
+  everything = (np.ones_like(occluded), np.ones_like(pair_occluded))
+  result = _summarise(values, predicted_landmarks, true_landmarks, yaws,
+                      *everything)
   counts = {"examples": num_examples, "images": num_images,
             "view_pairs": int(values.values("epipolar_error_px").size)}
   counts.update(common.yaw_bin_counts(yaws))
+  if has_occlusion:
+    for prefix, images, pairs in (("clean", ~occluded, ~pair_occluded),
+                                  ("occluded", occluded, pair_occluded)):
+      subset = _summarise(values, predicted_landmarks, true_landmarks, yaws,
+                          images, pairs)
+      result.update({f"{prefix}/{name}": value
+                     for name, value in subset.items()})
+      counts[f"{prefix}_images"] = int(np.sum(images))
+      counts.update({f"{prefix}_{name}": count for name, count in
+                     common.yaw_bin_counts(yaws[images]).items()})
   return EvaluationResult(dataset=builder.info.full_name, split=split,
                           metrics=result, counts=counts)
 
 
+def _summarise(values: common.Accumulator, predicted_landmarks: np.ndarray,
+               true_landmarks: np.ndarray, yaws: np.ndarray,
+               images: np.ndarray, pairs: np.ndarray) -> Dict[str, float]:
+  """The metrics over the images (and view pairs) selected by the masks."""
+  result = metrics.nme_per_yaw_bin(predicted_landmarks[images],
+                                   true_landmarks[images], yaws[images])
+  for names, selected, reduce in (
+      (_PER_IMAGE_MEANS, images, common.mean),
+      (_PER_IMAGE_FINITE_MEANS, images, metrics.finite_mean),
+      (_PER_PAIR_MEANS, pairs, common.mean)):
+    for name in names:
+      if name in values:
+        result[name] = reduce(values.values(name)[selected])
+  return result
+
+
 def _pair_metrics(values: common.Accumulator, chunk: List[dict],
                   views: List[int], pose: np.ndarray, intrinsics: np.ndarray,
-                  has_pose: bool) -> None:
-  """Epipolar and relative-rotation errors of (target, source) view pairs."""
+                  has_pose: bool, landmarks_key: str,
+                  occluded: np.ndarray) -> None:
+  """Epipolar and relative-rotation errors of (target, source) view pairs,
+  and whether either view of each pair is occluded (`pair_occluded`)."""
   targets, sources = [], []
   offset = 0
   for count in views:
@@ -126,7 +176,8 @@ def _pair_metrics(values: common.Accumulator, chunk: List[dict],
   if not targets:
     return
   targets, sources = np.array(targets), np.array(sources)
-  landmarks = np.concatenate([example["landmarks"] for example in chunk])
+  values.add("pair_occluded", occluded[targets] | occluded[sources])
+  landmarks = np.concatenate([example[landmarks_key] for example in chunk])
   values.add("epipolar_error_px", metrics.epipolar_error(
       pose[targets], pose[sources], intrinsics[targets], intrinsics[sources],
       landmarks[targets], landmarks[sources]))
