@@ -25,14 +25,8 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 import tensorflow as tf
 
-ROWS = {
-    "baseline": "2D losses only (baseline)",
-    "pixel": "+ pixel consistency",
-    "depth": "+ depth consistency",
-    "epipolar": "+ epipolar",
-    "full_no_covisible": "full, face mask instead of covisible map",
-    "full": "full MGCNet",
-}
+from ablation_rows import ROWS  # beside this script
+
 COLUMNS = (
     ("vertex_error_mm", "vertex mm (aligned)"),
     ("depth_error_mm", "depth mm"),

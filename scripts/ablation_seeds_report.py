@@ -22,17 +22,11 @@ import re
 from absl import app
 from absl import flags
 
+from ablation_rows import ROWS  # beside this script
+
 _RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
                                "Folder of <row>_seed<S>_eval.json records.")
 
-ROWS = {
-    "baseline": "2D losses only (baseline)",
-    "pixel": "+ pixel consistency",
-    "depth": "+ depth consistency",
-    "epipolar": "+ epipolar",
-    "full_no_covisible": "full, face mask instead of covisible map",
-    "full": "full MGCNet",
-}
 OVERALL = (("vertex_error_mm", "vertex mm"), ("depth_error_mm", "depth mm"),
            ("yaw_error_deg", "yaw deg"), ("pitch_error_deg", "pitch deg"),
            ("nme/0-30", "NME 0-30"), ("nme/30-60", "NME 30-60"),

@@ -12,6 +12,8 @@ from absl import flags
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The scripts import their neighbours, as they do when run from scripts/.
+sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 
 def _script(name):

@@ -784,18 +784,17 @@ def extra_features(image_size: int, num_coefficients: int,
              "3 modelled (no detector installed at build time: truth + "
              "modelled noise)."))
   if recipe.occluders:
-    extra[OCCLUSION_KEY] = tfds.features.Sequence(
-        tfds.features.Image(shape=(image_size, image_size, 1),
-                            encoding_format="png"),
-        length=NUM_VIEWS,
-        doc=("Per view, the occluders' coverage of the crop, [S, S, 1] uint8 "
-             "= alpha x 255 (> 127: occluded), over face and background."))
-    extra[FACE_MASK_KEY] = tfds.features.Sequence(
-        tfds.features.Image(shape=(image_size, image_size, 1),
-                            encoding_format="png"),
-        length=NUM_VIEWS,
-        doc=("Per view, the visible face, [S, S, 1] uint8 255 / 0: pixels "
-             "the rendered face covers and no occluder hides."))
+    def per_view_mask(doc: str) -> tfds.features.Sequence:
+      return tfds.features.Sequence(
+          tfds.features.Image(shape=(image_size, image_size, 1),
+                              encoding_format="png"),
+          length=NUM_VIEWS, doc=doc)
+    extra[OCCLUSION_KEY] = per_view_mask(
+        "Per view, the occluders' coverage of the crop, [S, S, 1] uint8 = "
+        "alpha x 255 (> 127: occluded), over face and background.")
+    extra[FACE_MASK_KEY] = per_view_mask(
+        "Per view, the visible face, [S, S, 1] uint8 255 / 0: pixels the "
+        "rendered face covers and no occluder hides.")
     extra[OCCLUDED_FRACTION_KEY] = tfds.features.Tensor(
         shape=(NUM_VIEWS,), dtype=np.float32,
         doc=("[V] float32: fraction of the rendered face's pixels that "

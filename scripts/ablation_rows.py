@@ -1,0 +1,12 @@
+"""The rows of MGCNet's multi-view ablation (Table 3), as our reports name
+them: the flagfile stem of each row -> its label. A method's row is added by
+its own flagfile; reports list rows not named here by their stem."""
+
+ROWS = {
+    "baseline": "2D losses only (baseline)",
+    "pixel": "+ pixel consistency",
+    "depth": "+ depth consistency",
+    "epipolar": "+ epipolar",
+    "full_no_covisible": "full, face mask instead of covisible map",
+    "full": "full MGCNet",
+}
