@@ -10,7 +10,31 @@ import tensorflow as tf
 
 from mgc_tf import geometry
 from mgc_tf.facemodel import coefficients as coefficients_lib
+from mgc_tf.facemodel import expressions
 from mgc_tf.facemodel import shading
+
+
+@tf.custom_gradient
+def clip_blendshape_weights(raw: tf.Tensor) -> tf.Tensor:
+  """[..., K] raw values -> weights clipped to [0, 1], gradient kept inward.
+
+  Forward: clip(raw, 0, 1). Backward: the exact gradient inside [0, 1]; for a
+  value below 0 (above 1) the gradient passes only where a descent step would
+  raise (lower) it, back towards [0, 1], and is zero where it would push it
+  further out. So a weight stuck at 0 still learns when an image wants more
+  of it (see `mgc_tf.facemodel.expressions`).
+  """
+  weights = tf.clip_by_value(raw, expressions.BLENDSHAPE_MIN,
+                             expressions.BLENDSHAPE_MAX)
+
+  def grad(upstream):
+    # A descent step moves raw by -upstream.
+    outward = tf.logical_or(
+        tf.logical_and(raw < expressions.BLENDSHAPE_MIN, upstream > 0),
+        tf.logical_and(raw > expressions.BLENDSHAPE_MAX, upstream < 0))
+    return tf.where(outward, tf.zeros_like(upstream), upstream)
+
+  return weights, grad
 
 
 class DecodedFace(NamedTuple):
@@ -70,15 +94,38 @@ class FaceDecoder:
     self.default_pose = tf.constant(face_model.default_pose)
     self.focal_length = float(face_model.focal_length)
     self.image_size = int(face_model.image_size)
+    self.expression_kind = face_model.expression_kind
+    # Which weight caps each blendshape weight (mouthClose <= jawOpen).
+    caps = expressions.cap_indices(face_model.expression_names)
+    self._caps = (None if caps == tuple(range(len(caps)))
+                  else tf.constant(caps, tf.int32))
 
   @property
   def num_vertices(self) -> int:
     return self.face_model.num_vertices
 
+  def expression_weights(self, exp_coeffs: tf.Tensor) -> tf.Tensor:
+    """[B, K_exp] raw expression outputs -> the weights of the basis.
+
+    PCA models: the coefficients as they are. Blendshape models: clipped to
+    [0, 1] with the inward gradient, mouthClose capped by jawOpen
+    (`mgc_tf.facemodel.expressions`).
+    """
+    if self.expression_kind != expressions.BLENDSHAPE:
+      return exp_coeffs
+    weights = clip_blendshape_weights(exp_coeffs)
+    if self._caps is not None:
+      weights = tf.minimum(weights, tf.gather(weights, self._caps, axis=-1))
+    return weights
+
   def shape(self, id_coeffs: tf.Tensor, exp_coeffs: tf.Tensor) -> tf.Tensor:
-    """[B, K_id], [B, K_exp] -> [B, V, 3] model-space shape, mm."""
+    """[B, K_id], [B, K_exp] -> [B, V, 3] model-space shape, mm.
+
+    `exp_coeffs` are raw expression outputs; `expression_weights` maps them
+    (identity for PCA models).
+    """
     flat = (self.mean_shape + tf.matmul(id_coeffs, self.id_basis) +
-            tf.matmul(exp_coeffs, self.exp_basis))
+            tf.matmul(self.expression_weights(exp_coeffs), self.exp_basis))
     return tf.reshape(flat, [-1, self.num_vertices, 3])
 
   def albedo(self, albedo_coeffs: tf.Tensor) -> tf.Tensor:

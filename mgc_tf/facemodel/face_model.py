@@ -10,7 +10,9 @@ Conventions (see ../shared/DESIGN.md section 4):
     face (towards the viewer).
   * Units are millimetres. Albedo is linear RGB in [0, 1].
   * Bases are pre-multiplied by their standard deviations, so a coefficient of
-    1.0 means one standard deviation.
+    1.0 means one standard deviation. The exception is a "blendshape"
+    expression basis (`expression_kind`): deltas per unit weight, weights
+    meant for [0, 1] (see `mgc_tf.facemodel.expressions`).
   * Triangles are 0-based and counter-clockwise when seen from +z (the front).
   * `vertex_triangles` is [V, M] with padding value F: gather from a per-
     triangle array with one extra zero row appended.
@@ -19,13 +21,23 @@ Conventions (see ../shared/DESIGN.md section 4):
 import dataclasses
 import hashlib
 import os
+from typing import Tuple
 
 import numpy as np
 
 from mgc_tf.facemodel import crop
+from mgc_tf.facemodel import expressions
 
-#: Version of the native `.npz` layout written by `FaceModel.save`.
-NPZ_FORMAT_VERSION = 1
+#: Version of the native `.npz` layout written by `FaceModel.save`. Version 2
+#: adds `expression_kind` and `expression_names`; a model with PCA
+#: expressions is still written as version 1, byte for byte as before, so
+#: older mgc_tf reads it, while a blendshape model (version 2) is refused by
+#: them instead of being decoded as PCA.
+NPZ_FORMAT_VERSION = 2
+NPZ_READABLE_VERSIONS = (1, 2)
+#: Fields that version 1 files lack, with the values they imply.
+_VERSION_2_DEFAULTS = {"expression_kind": expressions.PCA,
+                       "expression_names": ()}
 
 
 class FaceModelError(ValueError):
@@ -39,7 +51,8 @@ class FaceModel:
   Attributes:
     mean_shape: [V, 3] float32, millimetres, model space.
     id_basis: [V, 3, K_id] float32, millimetres per standard deviation.
-    exp_basis: [V, 3, K_exp] float32, millimetres per standard deviation.
+    exp_basis: [V, 3, K_exp] float32, millimetres per standard deviation
+      ("pca" kind) or per unit blendshape weight ("blendshape" kind).
     mean_albedo: [V, 3] float32, linear RGB in [0, 1].
     albedo_basis: [V, 3, K_alb] float32, albedo units per standard deviation.
     triangles: [F, 3] int32, 0-based, counter-clockwise seen from the front.
@@ -57,6 +70,11 @@ class FaceModel:
       principal point at its centre.
     image_size: side of the square crop the camera is defined for, pixels.
     name: where the model came from (shown in logs).
+    expression_kind: "pca" (coefficients ~ N(0, 1)) or "blendshape"
+      (weights meant for [0, 1]); `mgc_tf.facemodel.expressions` says how
+      the decoder and the regulariser treat each.
+    expression_names: [K_exp] names of the blendshapes (ARKit names for
+      ICT-FaceKit), empty for PCA models.
   """
   mean_shape: np.ndarray
   id_basis: np.ndarray
@@ -72,6 +90,8 @@ class FaceModel:
   focal_length: float
   image_size: int = crop.CROP_SIZE
   name: str = "unnamed"
+  expression_kind: str = expressions.PCA
+  expression_names: Tuple[str, ...] = ()
 
   # --- derived sizes --------------------------------------------------------
   def fingerprint(self) -> str:
@@ -84,6 +104,9 @@ class FaceModel:
     for f in dataclasses.fields(self):
       if f.name == "name":
         continue
+      if (f.name in _VERSION_2_DEFAULTS and
+          self.expression_kind == expressions.PCA):
+        continue  # PCA models keep the fingerprints they had before.
       value = np.ascontiguousarray(getattr(self, f.name))
       digest.update(f.name.encode())
       digest.update(str(value.dtype).encode() + str(value.shape).encode())
@@ -110,6 +133,11 @@ class FaceModel:
   def albedo_rank(self) -> int:
     return int(self.albedo_basis.shape[-1])
 
+  @property
+  def is_blendshape(self) -> bool:
+    """True if expressions are blendshape weights rather than PCA."""
+    return self.expression_kind == expressions.BLENDSHAPE
+
   # --- construction -----------------------------------------------------------
   @classmethod
   def create(cls,
@@ -126,7 +154,9 @@ class FaceModel:
              default_pose=None,
              focal_length: float = crop.DEFAULT_FOCAL_LENGTH,
              image_size: int = crop.CROP_SIZE,
-             name: str = "unnamed") -> "FaceModel":
+             name: str = "unnamed",
+             expression_kind: str = expressions.PCA,
+             expression_names=()) -> "FaceModel":
     """Builds a validated model, casting dtypes and deriving optional fields.
 
     `skin_mask` defaults to all ones, `front_mask` to all True,
@@ -159,7 +189,9 @@ class FaceModel:
         default_pose=np.asarray(default_pose, np.float32).reshape([6]),
         focal_length=float(focal_length),
         image_size=int(image_size),
-        name=str(name))
+        name=str(name),
+        expression_kind=str(expression_kind),
+        expression_names=tuple(str(n) for n in expression_names))
     model.validate()
     return model
 
@@ -209,13 +241,24 @@ class FaceModel:
         fail(f"{field} holds NaN or Inf.")
     if not self.focal_length > 0 or not self.image_size > 0:
       fail("focal_length and image_size must be positive.")
+    problem = expressions.check_kind(self.expression_kind,
+                                     self.expression_names, self.exp_rank)
+    if problem:
+      fail(problem + ".")
 
   # --- native format ----------------------------------------------------------
   def save(self, path: str) -> None:
     """Writes the model as a native `.npz` file (see `load`)."""
     arrays = {f.name: getattr(self, f.name)
               for f in dataclasses.fields(self)}
-    arrays["format_version"] = np.int32(NPZ_FORMAT_VERSION)
+    version = NPZ_FORMAT_VERSION
+    if self.expression_kind == expressions.PCA:
+      version = 1  # The version 1 layout, readable by older mgc_tf.
+      for field in _VERSION_2_DEFAULTS:
+        del arrays[field]
+    else:
+      arrays["expression_names"] = np.array(self.expression_names, dtype=str)
+    arrays["format_version"] = np.int32(version)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "wb") as f:
       np.savez_compressed(f, **arrays)
@@ -237,11 +280,14 @@ class FaceModel:
           f"Cannot read {path} as a native mgc_tf face model (.npz): {e}. "
           "Re-create it with `python -m mgc_tf.convert_face_model`.") from e
     version = int(arrays.pop("format_version", -1))
-    if version != NPZ_FORMAT_VERSION:
+    if version not in NPZ_READABLE_VERSIONS:
       raise FaceModelError(
-          f"{path} has face-model format version {version}, expected "
-          f"{NPZ_FORMAT_VERSION}. Re-create it with "
-          "`python -m mgc_tf.convert_face_model`.")
+          f"{path} has face-model format version {version}, this mgc_tf "
+          f"reads {NPZ_READABLE_VERSIONS}. Re-create it with "
+          "`python -m mgc_tf.convert_face_model` (or update mgc_tf).")
+    if version == 1:
+      for field, default in _VERSION_2_DEFAULTS.items():
+        arrays.setdefault(field, default)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in arrays]
     if missing:
       raise FaceModelError(f"{path} lacks the arrays {missing}; re-create it "
@@ -250,18 +296,29 @@ class FaceModel:
     kwargs["focal_length"] = float(kwargs["focal_length"])
     kwargs["image_size"] = int(kwargs["image_size"])
     kwargs["name"] = str(kwargs["name"])
+    kwargs["expression_kind"] = str(kwargs["expression_kind"])
+    kwargs["expression_names"] = tuple(
+        str(n) for n in np.asarray(kwargs["expression_names"]).reshape([-1]))
     model = cls(**kwargs)
     model.validate(source=path)
     return model
 
   # --- NumPy evaluation (reference for tests and tools) -------------------------
   def shape_np(self, id_coeffs=None, exp_coeffs=None) -> np.ndarray:
-    """[V, 3] mm: S_mean + A_id alpha + B_exp beta for one face (NumPy)."""
+    """[V, 3] mm: S_mean + A_id alpha + B_exp beta for one face (NumPy).
+
+    For a blendshape model beta are the weights the decoder makes of the raw
+    `exp_coeffs` (`expressions.blendshape_weights_np`), as in `FaceDecoder`.
+    """
     shape = self.mean_shape.astype(np.float64)
     if id_coeffs is not None:
       shape = shape + self.id_basis @ np.asarray(id_coeffs, np.float64)
     if exp_coeffs is not None:
-      shape = shape + self.exp_basis @ np.asarray(exp_coeffs, np.float64)
+      exp_coeffs = np.asarray(exp_coeffs, np.float64)
+      if self.is_blendshape:
+        exp_coeffs = expressions.blendshape_weights_np(exp_coeffs,
+                                                       self.expression_names)
+      shape = shape + self.exp_basis @ exp_coeffs
     return shape.astype(np.float32)
 
   def albedo_np(self, albedo_coeffs=None) -> np.ndarray:

@@ -55,7 +55,7 @@ BFM 2009 + Guo et al. expressions, combined as `transferBFM09` does:
 """
 
 import os
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 from absl import logging
 import numpy as np
@@ -679,20 +679,32 @@ def load_face_model_file(path: str,
                          exp_idx: Optional[str] = None,
                          info: Optional[str] = None,
                          std_exp: Optional[str] = None,
-                         id_rank: int = 80,
+                         id_rank: Optional[int] = None,
                          exp_rank: int = 64,
-                         albedo_rank: int = 80) -> FaceModel:
+                         albedo_rank: int = 80,
+                         ict_region: Optional[str] = None,
+                         exp_names: Optional[Sequence[str]] = None,
+                         albedo_from: Optional[FaceModel] = None
+                         ) -> FaceModel:
   """Reads any supported file, the original BFM 2009 .mat included.
 
   For BFM 2009's `01_MorphableModel.mat` the companion files default to
   their Deep3D names (Exp_Pca.bin, BFM_front_idx.mat, BFM_exp_idx.mat,
   facemodel_info.mat, std_exp.txt) in the same folder, as in Deep3D's BFM/.
-  Other files go through `load_face_model` (ranks apply to the .h5 only).
+  A folder is read as ICT-FaceKit Light's FaceXModel (`mgc_tf.facemodel.
+  ict`). Other files go through `load_face_model` (ranks apply to the .h5
+  only).
 
   Args:
-    path: the file to read.
+    path: the file (or ICT folder) to read.
     exp_pca, front_idx, exp_idx, info, std_exp: BFM 2009 companion files.
-    id_rank, exp_rank, albedo_rank: components kept.
+    id_rank: identity components kept (None: 80 for the BFM, all 100 for
+      ICT-FaceKit).
+    exp_rank, albedo_rank: components kept (BFM files).
+    ict_region: vertices kept from ICT-FaceKit (None: its default).
+    exp_names: ICT-FaceKit blendshapes kept (None: the 53 of its list).
+    albedo_from: the model whose albedo ICT-FaceKit gets (None: the
+      embedded synthetic one).
 
   Returns:
     The FaceModel.
@@ -700,6 +712,15 @@ def load_face_model_file(path: str,
   Raises:
     FaceModelError: a file is missing, unreadable or malformed.
   """
+  if os.path.isdir(path):
+    from mgc_tf.facemodel import ict  # pylint: disable=g-import-not-at-top
+    kwargs = {"exp_names": exp_names, "albedo_from": albedo_from}
+    if id_rank is not None:
+      kwargs["id_rank"] = id_rank
+    if ict_region:
+      kwargs["region"] = ict_region
+    return ict.load_ict_facekit(_ict_folder(path), **kwargs)
+  id_rank = 80 if id_rank is None else id_rank
   extension = os.path.splitext(path)[1].lower()
   companions = (exp_pca, front_idx, exp_idx, info, std_exp)
   if extension == ".mat" and _looks_like_bfm2009(path, any(companions)):
@@ -721,14 +742,30 @@ def load_face_model_file(path: str,
   return load_face_model(path)
 
 
+def _ict_folder(path: str) -> str:
+  """`path` if it is ICT-FaceKit's FaceXModel folder (or the repository
+  that holds one), else raises saying what a folder input must be."""
+  from mgc_tf.facemodel import ict  # pylint: disable=g-import-not-at-top
+  if ict.is_ict_folder(path):
+    return path
+  inner = os.path.join(path, "FaceXModel")
+  if ict.is_ict_folder(inner):
+    return inner
+  raise FaceModelError(
+      f"{path}: a folder, but not ICT-FaceKit's FaceXModel (it holds neither "
+      f"{ict.NEUTRAL_OBJ} nor {ict.CONFIG_JSON}). Give a face-model file, or "
+      f"the FaceXModel folder of {ict.ICT_URL}: {ict.CONVERT_COMMAND}")
+
+
 def load_face_model(path: Optional[str]) -> FaceModel:
   """Loads a face model, choosing the reader by file extension.
 
   Args:
     path: `.npz` (native, written by `FaceModel.save` or the converter),
       `.mat` (Deep3DFaceReconstruction's BFM_model_front.mat), `.h5`/`.hdf5`
-      (MGCNet's bfm09_trim_exp_uv_presplit.h5). None or "" gives the
-      embedded synthetic model, which needs no download.
+      (MGCNet's bfm09_trim_exp_uv_presplit.h5), or ICT-FaceKit Light's
+      FaceXModel folder (read in about 15 s; convert it once to .npz). None
+      or "" gives the embedded synthetic model, which needs no download.
 
   Returns:
     The FaceModel.
@@ -740,6 +777,9 @@ def load_face_model(path: Optional[str]) -> FaceModel:
     # Imported here: the synthetic model is only needed without a file.
     from mgc_tf.facemodel import synthetic  # pylint: disable=g-import-not-at-top
     return synthetic.embedded_face_model()
+  if os.path.isdir(path):
+    from mgc_tf.facemodel import ict  # pylint: disable=g-import-not-at-top
+    return ict.load_ict_facekit(_ict_folder(path))
   extension = os.path.splitext(path)[1].lower()
   if extension == ".npz":
     return FaceModel.load(path)
@@ -751,6 +791,7 @@ def load_face_model(path: Optional[str]) -> FaceModel:
       f"{path}: unknown face-model format '{extension}'. Give a native .npz "
       "(written by `python -m mgc_tf.convert_face_model --input=<file> "
       "--output=model.npz`), Deep3DFaceReconstruction's BFM_model_front.mat, "
-      "MGCNet's bfm09_trim_exp_uv_presplit.h5, or nothing for the embedded "
+      "MGCNet's bfm09_trim_exp_uv_presplit.h5, ICT-FaceKit's FaceXModel "
+      "folder, or nothing for the embedded "
       f"synthetic model. {CONVERT_BFM2009_COMMAND} converts the original "
       f"BFM 2009 files ({BFM2009_URL}).")

@@ -46,3 +46,20 @@ def vertex_normals(vertices: np.ndarray, triangles: np.ndarray) -> np.ndarray:
     np.add.at(normals, triangles[:, k], normals_of_faces)
   return normals / np.maximum(
       np.linalg.norm(normals, axis=-1, keepdims=True), 1e-12)
+
+
+def flipped_triangles(reference: np.ndarray, deformed: np.ndarray,
+                      triangles: np.ndarray) -> np.ndarray:
+  """[F] bool: triangles whose normal turned by 90 degrees or more.
+
+  A triangle counts as folded over when its normal in `deformed` has a
+  non-positive dot product with its normal in `reference` (the criterion the
+  synthetic model's bases are shrunk by, and the face-model tests use).
+
+  Args:
+    reference: [V, 3] positions the orientation is judged against.
+    deformed: [V, 3] positions of the same vertices.
+    triangles: [F, 3] 0-based vertex ids.
+  """
+  return np.sum(face_normals(reference, triangles) *
+                face_normals(deformed, triangles), axis=-1) <= 0.0

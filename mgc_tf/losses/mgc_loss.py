@@ -208,7 +208,8 @@ class MGCLoss:
             flat_coeffs, self.decoder.layout,
             identity_weight=self.weights.reg_identity,
             expression_weight=self.weights.reg_expression,
-            albedo_weight=self.weights.reg_albedo),
+            albedo_weight=self.weights.reg_albedo,
+            expression_kind=self.decoder.expression_kind),
     }
     return {key: tf.reduce_mean(tf.reshape(tf.cast(value, tf.float32),
                                            [batch, views]), axis=1)

@@ -8,16 +8,33 @@ are pre-multiplied by their standard deviations). Defaults 1.0, 0.8, 3e-3
 (MGCNet paper section 3.3, DESIGN.md section 5); the term weight
 w_reg = 1e-4 and the batch mean are applied by the combinator.
 
+Blendshape expressions (`expression_kind="blendshape"`, ICT-FaceKit's ARKit
+shapes, weights meant for [0, 1]; see `mgc_tf.facemodel.expressions`) get a
+different prior on the raw expression outputs r instead of w_beta ||beta||^2:
+
+  w_beta ||r||^2 + w_box (||min(r, 0)||^2 + ||max(r - 1, 0)||^2)
+
+The first part is the same pull towards the neutral face as for PCA, scaled
+so that a weight of 1 (a full expression) costs what one standard deviation
+of a PCA expression costs; it prefers few, weak expressions. The box part is
+zero on [0, 1] and grows quadratically outside: the decoder clips weights to
+[0, 1] and passes only inward gradients there, so this term is what brings a
+raw value that left [0, 1] back (w_box = 10 by default: a raw value 0.1 out
+costs 0.1, more than the pull of any weight inside). It is a constraint, not
+a preference, so it does not scale with w_beta.
+
 Shape glossary: B batch, K coefficients (see `CoefficientLayout`).
 """
 
 import tensorflow as tf
 
 from mgc_tf.facemodel import coefficients as coefficients_lib
+from mgc_tf.facemodel import expressions
 
 DEFAULT_IDENTITY_WEIGHT = 1.0
 DEFAULT_EXPRESSION_WEIGHT = 0.8
 DEFAULT_ALBEDO_WEIGHT = 3e-3
+DEFAULT_BLENDSHAPE_BOX_WEIGHT = 10.0
 
 
 def regularization_loss(
@@ -26,10 +43,13 @@ def regularization_loss(
     identity_weight: float = DEFAULT_IDENTITY_WEIGHT,
     expression_weight: float = DEFAULT_EXPRESSION_WEIGHT,
     albedo_weight: float = DEFAULT_ALBEDO_WEIGHT,
+    expression_kind: str = expressions.PCA,
+    blendshape_box_weight: float = DEFAULT_BLENDSHAPE_BOX_WEIGHT,
     name: str = "regularization_loss") -> tf.Tensor:
   """Per-sample weighted squared norms of the 3DMM coefficient groups.
 
-  Pose and lighting coefficients are not regularized.
+  Pose and lighting coefficients are not regularized. For a blendshape
+  model the expression group gets the box prior of the module docstring.
 
   Args:
     coefficients: `[B, K]` predicted coefficients in `layout`.
@@ -37,14 +57,22 @@ def regularization_loss(
     identity_weight: weight of ||alpha||^2 (identity group).
     expression_weight: weight of ||beta||^2 (expression group).
     albedo_weight: weight of ||delta||^2 (albedo group).
+    expression_kind: the face model's `expression_kind`: "pca" (Gaussian
+      prior) or "blendshape" (box prior).
+    blendshape_box_weight: w_box, weight of the squared distance of raw
+      blendshape values to [0, 1] (blendshape models only).
     name: name scope of the ops.
 
   Returns:
     `[B]` tensor, in squared standard deviations, dtype of `coefficients`.
 
   Raises:
-    ValueError: if the last axis of `coefficients` is not `layout.size`.
+    ValueError: if the last axis of `coefficients` is not `layout.size`, or
+      `expression_kind` is unknown.
   """
+  if expression_kind not in expressions.KINDS:
+    raise ValueError(f"expression_kind must be one of {expressions.KINDS}. "
+                     f"Received: expression_kind={expression_kind!r}")
   with tf.name_scope(name):
     coefficients = tf.convert_to_tensor(coefficients, name="coefficients")
     if not coefficients.dtype.is_floating:
@@ -57,6 +85,17 @@ def regularization_loss(
     def squared_norm(group):
       return tf.reduce_sum(tf.square(groups[group]), axis=-1)
 
-    return (identity_weight * squared_norm("identity") +
+    loss = (identity_weight * squared_norm("identity") +
             expression_weight * squared_norm("expression") +
             albedo_weight * squared_norm("albedo"))
+    if expression_kind == expressions.BLENDSHAPE:
+      loss += blendshape_box_weight * blendshape_box_penalty(
+          groups["expression"])
+    return loss
+
+
+def blendshape_box_penalty(raw: tf.Tensor) -> tf.Tensor:
+  """[B, K] raw blendshape values -> [B] squared distances to [0, 1]^K."""
+  below = tf.minimum(raw - expressions.BLENDSHAPE_MIN, 0.0)
+  above = tf.maximum(raw - expressions.BLENDSHAPE_MAX, 0.0)
+  return tf.reduce_sum(tf.square(below) + tf.square(above), axis=-1)
