@@ -8,6 +8,9 @@ import os
 import subprocess
 import sys
 
+# app (and the logging it imports) defines absl's own flags: import it
+# before the scripts, so that only the scripts' flags are taken away below.
+from absl import app  # pylint: disable=unused-import
 from absl import flags
 import pytest
 
@@ -22,9 +25,9 @@ def _script(name):
   module = importlib.util.module_from_spec(spec)
   defined_before = set(flags.FLAGS)
   spec.loader.exec_module(module)
-  # Both scripts define --records: leave the global flags as they were.
-  for name in set(flags.FLAGS) - defined_before:
-    delattr(flags.FLAGS, name)
+  # Both scripts define --records: take away the flags the script defined.
+  for flag in set(flags.FLAGS) - defined_before:
+    delattr(flags.FLAGS, flag)
   return module
 
 
