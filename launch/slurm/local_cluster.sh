@@ -66,7 +66,9 @@ SlurmctldPort=${MGC_SLURM_CTLD_PORT:-6817}
 SlurmdPort=${MGC_SLURM_D_PORT:-6818}
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$dir/munge/munge.socket
+# cred_expire: a requeued job waits this long before it may start again
+# (default 120 s); short here so that requeue tests are quick.
+AuthInfo=socket=$dir/munge/munge.socket,cred_expire=${MGC_SLURM_CRED_EXPIRE:-30}
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid

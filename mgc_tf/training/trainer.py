@@ -367,8 +367,15 @@ class Trainer:
     return agreed
 
   def restore(self) -> int:
-    """Restores the latest checkpoint if there is one; returns the step."""
-    latest = self.manager.latest_checkpoint
+    """Restores the latest checkpoint if there is one; returns the step.
+
+    Every worker restores the chief's checkpoint in model_dir (which every
+    worker must see): a non-chief worker's own saves go to a scratch folder
+    that may be stale (an earlier run on that machine) or missing (a
+    requeued job on other nodes), and workers that resume at different
+    steps would train different models.
+    """
+    latest = tf.train.latest_checkpoint(self.config.model_dir)
     if latest:
       self.checkpoint.restore(latest).expect_partial()
       print(f"Resumed from {latest} at step {int(self.step.numpy())}",
