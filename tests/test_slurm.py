@@ -213,3 +213,33 @@ def test_term_mid_run_saves_and_the_requeued_job_resumes_and_finishes(
   assert f"1: Resumed from {latest} at step {stopped}" in output
   assert "0: step 8/8" in output
   assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-8")
+
+
+@pytest.mark.slow
+def test_the_time_limit_warning_to_the_batch_shell_saves_and_requeues(
+    cluster, data_dir, tmp_path):
+  """`--signal=B:TERM@60` signals the batch shell only: its trap forwards
+  TERM to the workers and requeues the job, which resumes and finishes.
+  `scancel --batch --signal=TERM` sends what the time limit would."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  model_dir = tmp_path / "run"
+  job, log = _sbatch(cluster, tmp_path, f"--model_dir={model_dir}",
+                     f"--data_dir={data_dir}", *COMMON, "--max_steps=8",
+                     "--checkpoint_every=100", TMPDIR=str(tmp_path))
+  _wait(cluster, job, lambda info: "0: step 2/8" in _read(log)
+        or _finished(info))
+  subprocess.run(["scancel", "--batch", "--signal=TERM", job],
+                 env=_env(cluster), check=True)
+  info = _wait(cluster, job, lambda info: info["JobState"] == "COMPLETED"
+               and info.get("Restarts") == "1")
+  output = _read(log)
+  assert "batch shell: SIGTERM" in output, output[-4000:]
+  assert "requeueing job" in output
+  stopped = re.search(r"^0: Saved checkpoint .*ckpt-(\d+)$", output, re.M)
+  assert stopped and 2 <= int(stopped.group(1)) < 8, output[-4000:]
+  step = int(stopped.group(1))
+  for task in "01":
+    assert re.search(rf"^{task}: Resumed from .*ckpt-{step} at step {step}$",
+                     output, re.M), output[-4000:]
+  assert "0: step 8/8" in output
+  assert tf.train.latest_checkpoint(str(model_dir)).endswith("ckpt-8")
