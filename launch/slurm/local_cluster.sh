@@ -132,6 +132,17 @@ start() {
 
 stop() {
   local name pid
+  if pid_alive "$dir/slurmctld.pid"; then
+    # Cancel what still runs, so no job's processes outlive the daemons.
+    export SLURM_CONF=$conf
+    if [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+      scancel --partition=debug 2>/dev/null || true
+      for _ in $(seq 60); do
+        [[ -z $(squeue -h -t running,completing -o %i 2>/dev/null) ]] && break
+        sleep 1
+      done
+    fi
+  fi
   for name in slurmd slurmctld munged; do
     if pid_alive "$dir/$name.pid"; then
       pid=$(cat "$dir/$name.pid")
