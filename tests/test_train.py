@@ -63,9 +63,12 @@ def _run(command, timeout=600, **env):
 
 def _model_variables(checkpoint_prefix):
   reader = tf.train.load_checkpoint(checkpoint_prefix)
+  # Keras 3 saves the trainable weights under optimizer/_trainable_variables
+  # and only the non-trainable ones (BN statistics) under model/: keep both.
   return {name: reader.get_tensor(name)
           for name in reader.get_variable_to_shape_map()
-          if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
+          if name.startswith(("model/", "optimizer/_trainable_variables/"))
+          and "OPTIMIZER_SLOT" not in name}
 
 
 def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
@@ -200,6 +203,50 @@ def test_two_workers_on_loopback_end_with_identical_weights(data_dir, tmp_path):
   assert chief.keys() == other.keys() and len(chief) > 10
   for name, value in chief.items():
     np.testing.assert_array_equal(value, other[name], err_msg=name)
+
+
+def test_sigterm_to_one_worker_stops_both_at_the_same_step(data_dir, tmp_path):
+  """Only the non-chief gets SIGTERM: the workers share the stop flag after
+  every step, so both save at the same step and exit 0 (a worker stopping
+  alone would leave the other waiting in a collective), and a restart
+  resumes every worker from the chief's checkpoint."""
+  model_dir = str(tmp_path / "run")
+  workers = [f"localhost:{port}" for port in _free_ports(2)]
+
+  def start(max_steps):
+    processes = []
+    for index in range(2):
+      tf_config = json.dumps({"cluster": {"worker": workers},
+                              "task": {"type": "worker", "index": index}})
+      processes.append(subprocess.Popen(
+          _train_command(model_dir, data_dir, "--strategy=multi_worker",
+                         f"--max_steps={max_steps}", "--checkpoint_every=1000"),
+          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+          env=_env(TF_CONFIG=tf_config, TMPDIR=str(tmp_path)), cwd=REPO))
+    return processes
+
+  processes = start(1000)
+  head = []
+  for line in processes[0].stdout:
+    head.append(line)
+    if line.startswith("step 2/1000"):
+      processes[1].send_signal(signal.SIGTERM)
+      break
+  outputs = [p.communicate(timeout=300)[0] for p in processes]
+  outputs[0] = "".join(head) + outputs[0]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-4000:]
+  assert "Received SIGTERM" in outputs[1]
+  assert "Another worker received a stop signal" in outputs[0], outputs[0][-3000:]
+  latest = tf.train.latest_checkpoint(model_dir)
+  step = int(latest.rsplit("-", 1)[1])
+  scratch = os.path.join(str(tmp_path), "mgc_tf_workers", "worker_1")
+  assert tf.train.latest_checkpoint(scratch).endswith(f"ckpt-{step}")
+  processes = start(step + 1)
+  outputs = [p.communicate(timeout=300)[0] for p in processes]
+  for process, output in zip(processes, outputs):
+    assert process.returncode == 0, output[-4000:]
+    assert f"Resumed from {latest} at step {step}" in output
 
 
 def test_original_flag_names_parse_to_the_same_config():

@@ -139,13 +139,16 @@ class Trainer:
         distribution.worker_dir(config.model_dir, self.strategy),
         max_to_keep=config.keep_checkpoints)
     self._stop_signal = None
+    self._stopping = False
+    self._any_worker_stopping = None
     self._train_steps = {}
     self._checkpoint_estimate = None
 
   @property
   def stopped_by_signal(self) -> bool:
-    """Whether the last `train` call stopped early on SIGTERM/SIGINT."""
-    return self._stop_signal is not None
+    """Whether the last `train` call stopped early on SIGTERM/SIGINT (this
+    worker's, or under multi-worker training any worker's)."""
+    return self._stopping
 
   def _trainable_variables(self, names) -> List[tf.Variable]:
     """Trainable variables of the named networks (None: all), in order."""
@@ -332,9 +335,47 @@ class Trainer:
         pass
     return previous
 
+  def _agree_to_stop(self) -> bool:
+    """Whether to stop after this step: this worker got a stop signal or,
+    with several workers, any of them did.
+
+    Under MultiWorkerMirrored every save and every step is a collective: a
+    worker that stopped (saved, exited) while another ran one more step
+    would leave that one waiting in an all-reduce forever. Signals reach the
+    workers at slightly different times (srun forwards them one task at a
+    time), so after every step the workers sum their flags in one tiny
+    all-reduce and all stop at the same step.
+    """
+    local = self._stop_signal is not None
+    if distribution.num_workers(self.strategy) <= 1:
+      return local
+    if self._any_worker_stopping is None:
+      strategy = self.strategy
+
+      @tf.function
+      def any_worker_stopping(flag):
+        per_replica = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                               axis=None)
+
+      self._any_worker_stopping = any_worker_stopping
+    agreed = float(self._any_worker_stopping(
+        tf.constant(1.0 if local else 0.0)).numpy()) > 0
+    if agreed and not local:
+      print("\nAnother worker received a stop signal: saving a checkpoint "
+            "at the end of this step, then stopping.", flush=True)
+    return agreed
+
   def restore(self) -> int:
-    """Restores the latest checkpoint if there is one; returns the step."""
-    latest = self.manager.latest_checkpoint
+    """Restores the latest checkpoint if there is one; returns the step.
+
+    Every worker restores the chief's checkpoint in model_dir (which every
+    worker must see): a non-chief worker's own saves go to a scratch folder
+    that may be stale (an earlier run on that machine) or missing (a
+    requeued job on other nodes), and workers that resume at different
+    steps would train different models.
+    """
+    latest = tf.train.latest_checkpoint(self.config.model_dir)
     if latest:
       self.checkpoint.restore(latest).expect_partial()
       print(f"Resumed from {latest} at step {int(self.step.numpy())}",
@@ -564,7 +605,7 @@ class Trainer:
         if (config.image_summary_every
             and step % config.image_summary_every == 0 and self.is_chief):
           self._image_summaries(writer, batch, step, stage_index)
-        stopping = self._stop_signal is not None
+        stopping = self._stopping = self._agree_to_stop()
         # A skipped step left every variable as the last applied step did,
         # so a save that is due (periodic, the last step, a stop signal)
         # is never skipped: ckpt-<step> holds the last applied state, with
@@ -585,7 +626,7 @@ class Trainer:
       if rejected and self.is_chief:
         print(f"Rejected {rejected} input batch(es) with non-finite values "
               "so far in this run (their steps were skipped).", flush=True)
-    if evaluate_fn is not None and self.is_chief and self._stop_signal is None:
+    if evaluate_fn is not None and self.is_chief and not self._stopping:
       metrics = evaluate_fn(self)
       writer.scalars(step, _prefixed(metrics, "eval/"))
       writer.flush()
