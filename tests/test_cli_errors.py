@@ -63,7 +63,7 @@ def _evaluate_cases(model_dir, tmp_path, blocker):
       "misspelled synthetic config": (
           ["--dataset=synthetic_multiview/tinny", f"--data_dir={data_dir}",
            f"--output_json={json_path}"],
-          ["has no config 'tinny'", "did you mean 'tiny'?",
+          ["has no config 'tinny'", "did you mean 'tiny'",
            "default, small, tiny"]),
       "manual dataset not built": (
           ["--dataset=aflw2000_3d", f"--data_dir={data_dir}",
