@@ -11,6 +11,8 @@ from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
 
+from mgc_tf.geometry import similarity
+
 
 class Similarity(NamedTuple):
   """x -> scale * rotation @ x + translation.
@@ -51,19 +53,7 @@ def similarity_3d(source: np.ndarray, target: np.ndarray) -> Similarity:
   if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 3:
     raise ValueError(f"source {source.shape} and target {target.shape} must "
                      "both be [P, 3]")
-  mean_s, mean_t = source.mean(0), target.mean(0)
-  centred_s, centred_t = source - mean_s, target - mean_t
-  variance_s = np.sum(centred_s**2) / len(source)
-  if not np.isfinite(variance_s) or variance_s <= 1e-12:
-    raise ValueError("source points coincide; no similarity transform")
-  covariance = centred_t.T @ centred_s / len(source)
-  u, singular, vt = np.linalg.svd(covariance)
-  sign = np.eye(3)
-  if np.linalg.det(u) * np.linalg.det(vt) < 0:
-    sign[2, 2] = -1.0
-  rotation = u @ sign @ vt
-  scale = float(np.sum(singular * np.diag(sign)) / variance_s)
-  translation = mean_t - scale * rotation @ mean_s
+  scale, rotation, translation = similarity.umeyama(source, target)
   return Similarity(scale, rotation, translation)
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 
 from mgc_tf.facemodel import crop
+from mgc_tf.geometry import similarity
 
 TEMPLATE_SIZE = crop.CROP_SIZE
 
@@ -67,19 +68,7 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
   if source.shape != target.shape or source.ndim != 2 or source.shape[1] != 2:
     raise ValueError(f"source {source.shape} and target {target.shape} must "
                      "both be [P, 2]")
-  mean_s, mean_t = source.mean(0), target.mean(0)
-  centred_s, centred_t = source - mean_s, target - mean_t
-  variance_s = np.sum(centred_s ** 2) / len(source)
-  if not np.isfinite(variance_s) or variance_s <= 1e-12:
-    raise ValueError("source points coincide; no similarity transform")
-  covariance = centred_t.T @ centred_s / len(source)
-  u, singular, vt = np.linalg.svd(covariance)
-  sign = np.eye(2)
-  if np.linalg.det(u) * np.linalg.det(vt) < 0:
-    sign[1, 1] = -1.0
-  rotation = u @ sign @ vt
-  scale = np.trace(np.diag(singular) @ sign) / variance_s
-  translation = mean_t - scale * rotation @ mean_s
+  scale, rotation, translation = similarity.umeyama(source, target)
   return np.concatenate([scale * rotation, translation[:, None]], axis=1)
 
 
