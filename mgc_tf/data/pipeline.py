@@ -20,12 +20,13 @@ repeating views and gets flag 0.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import augment as augment_lib
+from mgc_tf.data import extra_features as extra_lib
 from mgc_tf.data import features as features_lib
 from mgc_tf.data import prepare
 from mgc_tf.io.bad_input import NUM_LANDMARKS
@@ -96,6 +97,9 @@ class PipelineConfig:
     repeat: repeat the sources forever (training); False gives one pass,
       which for several sources ends when the first source runs out.
     data_dir: default TFDS data dir for the sources.
+    extra_features: names of features to carry into the batch beside the
+      core ones, each with a has_<name> [B] bool
+      (`mgc_tf.data.extra_features`; sources without one give zeros).
   """
   num_views: int = 3
   image_size: int = 224
@@ -106,6 +110,11 @@ class PipelineConfig:
   seed: int = 0
   repeat: bool = True
   data_dir: Optional[str] = None
+  extra_features: Tuple[str, ...] = ()
+
+  @property
+  def extras(self) -> Tuple[extra_lib.ExtraFeature, ...]:
+    return extra_lib.lookup(self.extra_features)
 
 
 def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]:
@@ -228,8 +237,19 @@ def _build_hint(spec: SourceSpec, data_dir: Optional[str], error) -> str:
                           if ours_or_unknown else ""))
 
 
+def _sample_keys(config: PipelineConfig) -> Tuple[str, ...]:
+  """Keys of a raw example that hold one value per example, not per view."""
+  keys = []
+  for feature in config.extras:
+    keys.append(extra_lib.has_key(feature.name))
+    if not feature.kind.per_view:
+      keys.append(feature.name)
+  return tuple(keys)
+
+
 def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
-                 input_context: Optional[tf.distribute.InputContext]
+                 input_context: Optional[tf.distribute.InputContext],
+                 templates: Optional[Dict[str, extra_lib.ValueTemplate]] = None
                  ) -> tf.data.Dataset:
   """Reads one split with the image features left encoded, sharded."""
   features = builder.info.features
@@ -243,6 +263,9 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
   decoders = {image_key: tfds.decode.SkipDecoding()}
   if has_skin:
     decoders[features_lib.SKIN_KEY] = tfds.decode.SkipDecoding()
+  for feature in config.extras:
+    if feature.kind is extra_lib.Kind.VIEW_IMAGE and feature.name in features:
+      decoders[feature.name] = tfds.decode.SkipDecoding()
 
   num_shards = builder.info.splits[spec.split].num_shards
   shard_files = (input_context is not None
@@ -274,13 +297,16 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
           tf.cast(example[FRAME_INDICES_KEY], tf.int64)
           if FRAME_INDICES_KEY in features
           else tf.range(tf.shape(example[image_key], out_type=tf.int64)[0]))
+    out.update(extra_lib.read(example, features.keys(), config.extras,
+                              templates or {},
+                              tf.shape(example[image_key])[0]))
     return out
 
   return dataset.map(core), is_video
 
 
 def _video_windows(example, num_views: int, frame_step: int,
-                   window_stride: int) -> tf.data.Dataset:
+                   window_stride: int, sample_keys=()) -> tf.data.Dataset:
   """All N-frame windows of one video: frames s, s+step, ..., target middle.
 
   A window that spans frames the builder dropped (no face, bad landmarks:
@@ -298,11 +324,15 @@ def _video_windows(example, num_views: int, frame_step: int,
   evenly_spaced = tf.equal(window_numbers[:, -1] - window_numbers[:, 0],
                            span * spacing)
   indices = tf.boolean_mask(indices, evenly_spaced)
+  windows = tf.shape(indices)[0]
   return tf.data.Dataset.from_tensor_slices({
-      key: tf.gather(value, indices) for key, value in example.items()})
+      key: (tf.fill([windows], value) if key in sample_keys
+            else tf.gather(value, indices))
+      for key, value in example.items()})
 
 
-def _select_views(example, index, num_views: int, flag: int, seed: int):
+def _select_views(example, index, num_views: int, flag: int, seed: int,
+                  sample_keys=()):
   """N consecutive views of a group (random start); pads short groups.
 
   Returns the example with [N] encoded images/skin, [N, 68, 2] landmarks and
@@ -314,7 +344,8 @@ def _select_views(example, index, num_views: int, flag: int, seed: int):
   start = tf.random.stateless_uniform([], start_seed, 0, max_start + 1,
                                       dtype=tf.int32)
   indices = (start + tf.range(num_views)) % tf.maximum(count, 1)
-  selected = {key: tf.gather(value, indices) for key, value in example.items()}
+  selected = {key: value if key in sample_keys else tf.gather(value, indices)
+              for key, value in example.items()}
   selected["flag"] = tf.where(count >= num_views, flag, 0)
   return selected
 
@@ -348,15 +379,21 @@ def _decode_sample(sample, seed, config: PipelineConfig):
   scale = size / raw_size
   landmarks = (sample["landmarks"] + 0.5) * scale - 0.5
   landmarks = tf.ensure_shape(landmarks, [num_views, NUM_LANDMARKS, 2])
-  images, skin, landmarks = augment_lib.augment_views(
+  extras = extra_lib.decode(sample, config.extras, num_views, size, raw_size,
+                            _decode_images)
+  maps, points = extra_lib.augmentable(extras, config.extras)
+  images, skin, landmarks, maps, points = augment_lib.augment_views(
       tf.ensure_shape(images, [num_views, size, size, 3]),
       tf.ensure_shape(skin, [num_views, size, size, 1]),
-      landmarks, seed, config.augment)
+      landmarks, seed, config.augment, extra_maps=maps, extra_points=points)
+  extras.update(maps)
+  extras.update(points)
   return {
       "images": images,
       "landmarks": landmarks,
       "skin": skin,
       "flag": tf.cast(sample["flag"], tf.int32),
+      **extra_lib.zero_missing(extras, config.extras),
   }
 
 
@@ -365,17 +402,28 @@ def samples_from_source(builder, spec: SourceSpec, source_index: int,
                         input_context: Optional[tf.distribute.InputContext] = None
                         ) -> tf.data.Dataset:
   """Encoded N-view samples of one source (before mixing and decoding)."""
-  dataset, is_video = _read_source(builder, spec, config, input_context)
+  templates = extra_lib.value_templates([builder], config.extras)
+  return _samples(builder, spec, source_index, config, input_context,
+                  templates)
+
+
+def _samples(builder, spec: SourceSpec, source_index: int,
+             config: PipelineConfig, input_context, templates
+             ) -> tf.data.Dataset:
+  dataset, is_video = _read_source(builder, spec, config, input_context,
+                                   templates)
+  sample_keys = _sample_keys(config)
   if config.repeat:
     dataset = dataset.repeat()
   if is_video:
     dataset = dataset.flat_map(lambda ex: _video_windows(
-        ex, config.num_views, spec.frame_step, spec.window_stride))
+        ex, config.num_views, spec.frame_step, spec.window_stride,
+        sample_keys))
   # Per-source seed stream: (seed + source, running index).
   seed = config.seed * 1000 + source_index
   dataset = dataset.enumerate().map(
       lambda index, ex: _select_views(ex, index, config.num_views,
-                                      spec.resolved_flag, seed))
+                                      spec.resolved_flag, seed, sample_keys))
   return dataset
 
 
@@ -397,11 +445,17 @@ def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
   Returns:
     Dataset of dicts: images [B, N, S, S, 3] float32 in [0, 1], landmarks
     [B, N, 68, 2] float32 pixels, skin [B, N, S, S, 1] float32 in [0, 1],
-    flag [B] int32, with a static batch size B = config.batch_size.
+    flag [B] int32, with a static batch size B = config.batch_size; plus,
+    per name in config.extra_features, <name> and has_<name> [B] bool
+    (`mgc_tf.data.extra_features`).
   """
   if builders is None:
     builders = [load_builder(spec, config.data_dir) for spec in sources]
-  per_source = [samples_from_source(builder, spec, index, config, input_context)
+  # Shapes of array features come from the sources that store them, so the
+  # others can give zeros of the same form.
+  templates = extra_lib.value_templates(builders, config.extras)
+  per_source = [_samples(builder, spec, index, config, input_context,
+                         templates)
                 for index, (builder, spec) in enumerate(zip(builders, sources))]
   if len(per_source) == 1:
     dataset = per_source[0]

@@ -121,6 +121,11 @@ class Method(abc.ABC):
   #: Batch keys the objective reads.
   required_features: ClassVar[Tuple[str, ...]] = ("images", "landmarks",
                                                   "flag")
+  #: Features beyond the core ones (images, landmarks, skin, flag) that the
+  #: objective reads, e.g. ("depth", "coefficients") or ("identity",): each
+  #: batch then holds <name> and has_<name> [B] bool, zeros where a sample's
+  #: source lacks it (`mgc_tf.data.extra_features` lists the names).
+  extra_features: ClassVar[Tuple[str, ...]] = ()
   #: Kinds of training data the method accepts (multi_view, video,
   #: single_view, ...), for documentation and the trainer's check.
   accepted_sources: ClassVar[Tuple[str, ...]] = ("multi_view", "video",
