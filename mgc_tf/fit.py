@@ -101,7 +101,7 @@ def main(argv):
   from mgc_tf import fitting
   from mgc_tf.facemodel import decoder as decoder_lib
   from mgc_tf.facemodel import loaders
-  from mgc_tf.fitting import photos
+  from mgc_tf.inference import fit_files
   from mgc_tf.inference import reconstructor as reconstructor_lib
   from mgc_tf.losses import identity as identity_lib
   # pylint: enable=g-import-not-at-top
@@ -127,7 +127,7 @@ def main(argv):
   if inputs.kind == sources.InputKind.VIDEO:
     mode = fitting.FitMode.VIDEO
     try:
-      items = photos.video_items(inputs.paths[0], _FRAME_STRIDE.value,
+      items = fit_files.video_items(inputs.paths[0], _FRAME_STRIDE.value,
                                  _MAX_FRAMES.value or None)
     except BadExampleError as error:
       return _error(f"{error}; --input takes {sources.ACCEPTED}.")
@@ -135,14 +135,14 @@ def main(argv):
     many = len(inputs.paths) > 1
     mode = (fitting.FitMode.SET if many and not _INDEPENDENT.value
             else fitting.FitMode.PHOTOS)
-    items = photos.image_items(inputs.paths)
+    items = fit_files.image_items(inputs.paths)
   _log(f"Face model: {decoder.face_model.name}; start: "
        f"{predictor.description if predictor else 'the mean face'}")
   _log(f"Faces: {finder.describe()}; {identity_loss.describe()}")
   if mode == fitting.FitMode.SET:
     _log(f"{len(items)} images taken as one person's photo set")
   fitter = fitting.Fitter(decoder, config, identity_loss)
-  run = photos.fit_files(
+  run = fit_files.fit_files(
       items, _OUTPUT_DIR.value, fitter, finder, mode, predictor=predictor,
       embedding=identity_loss.embedding, write_meshes=_MESHES.value,
       show_progress=_PROGRESS.value, log=_log)

@@ -4,10 +4,10 @@
             objective on variables (one photo, a set with shared identity
             and albedo and multi-view terms, a video with temporal
             smoothness).
-  photos    from image files / video frames to crops, landmarks and a fit
-            (detection, same-person check, skip-and-count), and the files.
+  people    which faces of a photo set are the majority person.
 
-See docs/fitting.md.
+Files in, files out (detection, skip-and-count, infer's outputs):
+`mgc_tf.inference.fit_files`. See docs/fitting.md.
 """
 
 from mgc_tf.fitting.fitter import FitConfig

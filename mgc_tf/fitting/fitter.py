@@ -67,6 +67,9 @@ class FitConfig:
       relative translation is ~0 and the epipolar distance (invariant to its
       scale) is ill-defined: its gradient then turns the poses at random
       (measured: landmark loss 555 px^2 after 60 steps with it, 6 without).
+    compiled: trace the step with tf.function. Tracing the renderer and
+      losses costs about as much as 20-50 eager steps, so a few-step fit
+      (tests) runs faster eagerly.
   """
   steps: int = 100
   learning_rate: float = 0.02
@@ -76,6 +79,7 @@ class FitConfig:
   translation_unit_mm: float = 20.0
   use_covisible_map: bool = True
   epipolar_start: float = 0.5
+  compiled: bool = True
 
   def __post_init__(self):
     if self.steps < 0:
@@ -168,6 +172,28 @@ class FitVariables:
                              for name in self.layout.names})
 
 
+@dataclasses.dataclass
+class FitProblem:
+  """One fit, ready to run (`Fitter.problem`).
+
+  Attributes:
+    mode: the FitMode.
+    initial: [N, K] the starting coefficients.
+    variables: the `FitVariables`.
+    step: () -> (total, terms): one optimiser update (a tf.function); the
+      loss is the one before the update.
+    objective: () -> (total, terms) at the current variables.
+    set_epipolar: (bool) -> None: turns the epipolar term on or off (SET
+      and VIDEO with landmarks; a no-op otherwise).
+  """
+  mode: FitMode
+  initial: np.ndarray
+  variables: FitVariables
+  step: Callable[[], tuple]
+  objective: Callable[[], tuple]
+  set_epipolar: Callable[[bool], None]
+
+
 class Fitter:
   """Fits coefficients to images with the MGCNet objective (module doc).
 
@@ -196,29 +222,13 @@ class Fitter:
           use_covisible_map=self.config.use_covisible_map)
     return self._losses[landmarks_known]
 
-  def fit(self, images, landmarks=None, mode: FitMode = FitMode.PHOTOS,
-          initial: Optional[np.ndarray] = None, skin=None,
-          show_progress: bool = False, description: str = "fit",
-          callback: Optional[Callable[[int, float], None]] = None
-          ) -> FitResult:
-    """Fits N images.
+  def problem(self, images, landmarks=None, mode: FitMode = FitMode.PHOTOS,
+              initial: Optional[np.ndarray] = None, skin=None
+              ) -> "FitProblem":
+    """The variables, objective and optimiser step of a fit (`fit`'s args).
 
-    Args:
-      images: [N, S, S, 3] float32 RGB in [0, 1], aligned square crops
-        (any S; the camera is the face model's, scaled to S).
-      landmarks: [N, 68, 2] float32 target landmarks in crop pixels (e.g.
-        dlib's); None: no landmark or epipolar term.
-      mode: FitMode (PHOTOS: each image alone; SET: one person; VIDEO: one
-        person, images in time order).
-      initial: [N, K] starting coefficients; None: the mean face (zeros).
-      skin: optional [N, S, S, 1] skin probability weighting the render
-        term.
-      show_progress: draw a progress bar.
-      description: the progress bar's label.
-      callback: called as callback(step, total_loss) after each step.
-
-    Returns:
-      FitResult.
+    `fit` runs it; benchmarks time `FitProblem.step` alone. The epipolar
+    term starts off (`FitProblem.set_epipolar`).
     """
     mode = FitMode(mode)
     images = tf.convert_to_tensor(images, tf.float32)
@@ -253,10 +263,7 @@ class Fitter:
     skin_bn = (None if skin is None else
                tf.reshape(tf.cast(skin, tf.float32),
                           [batch, views, size, size, 1]))
-    # Before `epipolar_start`, flag 2 drops to 1 (class doc of FitConfig).
     flags = tf.Variable(tf.fill([batch], min(flag, 1)), trainable=False)
-    epipolar_step = (int(round(self.config.epipolar_start * self.config.steps))
-                     if flag == 2 else None)
     variables = FitVariables(layout, initial, shared=joint,
                              translation_unit_mm=self.config.translation_unit_mm)
     loss = self._loss(landmarks_known)
@@ -280,7 +287,9 @@ class Fitter:
                   terms["expression_smoothness"])
       return total, terms
 
-    @tf.function
+    def set_epipolar(on):
+      flags.assign(tf.fill([batch], flag if on else min(flag, 1)))
+
     def step():
       with tf.GradientTape() as tape:
         total, terms = objective()
@@ -288,10 +297,38 @@ class Fitter:
       optimizer.apply_gradients(zip(gradients, variables.variables))
       return total, terms
 
-    @tf.function
-    def evaluate():
-      return objective()
+    def set_epipolar(on):
+      flags.assign(tf.fill([batch], flag if on else min(flag, 1)))
 
+    return FitProblem(mode=mode, initial=initial, variables=variables,
+                      step=tf.function(step) if config.compiled else step, objective=objective,
+                      set_epipolar=set_epipolar)
+
+  def fit(self, images, landmarks=None, mode: FitMode = FitMode.PHOTOS,
+          initial: Optional[np.ndarray] = None, skin=None,
+          show_progress: bool = False, description: str = "fit",
+          callback: Optional[Callable[[int, float], None]] = None
+          ) -> FitResult:
+    """Fits N images.
+
+    Args:
+      images: [N, S, S, 3] float32 RGB in [0, 1], aligned square crops
+        (any S; the camera is the face model's, scaled to S).
+      landmarks: [N, 68, 2] float32 target landmarks in crop pixels (e.g.
+        dlib's); None: no landmark or epipolar term.
+      mode: FitMode (PHOTOS: each image alone; SET: one person; VIDEO: one
+        person, images in time order).
+      initial: [N, K] starting coefficients; None: the mean face (zeros).
+      skin: optional [N, S, S, 1] skin probability weighting the render
+        term.
+      show_progress: draw a progress bar.
+      description: the progress bar's label.
+      callback: called as callback(step, total_loss) after each step.
+
+    Returns:
+      FitResult.
+    """
+    problem = self.problem(images, landmarks, mode, initial, skin)
     totals, history = [], {}
 
     def record(total, terms):
@@ -299,18 +336,21 @@ class Fitter:
       for name, value in terms.items():
         history.setdefault(name, []).append(float(value))
 
-    for index in progress(range(config.steps), total=config.steps,
-                          description=description, unit="step",
-                          enabled=show_progress):
+    steps = self.config.steps
+    # Before `epipolar_start`, flag 2 drops to 1 (see FitConfig).
+    epipolar_step = int(round(self.config.epipolar_start * steps))
+    for index in progress(range(steps), total=steps, description=description,
+                          unit="step", enabled=show_progress):
       if index == epipolar_step:
-        flags.assign(tf.fill([batch], flag))
-      record(*step())
+        problem.set_epipolar(True)
+      record(*problem.step())
       if callback is not None:
         callback(index, totals[-1])
-    if epipolar_step is not None:
-      flags.assign(tf.fill([batch], flag))
-    record(*evaluate())
+    problem.set_epipolar(True)
+    # Eagerly: a second traced function would cost a second trace of the
+    # renderer and losses, longer than one eager call.
+    record(*problem.objective())
     return FitResult(
-        coefficients=variables.coefficients().numpy(), initial=initial,
-        losses=np.asarray(totals), mode=mode,
+        coefficients=problem.variables.coefficients().numpy(),
+        initial=problem.initial, losses=np.asarray(totals), mode=problem.mode,
         terms={name: np.asarray(values) for name, values in history.items()})

@@ -6,7 +6,7 @@ images or frames without a usable face are skipped and counted, never a
 crash. A folder is taken as ONE person's photo set; with dlib's
 face-recognition network available, images whose face is not the set's
 majority person (descriptor distance above dlib's 0.6 to the set's medoid)
-are skipped as "another person". Then one fit (`Fitter.fit`) and, per image,
+are skipped as "another person" (`mgc_tf.fitting.people`). Then one fit (`Fitter.fit`) and, per image,
 the files `infer` writes (`mgc_tf.inference.outputs.write_face`, the overlay)
 plus `fit_loss.json` and `fit_loss.png` (the loss curve).
 """
@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 
 from mgc_tf.fitting import fitter as fitter_lib
+from mgc_tf.fitting import people
 from mgc_tf.inference import outputs
 from mgc_tf.inference import overlay
 from mgc_tf.inference import reconstruct
@@ -30,9 +31,6 @@ from mgc_tf.io.progress import progress
 SUMMARY_FILE = "summary.json"
 LOSS_FILE = "fit_loss.json"
 LOSS_PLOT = "fit_loss.png"
-# dlib's same-person threshold on descriptor distance (its documentation:
-# 99.38 % on LFW at 0.6).
-SAME_PERSON_DISTANCE = 0.6
 ANOTHER_PERSON = "another person (the set is assumed to be one person)"
 
 
@@ -87,20 +85,6 @@ def find_faces(items, finder, counter: SkipCounter,
   return found
 
 
-def majority_person(descriptors: np.ndarray,
-                    threshold: float = SAME_PERSON_DISTANCE) -> np.ndarray:
-  """[N, D] face descriptors -> [N] bool: the faces of the majority person.
-
-  The medoid is the face with the most others within `threshold` (ties: the
-  smallest summed distance); the faces within `threshold` of it are kept.
-  """
-  descriptors = np.asarray(descriptors, np.float64)
-  distances = np.linalg.norm(descriptors[:, None] - descriptors[None], axis=-1)
-  close = (distances <= threshold).sum(axis=1)
-  order = np.lexsort((distances.sum(axis=1), -close))
-  return distances[order[0]] <= threshold
-
-
 def drop_other_people(faces: List[FaceImage], embedding, counter: SkipCounter,
                       log: Callable[[str], None] = print) -> List[FaceImage]:
   """Keeps the majority person's faces (module docstring); the others are
@@ -111,7 +95,7 @@ def drop_other_people(faces: List[FaceImage], embedding, counter: SkipCounter,
     return faces
   crops = np.stack([face.crop.image for face in faces]).astype(np.float32)
   descriptors = np.asarray(embedding(crops / 255.0))
-  keep = majority_person(descriptors)
+  keep = people.majority_person(descriptors)
   for face, kept in zip(faces, keep):
     if not kept:
       counter.drop_kept(face.source, BadExampleError(
@@ -133,18 +117,40 @@ def initial_coefficients(faces: Sequence[FaceImage], predictor,
       predictor, [face.crop.image for face in faces], batch_size=8)
 
 
+def crop_landmarks(crops) -> Optional[np.ndarray]:
+  """[N, 68, 2] detected landmarks of FaceCrops, or None when any crop has
+  none (aligned mode: the fit then has no landmark term)."""
+  if any(crop.landmarks is None for crop in crops):
+    return None
+  return np.stack([crop.landmarks for crop in crops])
+
+
 def fit_faces(faces: List[FaceImage], fitter: fitter_lib.Fitter,
               mode: fitter_lib.FitMode, initial: Optional[np.ndarray] = None,
               show_progress: bool = True) -> fitter_lib.FitResult:
   """One fit of the crops (224 px) with their detected landmarks."""
-  images = np.stack([face.crop.image for face in faces]).astype(np.float32)
-  landmarks = None
-  if all(face.crop.landmarks is not None for face in faces):
-    landmarks = np.stack([face.crop.landmarks for face in faces])
-  return fitter.fit(images / 255.0, landmarks, mode=mode, initial=initial,
-                    show_progress=show_progress,
+  crops = [face.crop for face in faces]
+  images = np.stack([crop.image for crop in crops]).astype(np.float32)
+  return fitter.fit(images / 255.0, crop_landmarks(crops), mode=mode,
+                    initial=initial, show_progress=show_progress,
                     description=f"fit {len(faces)} "
                     f"{'image' if len(faces) == 1 else 'images'}")
+
+
+def refiner(fitter: fitter_lib.Fitter, show_progress: bool = False
+            ) -> Callable[[list, np.ndarray], np.ndarray]:
+  """(FaceCrops, [B, K] predicted) -> [B, K] refined by fitting each crop
+  alone from the prediction (`infer --refine_steps`); the landmark term is
+  on when every crop has detected landmarks."""
+
+  def refine(crops, coefficients):
+    images = np.stack([crop.image for crop in crops]).astype(np.float32)
+    return fitter.fit(images / 255.0, crop_landmarks(crops),
+                      mode=fitter_lib.FitMode.PHOTOS, initial=coefficients,
+                      show_progress=show_progress,
+                      description="refine").coefficients
+
+  return refine
 
 
 def write_outputs(faces: List[FaceImage], result: fitter_lib.FitResult,
