@@ -226,3 +226,67 @@ def test_cli_folder_skips_faceless_and_other_people(tmp_path):
   assert summary["fitted"] == 3
   assert summary["skipped"] == {"no face found": 1, fit_files.ANOTHER_PERSON: 1}
   assert "one person" in result.stdout
+
+
+def test_refiner_starts_from_the_prediction_and_moves_it(decoder):
+  from mgc_tf.inference import faces  # pylint: disable=g-import-not-at-top
+  truth = _coefficients(decoder, 2)
+  images, _ = _render(decoder, truth)
+  crops = [faces.aligned_crop(np.round(image * 255).astype(np.uint8))
+           for image in images]
+  predicted = truth + 0.05
+  same = fit_files.refiner(fitting.Fitter(
+      decoder, fitting.FitConfig(steps=0)))(crops, predicted)
+  np.testing.assert_allclose(same, predicted, atol=1e-5)
+  moved = fit_files.refiner(fitting.Fitter(
+      decoder, fitting.FitConfig(steps=2, compiled=False)))(crops, predicted)
+  assert moved.shape == predicted.shape
+  assert not np.allclose(moved, predicted)
+
+
+@pytest.mark.slow
+def test_cli_infer_refine_steps_writes_refined_coefficients(
+    tmp_path, trained_model_dir):
+  import imageio  # pylint: disable=g-import-not-at-top
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  imageio.imwrite(tmp_path / "a.png", data.astronaut())
+  runs = {}
+  for steps in (0, 3):
+    out = tmp_path / f"out{steps}"
+    result = subprocess.run(
+        [sys.executable, "-m", "mgc_tf.infer", f"--input={tmp_path}/a.png",
+         f"--output_dir={out}", f"--model_dir={trained_model_dir}",
+         f"--refine_steps={steps}", "--progress=false",
+         "--refine_identity_network=none"],
+        capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    runs[steps] = np.load(out / "a_face0.npz")["coefficients"]
+  assert not np.allclose(runs[0], runs[3])
+
+
+@pytest.mark.slow
+def test_cli_video_skips_faceless_frames(tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  from skimage import data  # pylint: disable=g-import-not-at-top
+  astronaut = data.astronaut()
+  path = str(tmp_path / "clip.avi")
+  writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"MJPG"), 10.0,
+                           (160, 160))
+  for i in range(4):
+    frame = cv2.resize(astronaut[0:300, 100 + 3 * i:400 + 3 * i], (160, 160),
+                       interpolation=cv2.INTER_AREA)
+    if i == 2:
+      frame = np.full_like(frame, 128)  # no face
+    writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+  writer.release()
+  out = tmp_path / "out"
+  result = _run_fit([f"--input={path}", f"--output_dir={out}", "--steps=2",
+                     "--identity_network=none"])
+  assert result.returncode == 0, result.stderr[-2000:]
+  summary = json.load(open(out / fit_files.SUMMARY_FILE))
+  assert summary["mode"] == "video"
+  assert summary["fitted"] == 3 and summary["skipped"] == {"no face found": 1}
+  curve = json.load(open(out / fit_files.LOSS_FILE))
+  assert "pose_smoothness" in curve["loss"]
+  assert (out / "clip_000003_face0.npz").exists()
