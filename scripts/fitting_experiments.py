@@ -146,7 +146,8 @@ def real(predictor, fitter, output_dir, log):
         recon.landmarks_2d[0], crop.landmarks))
     fit_files.write_outputs(
         [fit_files.FaceImage(name, name, rgb, crop)], result, decoder,
-        os.path.join(output_dir, "real"), f"fit from the mean face")
+        os.path.join(output_dir, "real"), "fit from the mean face",
+        write_meshes=False)
     os.replace(os.path.join(output_dir, "real", fit_files.LOSS_FILE),
                os.path.join(output_dir, "real", f"{name}_fit_loss.json"))
     if os.path.exists(os.path.join(output_dir, "real", fit_files.LOSS_PLOT)):
