@@ -58,6 +58,11 @@ class SourceSpec:
     data_dir: TFDS data dir; None uses the pipeline's (or TFDS' default).
     frame_step: video only: frames between consecutive views of a window.
     window_stride: video only: frames between the starts of two windows.
+    without: extra features (`mgc_tf.data.extra_features`) the source
+      stores but whose values must not be used: its samples get zeros and
+      has_<name> False, as from a source that lacks them (e.g. a landmark
+      set whose `identity` is a file name, not a person; SIR reads
+      has_identity as "identity-labelled").
   """
   name: str
   weight: float = 1.0
@@ -66,6 +71,7 @@ class SourceSpec:
   data_dir: Optional[str] = None
   frame_step: int = 1
   window_stride: int = 1
+  without: Tuple[str, ...] = ()
 
   @property
   def dataset_name(self) -> str:
@@ -123,7 +129,8 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
   A trailing ":<number>" is the weight; "name:1.0.0" with dots is a version,
   so write "name:1.0.0:0.5" for a versioned source with a weight.
   Options go in brackets after the name: "video_folder[frame_step=2,
-  window_stride=4,split=train,flag=2]:0.3".
+  window_stride=4,split=train,flag=2]:0.3"; `without=identity+depth` hides
+  extra features the source stores (`SourceSpec.without`).
   """
   specs = []
   for item in _split_top_level(text):
@@ -143,18 +150,22 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
     if sep and _is_weight(last):
       item, weight = head, float(last)
     unknown = set(options) - {"split", "flag", "frame_step", "window_stride",
-                              "data_dir"}
+                              "data_dir", "without"}
     if unknown:
       raise ValueError(f"Unknown source option(s) {sorted(unknown)} in "
                        f"{text!r}; known: split, flag, frame_step, "
-                       "window_stride, data_dir")
+                       "window_stride, data_dir, without")
+    without = tuple(name.strip() for name in
+                    options.get("without", "").split("+") if name.strip())
+    extra_lib.lookup(without)  # An unknown name is one clear error.
     specs.append(SourceSpec(
         name=item, weight=weight,
         split=options.get("split", "train"),
         flag=int(options["flag"]) if "flag" in options else None,
         data_dir=options.get("data_dir", data_dir),
         frame_step=int(options.get("frame_step", 1)),
-        window_stride=int(options.get("window_stride", 1))))
+        window_stride=int(options.get("window_stride", 1)),
+        without=without))
   if not specs:
     raise ValueError(f"No dataset in {text!r}; expected e.g. "
                      "'synthetic_multiview/small' or 'a:0.7,b:0.3'")
@@ -297,7 +308,8 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
           tf.cast(example[FRAME_INDICES_KEY], tf.int64)
           if FRAME_INDICES_KEY in features
           else tf.range(tf.shape(example[image_key], out_type=tf.int64)[0]))
-    out.update(extra_lib.read(example, features.keys(), config.extras,
+    stored = [key for key in features.keys() if key not in spec.without]
+    out.update(extra_lib.read(example, stored, config.extras,
                               templates or {},
                               tf.shape(example[image_key])[0]))
     return out

@@ -105,6 +105,9 @@ class TrainConfig:
       "the same for any run).")
   export_model_name: str = _field("mgc", "Model name of --export_dir.")
   method_config: Any = _field(None, "The method's section.", flag=False)
+  # name -> config of each add-on (mgc_tf.methods.addons); an add-on whose
+  # config turns it off adds nothing.
+  addon_configs: Any = _field(None, "The add-ons' sections.", flag=False)
 
   def validate(self) -> "TrainConfig":
     """Returns self, or raises ValueError naming every bad setting."""
@@ -140,6 +143,12 @@ class TrainConfig:
         self.method_config.validate()
       except ValueError as error:
         problems.append(str(error))
+    for section in (self.addon_configs or {}).values():
+      if hasattr(section, "validate"):
+        try:
+          section.validate()
+        except ValueError as error:
+          problems.append(str(error))
     if problems:
       raise ValueError("Invalid training configuration:\n  " +
                        "\n  ".join(problems))
@@ -150,14 +159,22 @@ class TrainConfig:
 
   @classmethod
   def from_json(cls, text: str,
-                method_config_class: Optional[type] = None) -> "TrainConfig":
-    """Reads `to_json` output; the method section needs its class."""
+                method_config_class: Optional[type] = None,
+                addon_config_classes: Optional[Dict[str, type]] = None
+                ) -> "TrainConfig":
+    """Reads `to_json` output; the method and add-on sections need their
+    classes (without them they stay None)."""
     values = json.loads(text)
     section = values.pop("method_config", None)
+    addon_sections = values.pop("addon_configs", None)
     config = from_dict(cls, values)
     if section is not None and method_config_class is not None:
       config = dataclasses.replace(
           config, method_config=from_dict(method_config_class, section))
+    if addon_sections and addon_config_classes is not None:
+      config = dataclasses.replace(config, addon_configs={
+          name: from_dict(addon_config_classes[name], values)
+          for name, values in addon_sections.items()})
     return config
 
 
@@ -171,6 +188,9 @@ def to_dict(instance) -> Dict[str, Any]:
     value = getattr(instance, f.name)
     if dataclasses.is_dataclass(value):
       value = to_dict(value)
+    elif isinstance(value, dict):
+      value = {key: to_dict(item) if dataclasses.is_dataclass(item) else item
+               for key, item in value.items()}
     elif isinstance(value, enum.Enum):
       value = value.value
     out[f.name] = value
