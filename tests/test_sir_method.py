@@ -171,6 +171,14 @@ def test_bad_settings_are_one_clear_error():
   assert spec.without == ("identity", "depth") and spec.weight == 0.5
 
 
+def test_batch_counts_realise_the_weights_exactly():
+  assert pipeline.batch_counts([0.5, 0.5], 4) == [2, 2]
+  assert pipeline.batch_counts([1.0, 2.0], 4) == [1, 3]
+  assert pipeline.batch_counts([1.0, 1.0, 1.0], 4) == [2, 1, 1]
+  with pytest.raises(ValueError, match="gives a source no sample"):
+    pipeline.batch_counts([0.9, 0.1], 4)
+
+
 # ------------------------------------------------------------------- slow
 
 
@@ -200,6 +208,24 @@ def _train_config(model_dir, data_dir, max_steps, **method_kwargs):
       deterministic=True, seed=3,
       method_config=sir.SIRMethodConfig(**method_kwargs),
       addon_configs={"sir": SIR_ON}).validate()
+
+
+@pytest.mark.slow
+def test_an_exact_mix_gives_every_batch_the_same_ratio(data_dir):
+  config = pipeline.PipelineConfig(
+      num_views=3, image_size=SIZE, batch_size=4, shuffle_buffer=4,
+      seed=1, data_dir=data_dir, extra_features=("identity",),
+      exact_mix=True)
+  sources = pipeline.parse_sources(MIXED, data_dir=data_dir)
+  counts = [int(tf.reduce_sum(tf.cast(batch["has_identity"], tf.int32)))
+            for batch in pipeline.training_dataset(sources, config).take(6)]
+  assert counts == [2] * 6
+  # Drawn at random by weight, batches vary around the ratio.
+  random_mix = dataclasses.replace(config, exact_mix=False)
+  counts = [int(tf.reduce_sum(tf.cast(batch["has_identity"], tf.int32)))
+            for batch in pipeline.training_dataset(sources,
+                                                   random_mix).take(12)]
+  assert len(set(counts)) > 1
 
 
 @pytest.mark.slow
@@ -274,3 +300,29 @@ def test_a_run_with_warmup_checkpoints_the_sir_networks(data_dir, tmp_path,
       json.dumps(written), sir.SIRMethodConfig,
       {"sir": sir.SIRConfig})
   assert again.addon_configs["sir"] == dataclasses.replace(SIR_ON)
+
+
+@pytest.mark.slow
+def test_the_sir_flagfiles_resolve():
+  # pylint: disable=g-import-not-at-top
+  import subprocess
+  import sys
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  script = (
+      "import sys\n"
+      "from mgc_tf import train\n"
+      "from mgc_tf.data import pipeline\n"
+      "for path in sys.argv[1:]:\n"
+      "  train.FLAGS.unparse_flags()\n"
+      "  train.FLAGS(['train', '--flagfile=' + path, '--model_dir=/tmp/x'])\n"
+      "  c = train.config_from_flags()\n"
+      "  print(path, c.method, c.addon_configs['sir'].sir_weight,\n"
+      "        [s.without for s in pipeline.parse_sources(c.dataset)])\n")
+  result = subprocess.run(
+      [sys.executable, "-c", script, "configs/sir.flags",
+       "configs/ablation_v2/sir.flags"],
+      capture_output=True, text=True, cwd=repo, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "configs/sir.flags sir 0.05 [('identity',), ()]" in result.stdout
+  assert "configs/ablation_v2/sir.flags mgcnet 0.05 [()]" in result.stdout

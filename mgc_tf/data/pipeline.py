@@ -106,6 +106,9 @@ class PipelineConfig:
     extra_features: names of features to carry into the batch beside the
       core ones, each with a has_<name> [B] bool
       (`mgc_tf.data.extra_features`; sources without one give zeros).
+    exact_mix: with several sources, every batch holds each source's share
+      of the weights exactly (`batch_counts`; each source shuffled on its
+      own) instead of drawing each sample's source at random.
   """
   num_views: int = 3
   image_size: int = 224
@@ -117,6 +120,7 @@ class PipelineConfig:
   repeat: bool = True
   data_dir: Optional[str] = None
   extra_features: Tuple[str, ...] = ()
+  exact_mix: bool = False
 
   @property
   def extras(self) -> Tuple[extra_lib.ExtraFeature, ...]:
@@ -439,6 +443,48 @@ def _samples(builder, spec: SourceSpec, source_index: int,
   return dataset
 
 
+def batch_counts(weights: Sequence[float], batch_size: int) -> List[int]:
+  """Samples of each source in a batch of `batch_size`, by the weights.
+
+  Largest remainder: floor(B w_i / sum w), then one more for the sources
+  with the largest fractional parts (ties: the earlier source).
+
+  Raises:
+    ValueError: a source would get no sample in a batch.
+  """
+  total = float(sum(weights))
+  shares = [batch_size * w / total for w in weights]
+  counts = [int(share) for share in shares]
+  order = sorted(range(len(shares)), key=lambda i: (counts[i] - shares[i], i))
+  for i in order[:batch_size - sum(counts)]:
+    counts[i] += 1
+  if min(counts) < 1:
+    raise ValueError(
+        f"An exact mix of weights {list(weights)} in batches of "
+        f"{batch_size} gives a source no sample ({counts}); raise the batch "
+        "size or the weight, or drop --exact_mix")
+  return counts
+
+
+def _exact_mix(per_source: Sequence[tf.data.Dataset],
+               weights: Sequence[float],
+               config: PipelineConfig) -> tf.data.Dataset:
+  """Interleaves the sources so that each batch holds `batch_counts`."""
+  counts = batch_counts(weights, config.batch_size)
+  if config.shuffle_buffer > 1:
+    # Shuffled per source, before mixing: shuffling after it would undo
+    # the per-batch counts.
+    per_source = [dataset.shuffle(config.shuffle_buffer,
+                                  seed=config.seed + index)
+                  for index, dataset in enumerate(per_source)]
+  pattern = [index for index, count in enumerate(counts)
+             for _ in range(count)]
+  choices = tf.data.Dataset.from_tensor_slices(
+      tf.constant(pattern, tf.int64)).repeat()
+  return tf.data.Dataset.choose_from_datasets(
+      per_source, choices, stop_on_empty_dataset=not config.repeat)
+
+
 def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
                      input_context: Optional[tf.distribute.InputContext] = None,
                      builders: Optional[Sequence] = None) -> tf.data.Dataset:
@@ -469,21 +515,27 @@ def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
   per_source = [_samples(builder, spec, index, config, input_context,
                          templates)
                 for index, (builder, spec) in enumerate(zip(builders, sources))]
+  exact = config.exact_mix and len(per_source) > 1
   if len(per_source) == 1:
     dataset = per_source[0]
+  elif exact:
+    dataset = _exact_mix(per_source, [spec.weight for spec in sources],
+                         config)
   else:
     total = sum(spec.weight for spec in sources)
     dataset = tf.data.Dataset.sample_from_datasets(
         per_source, weights=[spec.weight / total for spec in sources],
         seed=config.seed, stop_on_empty_dataset=not config.repeat)
-  if config.shuffle_buffer > 1:
+  if config.shuffle_buffer > 1 and not exact:
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
   augment_seed = config.seed * 1000 + 999
   parallel = tf.data.AUTOTUNE
   dataset = dataset.enumerate().map(
       lambda index, sample: _decode_sample(
           sample, tf.stack([tf.cast(augment_seed, tf.int64), index]), config),
-      num_parallel_calls=parallel, deterministic=config.deterministic)
+      num_parallel_calls=parallel,
+      # An exact mix needs the order kept, or batches would mix unevenly.
+      deterministic=config.deterministic or exact)
   dataset = dataset.batch(config.batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = config.deterministic

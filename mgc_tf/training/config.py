@@ -60,6 +60,10 @@ class TrainConfig:
                         "(docs/data.md).")
   data_dir: Optional[str] = _field(None, "TFDS data dir (default "
                                    "~/tensorflow_datasets).")
+  exact_mix: bool = _field(
+      False, "With several --dataset sources: every batch holds each "
+      "source's share of the weights exactly (rounded), instead of drawing "
+      "each sample's source at random by weight.")
   build_data_if_missing: bool = _field(
       True, "Build synthetic_multiview configs that are missing.")
   eval_dataset: str = _field("synthetic_multiview/small",
