@@ -100,6 +100,19 @@ def test_labels_switch_the_terms_per_sample(composed):
   assert empty["sir_cosface"] == 0.0
 
 
+def test_the_kl_term_sees_one_row_per_identity_labelled_sample(composed,
+                                                                decoder):
+  method, networks = composed
+  batch = _batch(has_identity=(True, True))
+  out = method.objective(networks, batch, base.Stage("mixed"),
+                         training=False)
+  shape = decoder.layout.split(out.coefficients)["identity"]  # [B, N, D]
+  want = sir.sir_lib.kl_to_standard_normal(tf.reduce_mean(shape, axis=1))
+  # The local batch is the global one here (factor B / B = 1).
+  assert float(out.terms["sir_kl"]) == pytest.approx(float(want), rel=1e-5)
+  assert float(want) > 0
+
+
 def test_the_warmup_stage_trains_on_landmark_samples_without_sir(composed):
   method, networks = composed
   stages = method.stages()
@@ -205,7 +218,7 @@ def _train_config(model_dir, data_dir, max_steps, **method_kwargs):
       image_size=SIZE, batch_size=4, num_views=3, learning_rate=1e-3,
       max_steps=max_steps, augment=False, shuffle_buffer=1, log_every=1,
       summary_every=1, image_summary_every=0, checkpoint_every=2,
-      deterministic=True, seed=3,
+      deterministic=True, seed=3, exact_mix=True,
       method_config=sir.SIRMethodConfig(**method_kwargs),
       addon_configs={"sir": SIR_ON}).validate()
 
@@ -245,10 +258,10 @@ def test_twenty_steps_lower_every_active_term(data_dir, tmp_path):
                          landmark_warmup_steps=warmup)
   trainer = trainer_lib.Trainer(
       config, methods.composed("sir", config.addon_configs))
-  # One batch holding both kinds of labels, trained on 30 times.
-  for batch in trainer.distributed_dataset(0):
-    if 0 < int(tf.reduce_sum(tf.cast(batch["has_identity"], tf.int32))) < 4:
-      break
+  # One batch (2 identity-labelled + 2 landmark-labelled samples: an exact
+  # mix), trained on 30 times.
+  batch = next(iter(trainer.distributed_dataset(0)))
+  assert int(tf.reduce_sum(tf.cast(batch["has_identity"], tf.int32))) == 2
   history = []
   for index in range(warmup + 20):
     out = trainer._train_step_of(  # pylint: disable=protected-access

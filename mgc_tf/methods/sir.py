@@ -11,7 +11,8 @@ Two pieces, so that the regularisation can join any method:
   with CosFace over hashed identity classes (class weights trained in the
   `sir_identity_classes` network), the weighted centre loss whose centres
   move by eq. 20 with the frontal/neutral weights of eq. 19 (computed from
-  the predicted pose and expression), and the KL of the batch to N(0, I).
+  the predicted pose and expression), and the KL to N(0, I) of the batch's
+  identity-labelled samples (one row each: the mean over its views).
 
 * `SIR` (`--method=sir`): the paper's reconstruction objective (eq. 9):
   the landmark term on landmark-labelled samples, the confidence-map pixel
@@ -151,9 +152,14 @@ class SIRAddOn(addons.AddOn):
     cosface = sir_lib.cosface_loss(shape, head.class_weights, labels,
                                    margin=c.sir_margin, scale=c.sir_scale)
     center = sir_lib.center_loss(shape, head.centers, labels)
-    # A statistic of the local batch: weighted by its share of the global
-    # batch, so the sum over replicas is their mean.
-    kl = sir_lib.kl_to_standard_normal(shape, mask=row_mask) * (b * scale)
+    # The prior is a distribution over people, so the KL sees one row per
+    # sample (the mean of its views, all of one person): the views' own
+    # spread is the centre loss's business. A statistic of the local batch,
+    # weighted by its share of the global batch, so the sum over replicas
+    # is their mean.
+    per_person = tf.reduce_mean(tf.reshape(shape, [b, n, -1]), axis=1)
+    kl = sir_lib.kl_to_standard_normal(per_person, mask=labelled) * (
+        b * scale)
     if training and stage.term_on("sir_center"):
       # Eq. 19 from the predicted pose offsets (relative to the face
       # model's frontal default pose) and expression.

@@ -41,7 +41,8 @@ class IdentityClasses(keras.Model):
     self.num_classes = num_classes
     self.class_weights = self.add_weight(
         shape=(feature_dim, num_classes), name="class_weights",
-        initializer=keras.initializers.RandomNormal(stddev=0.01, seed=0),
+        # Unseeded: drawn from the run's seed (keras.utils.set_random_seed).
+        initializer=keras.initializers.RandomNormal(stddev=0.01),
         trainable=True)
     # Moved by mgc_tf.losses.sir.center_update; averaged over replicas like
     # batch-norm statistics.
