@@ -339,3 +339,24 @@ def test_the_sir_flagfiles_resolve():
   assert result.returncode == 0, result.stderr[-3000:]
   assert "configs/sir.flags sir 0.05 [('identity',), ()]" in result.stdout
   assert "configs/ablation_v2/sir.flags mgcnet 0.05 [()]" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_persons_config_shows_each_person_several_times(tmp_path):
+  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds
+  from mgc_tf.data import prepare
+  from mgc_tf.evaluation import protocols
+  data_dir = str(tmp_path / "tfds")
+  name = "synthetic_multiview/persons_tiny"
+  prepare.ensure_synthetic(name, data_dir)
+  builder = protocols.load_dataset_builder(name, data_dir)
+  test = list(tfds.as_numpy(builder.as_dataset(split="test",
+                                               shuffle_files=False)))
+  labels = sorted(e["identity"].decode() for e in test)
+  assert labels == ["synthetic-test-person000000"] * 3 + [
+      "synthetic-test-person000001"] * 3
+  # Verification pairs: 2 persons x 9 images each.
+  pairs = protocols.pairs_from_builder(builder, "test")
+  assert len(pairs.images) == 18
+  assert pairs.same.sum() == (~pairs.same).sum() > 0
