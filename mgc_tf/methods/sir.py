@@ -184,8 +184,8 @@ class SIRMethodConfig:
   landmark_nose_mouth_weight: float = _field(
       10.0, "Landmark weight on nose and inner mouth (paper 10, code 5).")
   regularization_weight: float = _field(
-      1e-4, "Weight of the shape regularization 1.0|alpha|^2 + 0.8|beta|^2 (+ "
-      "the albedo part, see --albedo_regularization_weight).")
+      1e-4, "Coefficient regularization 1.0|alpha|^2 + 0.8|beta|^2 + "
+      "3e-3|delta|^2 (eq. 15).")
   confidence_pixel_weight: float = _field(
       1.0, "Confidence-map pixel term (eq. 11).")
   perceptual_weight: float = _field(
