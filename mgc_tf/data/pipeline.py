@@ -58,6 +58,11 @@ class SourceSpec:
     data_dir: TFDS data dir; None uses the pipeline's (or TFDS' default).
     frame_step: video only: frames between consecutive views of a window.
     window_stride: video only: frames between the starts of two windows.
+    without: extra features (`mgc_tf.data.extra_features`) the source
+      stores but whose values must not be used: its samples get zeros and
+      has_<name> False, as from a source that lacks them (e.g. a landmark
+      set whose `identity` is a file name, not a person; SIR reads
+      has_identity as "identity-labelled").
   """
   name: str
   weight: float = 1.0
@@ -66,6 +71,7 @@ class SourceSpec:
   data_dir: Optional[str] = None
   frame_step: int = 1
   window_stride: int = 1
+  without: Tuple[str, ...] = ()
 
   @property
   def dataset_name(self) -> str:
@@ -100,6 +106,9 @@ class PipelineConfig:
     extra_features: names of features to carry into the batch beside the
       core ones, each with a has_<name> [B] bool
       (`mgc_tf.data.extra_features`; sources without one give zeros).
+    exact_mix: with several sources, every batch holds each source's share
+      of the weights exactly (`batch_counts`; each source shuffled on its
+      own) instead of drawing each sample's source at random.
   """
   num_views: int = 3
   image_size: int = 224
@@ -111,6 +120,7 @@ class PipelineConfig:
   repeat: bool = True
   data_dir: Optional[str] = None
   extra_features: Tuple[str, ...] = ()
+  exact_mix: bool = False
 
   @property
   def extras(self) -> Tuple[extra_lib.ExtraFeature, ...]:
@@ -123,7 +133,8 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
   A trailing ":<number>" is the weight; "name:1.0.0" with dots is a version,
   so write "name:1.0.0:0.5" for a versioned source with a weight.
   Options go in brackets after the name: "video_folder[frame_step=2,
-  window_stride=4,split=train,flag=2]:0.3".
+  window_stride=4,split=train,flag=2]:0.3"; `without=identity+depth` hides
+  extra features the source stores (`SourceSpec.without`).
   """
   specs = []
   for item in _split_top_level(text):
@@ -143,18 +154,22 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
     if sep and _is_weight(last):
       item, weight = head, float(last)
     unknown = set(options) - {"split", "flag", "frame_step", "window_stride",
-                              "data_dir"}
+                              "data_dir", "without"}
     if unknown:
       raise ValueError(f"Unknown source option(s) {sorted(unknown)} in "
                        f"{text!r}; known: split, flag, frame_step, "
-                       "window_stride, data_dir")
+                       "window_stride, data_dir, without")
+    without = tuple(name.strip() for name in
+                    options.get("without", "").split("+") if name.strip())
+    extra_lib.lookup(without)  # An unknown name is one clear error.
     specs.append(SourceSpec(
         name=item, weight=weight,
         split=options.get("split", "train"),
         flag=int(options["flag"]) if "flag" in options else None,
         data_dir=options.get("data_dir", data_dir),
         frame_step=int(options.get("frame_step", 1)),
-        window_stride=int(options.get("window_stride", 1))))
+        window_stride=int(options.get("window_stride", 1)),
+        without=without))
   if not specs:
     raise ValueError(f"No dataset in {text!r}; expected e.g. "
                      "'synthetic_multiview/small' or 'a:0.7,b:0.3'")
@@ -297,7 +312,8 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
           tf.cast(example[FRAME_INDICES_KEY], tf.int64)
           if FRAME_INDICES_KEY in features
           else tf.range(tf.shape(example[image_key], out_type=tf.int64)[0]))
-    out.update(extra_lib.read(example, features.keys(), config.extras,
+    stored = [key for key in features.keys() if key not in spec.without]
+    out.update(extra_lib.read(example, stored, config.extras,
                               templates or {},
                               tf.shape(example[image_key])[0]))
     return out
@@ -427,6 +443,48 @@ def _samples(builder, spec: SourceSpec, source_index: int,
   return dataset
 
 
+def batch_counts(weights: Sequence[float], batch_size: int) -> List[int]:
+  """Samples of each source in a batch of `batch_size`, by the weights.
+
+  Largest remainder: floor(B w_i / sum w), then one more for the sources
+  with the largest fractional parts (ties: the earlier source).
+
+  Raises:
+    ValueError: a source would get no sample in a batch.
+  """
+  total = float(sum(weights))
+  shares = [batch_size * w / total for w in weights]
+  counts = [int(share) for share in shares]
+  order = sorted(range(len(shares)), key=lambda i: (counts[i] - shares[i], i))
+  for i in order[:batch_size - sum(counts)]:
+    counts[i] += 1
+  if min(counts) < 1:
+    raise ValueError(
+        f"An exact mix of weights {list(weights)} in batches of "
+        f"{batch_size} gives a source no sample ({counts}); raise the batch "
+        "size or the weight, or drop --exact_mix")
+  return counts
+
+
+def _exact_mix(per_source: Sequence[tf.data.Dataset],
+               weights: Sequence[float],
+               config: PipelineConfig) -> tf.data.Dataset:
+  """Interleaves the sources so that each batch holds `batch_counts`."""
+  counts = batch_counts(weights, config.batch_size)
+  if config.shuffle_buffer > 1:
+    # Shuffled per source, before mixing: shuffling after it would undo
+    # the per-batch counts.
+    per_source = [dataset.shuffle(config.shuffle_buffer,
+                                  seed=config.seed + index)
+                  for index, dataset in enumerate(per_source)]
+  pattern = [index for index, count in enumerate(counts)
+             for _ in range(count)]
+  choices = tf.data.Dataset.from_tensor_slices(
+      tf.constant(pattern, tf.int64)).repeat()
+  return tf.data.Dataset.choose_from_datasets(
+      per_source, choices, stop_on_empty_dataset=not config.repeat)
+
+
 def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
                      input_context: Optional[tf.distribute.InputContext] = None,
                      builders: Optional[Sequence] = None) -> tf.data.Dataset:
@@ -457,21 +515,27 @@ def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
   per_source = [_samples(builder, spec, index, config, input_context,
                          templates)
                 for index, (builder, spec) in enumerate(zip(builders, sources))]
+  exact = config.exact_mix and len(per_source) > 1
   if len(per_source) == 1:
     dataset = per_source[0]
+  elif exact:
+    dataset = _exact_mix(per_source, [spec.weight for spec in sources],
+                         config)
   else:
     total = sum(spec.weight for spec in sources)
     dataset = tf.data.Dataset.sample_from_datasets(
         per_source, weights=[spec.weight / total for spec in sources],
         seed=config.seed, stop_on_empty_dataset=not config.repeat)
-  if config.shuffle_buffer > 1:
+  if config.shuffle_buffer > 1 and not exact:
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
   augment_seed = config.seed * 1000 + 999
   parallel = tf.data.AUTOTUNE
   dataset = dataset.enumerate().map(
       lambda index, sample: _decode_sample(
           sample, tf.stack([tf.cast(augment_seed, tf.int64), index]), config),
-      num_parallel_calls=parallel, deterministic=config.deterministic)
+      num_parallel_calls=parallel,
+      # An exact mix needs the order kept, or batches would mix unevenly.
+      deterministic=config.deterministic or exact)
   dataset = dataset.batch(config.batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = config.deterministic

@@ -65,10 +65,15 @@ class Objective(NamedTuple):
     terms: name -> scalar, each term unweighted, summed over the local batch
       and divided by the global batch size (logged as loss/NAME).
     details: method-specific tensors for image summaries (may be None).
+    coefficients: [B, N, K] float32, the coefficients the reconstructor
+      predicted for the batch's views, for add-on terms
+      (`mgc_tf.methods.addons`) to read without a second forward pass;
+      None if the method gives none (then no add-on can be used with it).
   """
   total: tf.Tensor
   terms: Dict[str, tf.Tensor]
   details: Any = None
+  coefficients: Optional[tf.Tensor] = None
 
 
 @dataclasses.dataclass(frozen=True)

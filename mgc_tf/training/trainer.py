@@ -216,7 +216,8 @@ class Trainer:
           deterministic=config.deterministic,
           # A resumed run continues with a new data order.
           seed=config.seed + start_step, data_dir=config.data_dir,
-          extra_features=tuple(self.method.extra_features))
+          extra_features=tuple(self.method.extra_features),
+          exact_mix=config.exact_mix)
       return pipeline.training_dataset(sources, pipeline_config,
                                        input_context=context,
                                        builders=builders)
