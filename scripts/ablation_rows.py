@@ -9,4 +9,5 @@ ROWS = {
     "epipolar": "+ epipolar",
     "full_no_covisible": "full, face mask instead of covisible map",
     "full": "full MGCNet",
+    "sir": "full MGCNet + SIR (--sir_weight)",
 }

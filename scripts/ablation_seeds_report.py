@@ -3,10 +3,11 @@ records of a multi-seed ablation (scripts/run_ablation.py).
 
   python scripts/ablation_seeds_report.py [--records=results/ablation_v2]
 
-Reads <records>/<row>_seed<S>_eval.json for every row it finds (the rows of
-ROWS first, in that order, then any other row, e.g. a method's, by name) and
-prints, in Markdown: the overall table, the clean / occluded table, and one
-line per claim (MGCNet, ECCV 2020): the difference of the row means, the 2
+Reads <records>/<row>_seed<S>_eval.json (and the run's
+<row>_seed<S>_verification.json where kept) for every row it finds (the rows
+of ROWS first, in that order, then any other row, e.g. a method's, by name)
+and prints, in Markdown: the overall table, the clean / occluded table, the
+face-verification table, and one line per claim (MGCNet, ECCV 2020; SIR): the difference of the row means, the 2
 std it is judged against (std of the difference of two means over their
 seeds; with one seed per row there is no std and the line says so), and
 whether the difference exceeds it.
@@ -39,7 +40,14 @@ SUBSETS = (("clean/vertex_error_mm", "clean vertex mm"),
            ("clean/nme/mean", "clean NME"), ("occluded/nme/mean", "occl. NME"),
            ("clean/nme/60-90", "clean NME 60-90"),
            ("occluded/nme/60-90", "occl. NME 60-90"))
-# (what the paper claims, metric, row expected lower, row compared with)
+VERIFICATION = (
+    ("verification/coefficients_euclidean/accuracy", "id. coeff. acc."),
+    ("verification/coefficients_euclidean/auc", "id. coeff. AUC"),
+    ("verification/vertices/accuracy", "vertices acc."),
+    ("verification/vertices/auc", "vertices AUC"),
+    ("verification/render_embedding/accuracy", "render emb. acc."))
+# (what the paper claims, metric, row expected better, row compared with);
+# better is lower, except for metrics in HIGHER_IS_BETTER.
 CLAIMS = (
     ("NME at 60-90 degrees improves with the multi-view losses",
      "nme/60-90", "full", "baseline"),
@@ -49,7 +57,13 @@ CLAIMS = (
      "occluded/vertex_error_mm", "full", "full_no_covisible"),
     ("the covisible map helps under occlusion (occluded views' NME)",
      "occluded/nme/mean", "full", "full_no_covisible"),
+    ("SIR makes identity coefficients more recognisable (verification)",
+     "verification/coefficients_euclidean/accuracy", "sir", "full"),
+    ("SIR makes shapes more recognisable (verification of aligned vertices)",
+     "verification/vertices/accuracy", "sir", "full"),
+    ("SIR keeps the 3D error", "vertex_error_mm", "sir", "full"),
 )
+HIGHER_IS_BETTER = ("/accuracy", "/auc")
 _RECORD = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)_eval\.json$")
 
 
@@ -60,7 +74,12 @@ def read_records(folder: str):
     match = _RECORD.match(os.path.basename(path))
     if match:
       with open(path) as f:
-        records[match["row"]][int(match["seed"])] = json.load(f)["metrics"]
+        metrics = dict(json.load(f)["metrics"])
+      verification = path[:-len("_eval.json")] + "_verification.json"
+      if os.path.exists(verification):
+        with open(verification) as f:
+          metrics.update(json.load(f)["metrics"])
+      records[match["row"]][int(match["seed"])] = metrics
   return records
 
 
@@ -76,11 +95,12 @@ def mean_std(values):
   return mean, math.sqrt(variance)
 
 
-def cell(values) -> str:
+def cell(values, digits: int = 2) -> str:
   mean, std = mean_std(values)
   if mean is None:
     return "-"
-  return f"{mean:.2f}" if std is None else f"{mean:.2f} +/- {std:.2f}"
+  return (f"{mean:.{digits}f}" if std is None
+          else f"{mean:.{digits}f} +/- {std:.{digits}f}")
 
 
 def ordered_rows(records):
@@ -93,7 +113,9 @@ def table(records, columns) -> str:
            "|---|---:|" + "---:|" * len(columns)]
   for row in ordered_rows(records):
     seeds = records[row]
-    cells = [cell([m.get(key) for m in seeds.values()]) for key, _ in columns]
+    cells = [cell([m.get(key) for m in seeds.values()],
+                  3 if key.endswith(HIGHER_IS_BETTER) else 2)
+             for key, _ in columns]
     lines.append(f"| {ROWS.get(row, row)} | {len(seeds)} | "
                  + " | ".join(cells) + " |")
   return "\n".join(lines)
@@ -106,16 +128,20 @@ def verdict(records, claim, metric, better, other) -> str:
   b, sb = mean_std([m.get(metric) for m in records[other].values()])
   if a is None or b is None:
     return f"- {claim}: {metric} missing."
-  gain = b - a
-  text = (f"- {claim}: {metric} {b:.2f} ({other}) -> {a:.2f} ({better}), "
-          f"{gain:+.2f} lower ({100 * gain / b:+.1f}%)")
+  higher = metric.endswith(HIGHER_IS_BETTER)
+  gain = (a - b) if higher else (b - a)
+  digits = 3 if higher else 2
+  text = (f"- {claim}: {metric} {b:.{digits}f} ({other}) -> {a:.{digits}f} "
+          f"({better}), {gain:+.{digits}f} {'higher' if higher else 'lower'} "
+          f"({100 * gain / b:+.1f}%)")
   if sa is None or sb is None:
     return text + "; one seed in a row, so no std to judge it against."
   na, nb = len(records[better]), len(records[other])
   two_std = 2.0 * math.sqrt(sa ** 2 / na + sb ** 2 / nb)
   shown = "shows" if gain > two_std else (
       "the opposite shows" if gain < -two_std else "does not show")
-  return text + f"; 2 std of the difference = {two_std:.2f}: {shown}."
+  return text + (f"; 2 std of the difference = {two_std:.{digits}f}: "
+                 f"{shown}.")
 
 
 def main(argv):
@@ -129,6 +155,10 @@ def main(argv):
   print()
   print(table(records, SUBSETS))
   print()
+  if any("verification/pairs" in m for seeds in records.values()
+         for m in seeds.values()):
+    print(table(records, VERIFICATION))
+    print()
   for claim in CLAIMS:
     print(verdict(records, *claim))
 

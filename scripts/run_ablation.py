@@ -2,16 +2,20 @@
 
   python scripts/run_ablation.py [--configs=configs/ablation_v2]
       [--runs=runs/ablation_v2] [--records=results/ablation_v2]
-      [--plan=baseline:3,full:3,full_no_covisible:3,pixel:1,depth:1,epipolar:1]
+      [--plan=baseline:3,full:3,full_no_covisible:3,pixel:1,depth:1,epipolar:1,
+              sir:3]
       [--dry_run]
 
 For each row and seed (seeds 0 .. n-1 of the row's count), in order:
 `python -m mgc_tf.train --flagfile=<configs>/<row>.flags --seed=S
 --model_dir=<runs>/<row>/seed<S>` (resumes from the run's last checkpoint),
 then `python -m mgc_tf.evaluate` on the test split of the row's eval
-dataset, and copies the evaluation JSON and the progress lines of the log to
-<records>/<row>_seed<S>_eval.json and <records>/<row>_seed<S>_train.log.
-A (row, seed) whose record exists is skipped, so the script can be started
+dataset (its own protocol, then `--protocol=verification`), and copies the
+evaluation JSONs and the progress lines of the log to
+<records>/<row>_seed<S>_eval.json, <row>_seed<S>_verification.json and
+<row>_seed<S>_train.log. A (row, seed) whose record exists is skipped (a
+missing verification record is made from the run's last checkpoint if that
+is still on this machine), so the script can be started
 again on a new machine (the records are kept in the repository; the
 checkpoints are not). Same seed = same initialisation and data order in
 every row (the configs set --deterministic). A method's row is one more
@@ -34,7 +38,7 @@ _RUNS = flags.DEFINE_string("runs", "runs/ablation_v2",
 _RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
                                "Folder of the kept evaluation records.")
 DEFAULT_PLAN = ("baseline:3", "full:3", "full_no_covisible:3", "pixel:1",
-                "depth:1", "epipolar:1")
+                "depth:1", "epipolar:1", "sir:3")
 _PLAN = flags.DEFINE_list(
     "plan", list(DEFAULT_PLAN),
     "row:seeds pairs, run in this order seed by seed (all rows' seed 0 "
@@ -78,8 +82,10 @@ def flag_value(flagfile: str, name: str) -> str:
   return value
 
 
-def eval_json_name(dataset: str) -> str:
-  return f"eval_{dataset.replace('/', '-')}_test.json"
+def eval_json_name(dataset: str, protocol: str = "") -> str:
+  """The JSON `mgc_tf.evaluate` writes for the test split of `dataset`."""
+  infix = f"_{protocol}" if protocol else ""
+  return f"eval_{dataset.replace('/', '-')}{infix}_test.json"
 
 
 def run(command, log_path=None) -> None:
@@ -103,6 +109,24 @@ def keep_records(run_dir: str, eval_json: str, prefix: str) -> None:
   shutil.copyfile(os.path.join(run_dir, eval_json), prefix + "_eval.json")
 
 
+def evaluate(run_dir: str, dataset: str, protocol: str = "") -> None:
+  command = [sys.executable, "-m", "mgc_tf.evaluate", f"--model_dir={run_dir}",
+             f"--dataset={dataset}"]
+  if protocol:
+    command.append(f"--protocol={protocol}")
+  run(command)
+
+
+def keep_verification(run_dir: str, dataset: str, prefix: str) -> None:
+  """Face verification of the run (identity coefficients, aligned vertices,
+  render embeddings; docs/evaluation.md), kept as <prefix>_verification.json."""
+  evaluate(run_dir, dataset, "verification")
+  if not _DRY_RUN.value:
+    shutil.copyfile(
+        os.path.join(run_dir, eval_json_name(dataset, "verification")),
+        prefix + "_verification.json")
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -113,20 +137,23 @@ def main(argv):
       raise app.UsageError(f"no flagfile {flagfile} for row {row!r}")
   for row, seed in schedule(plan):
     prefix = os.path.join(_RECORDS.value, f"{row}_seed{seed}")
-    if os.path.exists(prefix + "_eval.json"):
-      print(f"{row} seed {seed}: done ({prefix}_eval.json)", flush=True)
-      continue
     flagfile = os.path.join(_CONFIGS.value, f"{row}.flags")
     dataset = flag_value(flagfile, "eval_dataset")
     run_dir = os.path.join(_RUNS.value, row, f"seed{seed}")
+    if os.path.exists(prefix + "_eval.json"):
+      print(f"{row} seed {seed}: done ({prefix}_eval.json)", flush=True)
+      if (not os.path.exists(prefix + "_verification.json")
+          and os.path.exists(os.path.join(run_dir, "checkpoint"))):
+        keep_verification(run_dir, dataset, prefix)
+      continue
     if not _DRY_RUN.value:
       os.makedirs(run_dir, exist_ok=True)
     started = time.time()
     run([sys.executable, "-m", "mgc_tf.train", f"--flagfile={flagfile}",
          f"--seed={seed}", f"--model_dir={run_dir}", "--export_dir="],
         os.path.join(run_dir, "train.log"))
-    run([sys.executable, "-m", "mgc_tf.evaluate", f"--model_dir={run_dir}",
-         f"--dataset={dataset}"])
+    evaluate(run_dir, dataset)
+    keep_verification(run_dir, dataset, prefix)
     if _DRY_RUN.value:
       continue
     keep_records(run_dir, eval_json_name(dataset), prefix)

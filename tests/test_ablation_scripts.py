@@ -90,8 +90,8 @@ def test_done_seeds_are_skipped(tmp_path):
   assert "--seed=1" in result.stdout and "--seed=0" not in result.stdout
 
 
-def _write(folder, row, seed, **metrics):
-  with open(os.path.join(folder, f"{row}_seed{seed}_eval.json"), "w") as f:
+def _write(folder, row, seed, kind="eval", **metrics):
+  with open(os.path.join(folder, f"{row}_seed{seed}_{kind}.json"), "w") as f:
     json.dump({"metrics": metrics}, f)
 
 
@@ -117,3 +117,43 @@ def test_report_means_stds_and_verdicts(tmp_path):
   assert line.endswith("one seed in a row, so no std to judge it against.")
   assert "not run yet" in report.verdict(records, "y", "vertex_error_mm",
                                          "full", "full_no_covisible")
+
+
+def test_report_reads_verification_records_and_higher_is_better(tmp_path):
+  folder = str(tmp_path)
+  accuracy = "verification/vertices/accuracy"
+  for seed, (full, sir) in enumerate([(0.60, 0.70), (0.62, 0.71),
+                                      (0.58, 0.72)]):
+    _write(folder, "full", seed, vertex_error_mm=5.0)
+    _write(folder, "full", seed, "verification", **{
+        accuracy: full, "verification/pairs": 360})
+    _write(folder, "sir", seed, vertex_error_mm=5.1)
+    _write(folder, "sir", seed, "verification", **{accuracy: sir})
+  records = report.read_records(folder)
+  assert records["sir"][1][accuracy] == 0.71
+  assert ("| full MGCNet + SIR (--sir_weight) | 3 | - | - | 0.710 +/- 0.010 |"
+          in report.table(records, report.VERIFICATION))
+  line = report.verdict(records, "SIR", accuracy, "sir", "full")
+  assert "0.600 (full) -> 0.710 (sir), +0.110 higher" in line
+  assert line.endswith(": shows.")
+  # A drop in accuracy is the opposite of the claim.
+  line = report.verdict(records, "x", accuracy, "full", "sir")
+  assert "-0.110 higher" in line and "the opposite shows" in line
+
+
+def test_runner_also_keeps_face_verification(tmp_path):
+  records = tmp_path / "records"
+  records.mkdir()
+  result = subprocess.run(
+      [sys.executable, os.path.join(REPO, "scripts", "run_ablation.py"),
+       f"--records={records}", f"--runs={tmp_path / 'runs'}",
+       "--plan=baseline:1", "--dry_run"],
+      capture_output=True, text=True, cwd=REPO, timeout=120)
+  assert result.returncode == 0, result.stderr[-2000:]
+  evaluations = [line for line in result.stdout.splitlines()
+                 if "mgc_tf.evaluate" in line]
+  assert len(evaluations) == 2
+  assert "--protocol=verification" in evaluations[1]
+  assert run_ablation.eval_json_name("synthetic_multiview/v2_small",
+                                     "verification") == (
+      "eval_synthetic_multiview-v2_small_verification_test.json")
