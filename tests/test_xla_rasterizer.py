@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import run_with_two_logical_cpus
 from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
 from mgc_tf.render import kernel
@@ -214,3 +215,41 @@ def test_auto_falls_back_to_xla_without_the_kernel(monkeypatch):
   with pytest.raises(kernel.KernelBuildError):
     renderer.render_face(decoder, coefficients, image_size=(32, 32),
                          backend="kernel")
+
+
+MIRRORED_SCRIPT = """
+import numpy as np
+from conftest import make_tiny_face_model
+from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.render import rasterizer
+from mgc_tf.render import renderer
+
+decoder = face_decoder.FaceDecoder(make_tiny_face_model())
+k = decoder.layout.size
+coeffs = np.zeros([4, k], np.float32)
+coeffs[:, decoder.layout.slices()["pose"].start + 1] = np.deg2rad(
+    [-30, -5, 10, 40])
+single = renderer.render_face(decoder, coeffs, image_size=(48, 48),
+                              backend="kernel")[1].image.numpy()
+rasterizer.set_default_backend("xla")
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+dataset = tf.data.Dataset.from_tensor_slices(coeffs).batch(4)
+batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
+
+@tf.function(jit_compile=True)
+def replica_fn(c):
+  return renderer.render_face(decoder, c, image_size=(48, 48))[1].image
+
+@tf.function
+def step(c):
+  return strategy.gather(strategy.run(replica_fn, args=(c,)), axis=0)
+
+distributed = step(batch).numpy()
+np.testing.assert_allclose(distributed, single, atol=1e-4)
+print("MIRRORED_XLA_OK")
+"""
+
+
+@pytest.mark.slow
+def test_xla_backend_under_mirrored_strategy_with_jit():
+  run_with_two_logical_cpus(MIRRORED_SCRIPT, "MIRRORED_XLA_OK")
