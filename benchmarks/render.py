@@ -2,12 +2,19 @@
 
   python benchmarks/render.py [--batch=15] [--size=224] [--repeats=5]
       [--face_model=PATH]   # a real BFM file; else a synthetic mesh of BFM size
+      [--rasterizer=kernel,xla]   # backends to time (auto|kernel|xla)
 
 For the embedded face model and for a mesh of BFM's size (35,709 vertices,
 70,789 triangles), prints milliseconds per view for raw rasterization (the
-kernel alone), render forward and render forward+backward, beside ResNet50
-forward+backward per image on the same machine, and their ratios.
+visibility pass alone), render forward and render forward+backward, beside
+ResNet50 forward+backward per image on the same machine, and their ratios.
+One row per backend: the kernel (tf.function), xla in a tf.function, and
+xla compiled with XLA (jit_compile=True); the last column is the raw
+visibility time over the kernel's.
 """
+
+import sys
+
 
 from absl import app
 from absl import flags
@@ -20,10 +27,14 @@ from mgc_tf.facemodel import crop
 from mgc_tf.facemodel import loaders
 from mgc_tf.render import rasterizer
 from mgc_tf.render import renderer
+from mgc_tf.render import xla_visibility
 
 _BATCH = flags.DEFINE_integer("batch", 15, "Views per batch (5 x 3 views).")
 _SIZE = flags.DEFINE_integer("size", 224, "Image side, pixels.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repetitions (median).")
+_RASTERIZER = flags.DEFINE_list(
+    "rasterizer", ["kernel", "xla"],
+    "Rasterizer backends to time, comma-separated: auto, kernel, xla.")
 _FACE_MODEL = flags.DEFINE_string(
     "face_model", None, "Optional real face model for the BFM-size row.")
 
@@ -68,34 +79,61 @@ def camera_batch(vertices, batch, size):
           tf.constant(np.tile(k[None], [batch, 1, 1]).astype(np.float32)))
 
 
-def time_mesh(vertices, triangles, batch, size, repeats):
-  """(raw, forward, forward+backward) ms per view."""
+def time_mesh(vertices, triangles, batch, size, repeats, backend,
+              jit_compile=False):
+  """(raw, forward, forward+backward) ms per view for one backend."""
   verts, k = camera_batch(vertices, batch, size)
   tris = tf.constant(triangles)
   colors = tf.random.uniform(verts.shape, seed=1)
-  ops = rasterizer.kernel.load_rasterizer_module()
   clip = rasterizer.clip_space_vertices(verts, k, (size, size))
   mode = rasterizer.kernel_culling_mode(rasterizer.FaceCulling.BACK)
+  compile_fn = lambda f: tf.function(f, jit_compile=jit_compile or None)  # pylint: disable=g-long-lambda
 
-  @tf.function
-  def raw():
-    return [ops.rasterize_triangles(clip[i], tris, size, size, 1, mode)[1]
-            for i in range(batch)]
+  if backend == rasterizer.Backend.KERNEL:
+    ops = rasterizer.kernel.load_rasterizer_module()
 
-  @tf.function
+    @compile_fn
+    def raw():
+      return [ops.rasterize_triangles(clip[i], tris, size, size, 1, mode)[1]
+              for i in range(batch)]
+  else:
+    @compile_fn
+    def raw():
+      return xla_visibility.visibility(clip, tris, (size, size),
+                                       mode).triangle_ids
+
+  @compile_fn
   def forward():
-    return renderer.render_mesh(verts, colors, tris, k, (size, size)).image
+    return renderer.render_mesh(verts, colors, tris, k, (size, size),
+                                backend=backend).image
 
-  @tf.function
+  @compile_fn
   def forward_backward():
     with tf.GradientTape() as tape:
       tape.watch([verts, colors])
-      out = renderer.render_mesh(verts, colors, tris, k, (size, size))
+      out = renderer.render_mesh(verts, colors, tris, k, (size, size),
+                                 backend=backend)
       loss = tf.reduce_sum(out.image) + 1e-3 * tf.reduce_sum(out.depth)
     return tape.gradient(loss, [verts, colors])
 
   return tuple(median_ms(f, repeats) / batch
                for f in (raw, forward, forward_backward))
+
+
+def backend_rows(vertices, triangles, batch, size, repeats, backends):
+  """[(label, (raw, fwd, fwd+bwd))] for the chosen backends."""
+  rows = []
+  for backend in backends:
+    if backend == rasterizer.Backend.KERNEL:
+      rows.append(("kernel", time_mesh(vertices, triangles, batch, size,
+                                       repeats, backend)))
+    else:
+      rows.append(("xla (tf.function)", time_mesh(
+          vertices, triangles, batch, size, repeats, backend)))
+      rows.append(("xla (jit_compile)", time_mesh(
+          vertices, triangles, batch, size, repeats, backend,
+          jit_compile=True)))
+  return rows
 
 
 def time_resnet(batch, size, repeats):
@@ -116,35 +154,50 @@ def time_resnet(batch, size, repeats):
 def main(argv):
   del argv
   batch, size, repeats = _BATCH.value, _SIZE.value, _REPEATS.value
-  rows = []
+  try:
+    backends = []
+    for name in _RASTERIZER.value:
+      backend = rasterizer.resolve_backend(rasterizer.parse_backend(name))
+      if backend not in backends:
+        backends.append(backend)
+  except ValueError as e:
+    print(f"error: --rasterizer: {e}", file=sys.stderr)
+    return 2
+  meshes = []
   embedded = loaders.load_face_model(None)
-  rows.append((f"embedded ({embedded.num_vertices} v, "
-               f"{embedded.num_triangles} f)",
-               time_mesh(embedded.mean_shape, embedded.triangles, batch, size,
-                         repeats)))
+  meshes.append((f"embedded ({embedded.num_vertices} v, "
+                 f"{embedded.num_triangles} f)", embedded.mean_shape,
+                 embedded.triangles))
   if _FACE_MODEL.value:
     real = loaders.load_face_model(_FACE_MODEL.value)
-    rows.append((f"{real.name} ({real.num_vertices} v, {real.num_triangles} f)",
-                 time_mesh(real.mean_shape, real.triangles, batch, size,
-                           repeats)))
+    meshes.append((f"{real.name} ({real.num_vertices} v, "
+                   f"{real.num_triangles} f)", real.mean_shape,
+                   real.triangles))
   else:
     vertices, triangles = bfm_size_mesh()
-    rows.append((f"BFM-size synthetic ({len(vertices)} v, {len(triangles)} f)",
-                 time_mesh(vertices, triangles, batch, size, repeats)))
+    meshes.append((f"BFM-size synthetic ({len(vertices)} v, "
+                   f"{len(triangles)} f)", vertices, triangles))
+  results = [(name, backend_rows(v, t, batch, size, repeats, backends))
+             for name, v, t in meshes]
   resnet = time_resnet(batch, size, repeats)
 
   print(f"\nbatch {batch} views, {size}x{size}, median of {repeats}; "
         f"ResNet50 fwd+bwd: {resnet:.1f} ms/image\n")
-  header = (f"{'mesh':<42} {'raster ms':>9} {'fwd ms':>8} {'fwd+bwd ms':>10} "
-            f"{'raster/R50':>10} {'fwd/R50':>8} {'fwd+bwd/R50':>11}")
+  header = (f"{'mesh / rasterizer':<42} {'raster ms':>9} {'fwd ms':>8} "
+            f"{'fwd+bwd ms':>10} {'raster/R50':>10} {'fwd/R50':>8} "
+            f"{'fwd+bwd/R50':>11} {'raster/kernel':>13}")
   print(header)
   print("-" * len(header))
-  for name, (raw, fwd, fwd_bwd) in rows:
-    print(f"{name:<42} {raw:>9.2f} {fwd:>8.2f} {fwd_bwd:>10.2f} "
-          f"{raw / resnet:>10.3f} {fwd / resnet:>8.3f} "
-          f"{fwd_bwd / resnet:>11.3f}")
-  print("\ntarget: render fwd+bwd per view <= 0.25x ResNet50 fwd+bwd per image "
-        "at BFM size")
+  for name, rows in results:
+    print(name)
+    kernel_raw = dict(rows).get("kernel", (None,))[0]
+    for label, (raw, fwd, fwd_bwd) in rows:
+      versus = f"{raw / kernel_raw:>13.2f}" if kernel_raw else f"{'-':>13}"
+      print(f"  {label:<40} {raw:>9.2f} {fwd:>8.2f} {fwd_bwd:>10.2f} "
+            f"{raw / resnet:>10.3f} {fwd / resnet:>8.3f} "
+            f"{fwd_bwd / resnet:>11.3f} {versus}")
+  print("\ntargets: render fwd+bwd per view <= 0.25x ResNet50 fwd+bwd per "
+        "image at BFM size; on CPU xla raster <= 4x the kernel's")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
   python -m mgc_tf.render_demo --output=render_demo.png [--num_faces=3]
       [--seed=0] [--face_model=PATH] [--size=224]
+      [--rasterizer=auto|kernel|xla]
 
 Rows are random faces (identity, expression, albedo, lighting drawn from the
 model's prior), columns the yaw angles. Without --face_model the embedded
@@ -28,6 +29,9 @@ _FACE_MODEL = flags.DEFINE_string(
 _YAWS = flags.DEFINE_list("yaw_degrees", ["-60", "0", "60"],
                           "Yaw angles (columns), degrees.")
 _SIZE = flags.DEFINE_integer("size", 224, "Output tile side, pixels.")
+_RASTERIZER = flags.DEFINE_string(
+    "rasterizer", "auto", "Rasterizer backend: auto, kernel (C++, built on "
+    "first use) or xla (core TF ops, no compiler needed).")
 
 
 def random_coefficients(layout, num_faces: int, seed: int,
@@ -63,8 +67,11 @@ def background(size: int, count: int) -> np.ndarray:
 
 
 def render_grid(face_model, yaws_degrees: Sequence[float], num_faces: int,
-                seed: int, size: int) -> np.ndarray:
-  """[rows * size, cols * size, 3] uint8 grid of renders."""
+                seed: int, size: int, rasterizer: str = "auto") -> np.ndarray:
+  """[rows * size, cols * size, 3] uint8 grid of renders.
+
+  `rasterizer` is the visibility backend (`mgc_tf.render.rasterizer.Backend`).
+  """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.render import renderer  # pylint: disable=g-import-not-at-top
@@ -78,7 +85,8 @@ def render_grid(face_model, yaws_degrees: Sequence[float], num_faces: int,
     coeffs[:, layout.slices()["pose"].start + 1] = np.deg2rad(yaw)  # ry
     _, out = renderer.render_face(decoder, tf.constant(coeffs),
                                   background=tf.constant(background(
-                                      decoder.image_size, num_faces)))
+                                      decoder.image_size, num_faces)),
+                                  backend=rasterizer)
     image = tf.image.resize(out.image, [size, size], antialias=True)
     rows.append(np.clip(image.numpy(), 0.0, 1.0))
   grid = np.stack(rows, axis=1)  # [faces, yaws, H, W, 3]
@@ -98,6 +106,12 @@ def main(argv):
   except ValueError:
     raise app.UsageError(
         f"--yaw_degrees must be numbers, got {_YAWS.value}") from None
+  from mgc_tf.render import rasterizer  # pylint: disable=g-import-not-at-top
+  try:
+    backend = rasterizer.parse_backend(_RASTERIZER.value)
+  except ValueError as e:
+    print(f"error: --rasterizer: {e}", file=sys.stderr)
+    return 2
   try:
     face_model = loaders.load_face_model(_FACE_MODEL.value)
   except loaders.FaceModelError as e:
@@ -106,7 +120,7 @@ def main(argv):
   print(f"Rendering {_NUM_FACES.value} random faces of '{face_model.name}' "
         f"({face_model.num_vertices} vertices) at yaw {yaws} degrees...")
   grid = render_grid(face_model, yaws, _NUM_FACES.value, _SEED.value,
-                     _SIZE.value)
+                     _SIZE.value, rasterizer=backend)
   out_dir = os.path.dirname(os.path.abspath(_OUTPUT.value))
   os.makedirs(out_dir, exist_ok=True)
   Image.fromarray(grid).save(_OUTPUT.value)

@@ -47,3 +47,25 @@ def test_render_demo_reports_a_missing_face_model(tmp_path):
   assert result.returncode == 1
   assert "none.npz" in result.stderr
   assert not (tmp_path / "x.png").exists()
+
+
+def test_render_demo_grid_is_the_same_with_either_rasterizer():
+  from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
+  face_model = loaders.load_face_model(None)
+  grids = [render_demo.render_grid(face_model, [-60.0, 30.0], 1, 0, 64,
+                                   rasterizer=backend)
+           for backend in ("kernel", "xla")]
+  np.testing.assert_array_equal(grids[0], grids[1])
+
+
+def test_render_demo_bad_rasterizer_is_one_line_exit_2(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "mgc_tf.render_demo",
+       f"--output={tmp_path / 'x.png'}", "--rasterizer=opengl"],
+      capture_output=True, text=True, timeout=300,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 2
+  lines = [line for line in result.stderr.splitlines() if line.strip()]
+  assert lines == ["error: --rasterizer: Unknown rasterizer backend 'opengl'; "
+                   "choose one of auto, kernel, xla."], result.stderr
+  assert not (tmp_path / "x.png").exists()

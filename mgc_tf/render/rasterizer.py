@@ -1,8 +1,13 @@
 """Rasterization of camera-space triangle meshes with differentiable barycentrics.
 
-Visibility (which triangle covers each pixel) comes from tensorflow-graphics'
-CPU `RasterizeTriangles` kernel, compiled by `mgc_tf.render.kernel`; it has no
-gradient. The barycentric coordinates are then recomputed differentiably from
+Visibility (which triangle covers each pixel) comes from one of two backends
+(`Backend`), which give the same triangle on every pixel and have no gradient:
+`kernel`, tensorflow-graphics' CPU `RasterizeTriangles` kernel, compiled by
+`mgc_tf.render.kernel` on first use; or `xla`, the same arithmetic in core
+TensorFlow ops (`mgc_tf.render.xla_visibility`), which XLA compiles for CPU,
+GPU and TPU and which needs no C++ compiler. `auto` picks xla on a GPU or
+TPU, else the kernel (faster on CPU), else xla when the kernel cannot be
+built. The barycentric coordinates are then recomputed differentiably from
 the clip-space vertices with `tensorflow_graphics.rendering.barycentrics`, so
 gradients reach vertex positions through everything interpolated with them.
 
@@ -12,14 +17,17 @@ samples pixel centres at NDC ((ix + 0.5) / (W / 2) - 1, (iy + 0.5) / (H / 2) - 1
 so `projection_matrix` shifts by half a pixel to make column ix sample u = ix.
 """
 
+import contextlib
 import enum
-from typing import NamedTuple, Tuple
+import logging
+from typing import NamedTuple, Optional, Tuple, Union
 
 import tensorflow as tf
 from tensorflow_graphics.rendering import barycentrics as tfg_barycentrics
 from tensorflow_graphics.rendering import framebuffer as tfg_framebuffer
 
 from mgc_tf.render import kernel
+from mgc_tf.render import xla_visibility
 
 DEFAULT_NEAR_MM = 10.0
 DEFAULT_FAR_MM = 20000.0
@@ -50,6 +58,81 @@ class Barycentrics(enum.Enum):
 
 _KERNEL_CULLING_MODE = {FaceCulling.NONE: 0, FaceCulling.BACK: 2,
                         FaceCulling.FRONT: 1}
+
+
+class Backend(str, enum.Enum):
+  """Which implementation finds the visible triangle (same pixels)."""
+  AUTO = "auto"
+  KERNEL = "kernel"
+  XLA = "xla"
+
+
+_default_backend = Backend.AUTO
+_warned_fallback = False
+
+
+def set_default_backend(backend: Union[Backend, str]) -> Backend:
+  """Sets the backend `rasterize` uses when given none; returns the old one.
+
+  Entry points call this once from their `--rasterizer` flag (the trainer
+  from `TrainConfig.rasterizer`), so that losses and evaluators that render
+  need no extra argument. Library code passes `backend=` instead.
+  """
+  global _default_backend
+  previous = _default_backend
+  _default_backend = parse_backend(backend)
+  return previous
+
+
+def get_default_backend() -> Backend:
+  return _default_backend
+
+
+@contextlib.contextmanager
+def default_backend(backend: Union[Backend, str]):
+  """Context manager: `set_default_backend` within, restored after."""
+  previous = set_default_backend(backend)
+  try:
+    yield
+  finally:
+    set_default_backend(previous)
+
+
+def parse_backend(backend: Union[Backend, str]) -> Backend:
+  """`Backend` from its name, with one clear error listing the choices."""
+  try:
+    return Backend(backend)
+  except ValueError:
+    choices = ", ".join(b.value for b in Backend)
+    raise ValueError(f"Unknown rasterizer backend {backend!r}; choose one of "
+                     f"{choices}.") from None
+
+
+def resolve_backend(backend: Optional[Union[Backend, str]] = None) -> Backend:
+  """`kernel` or `xla`: the given backend (default: the process default),
+  with `auto` resolved.
+
+  auto: xla when TensorFlow sees a GPU or TPU (the kernel is a CPU op that
+  runs image by image); on CPU the kernel, which is faster there
+  (benchmarks/render.py), unless it cannot be built (no compiler), then xla.
+  """
+  global _warned_fallback
+  backend = parse_backend(_default_backend if backend is None else backend)
+  if backend != Backend.AUTO:
+    return backend
+  if (tf.config.list_logical_devices("GPU") or
+      tf.config.list_logical_devices("TPU")):
+    return Backend.XLA
+  try:
+    tf.autograph.experimental.do_not_convert(kernel.load_rasterizer_module)()
+  except kernel.KernelBuildError as e:
+    if not _warned_fallback:
+      logging.warning("mgc_tf: the rasterizer kernel is unavailable, so "
+                      "--rasterizer=auto uses the xla backend (slower on "
+                      "CPU). Reason: %s", str(e).splitlines()[0])
+      _warned_fallback = True
+    return Backend.XLA
+  return Backend.KERNEL
 
 
 class Rasterized(NamedTuple):
@@ -136,12 +219,13 @@ def rasterize(vertices: tf.Tensor,
               near: float = DEFAULT_NEAR_MM,
               far: float = DEFAULT_FAR_MM,
               barycentrics: Barycentrics = Barycentrics.PIXEL,
+              backend: Optional[Union[Backend, str]] = None,
               name: str = "rasterize") -> Rasterized:
   """Finds the visible triangle per pixel and its barycentric coordinates.
 
   Args:
     vertices: [B, V, 3] float32 camera-space points (OpenCV axes, e.g. mm).
-      B must be static: the kernel runs once per image.
+      B must be static with the kernel backend (it runs once per image).
     triangles: [F, 3] int32 vertex ids, counter-clockwise seen from the side
       that faces the camera (the other side is culled with `BACK`).
     intrinsics: [B, 3, 3] float32 pinhole matrices, pixels.
@@ -149,6 +233,8 @@ def rasterize(vertices: tf.Tensor,
     culling: which triangles to drop.
     near, far: clipping distances along z.
     barycentrics: which implementation computes them (see `Barycentrics`).
+    backend: visibility backend (see `Backend`); None uses the process
+      default (`set_default_backend`, initially auto).
     name: op name scope.
 
   Returns:
@@ -163,31 +249,18 @@ def rasterize(vertices: tf.Tensor,
     if triangles.shape.rank != 2 or triangles.shape[-1] != 3:
       raise ValueError(f"triangles must be [F, 3]. Received: "
                        f"triangles.shape={triangles.shape}")
-    batch_size = vertices.shape[0]
-    if batch_size is None:
-      raise ValueError(
-          "The batch size must be static (the CPU kernel loops over images); "
-          "use drop_remainder=True in tf.data. Received: vertices.shape="
-          f"{vertices.shape}")
     height, width = int(image_size[0]), int(image_size[1])
-    # Plain Python (file checks, compiler, load_op_library): keep AutoGraph
-    # from trying to convert it when the renderer is traced.
-    ops = tf.autograph.experimental.do_not_convert(
-        kernel.load_rasterizer_module)()
-
     clip = clip_space_vertices(vertices, intrinsics, (height, width), near,
                                far)
-    ids, masks = [], []
-    clip_const = tf.stop_gradient(clip)
     mode = kernel_culling_mode(culling)
-    for index in range(batch_size):
-      _, triangle_ids, z_buffer = ops.rasterize_triangles(
-          clip_const[index], triangles, width, height, 1, mode)
-      ids.append(tf.ensure_shape(triangle_ids[0], [height, width]))
-      z_buffer = tf.ensure_shape(z_buffer[0], [height, width])
-      masks.append(tf.not_equal(z_buffer, 1.0))
-    triangle_ids = tf.stack(ids)  # [B, H, W]
-    mask = tf.cast(tf.stack(masks), tf.float32)[..., tf.newaxis]
+    if resolve_backend(backend) == Backend.XLA:
+      visible = xla_visibility.visibility(clip, triangles, (height, width),
+                                          mode)
+      triangle_ids = visible.triangle_ids
+      mask = tf.cast(visible.mask, tf.float32)[..., tf.newaxis]
+    else:
+      triangle_ids, mask = _kernel_visibility(clip, triangles,
+                                              (height, width), mode)
     vertex_ids = tf.gather(triangles, triangle_ids)  # [B, H, W, 3]
 
     if Barycentrics(barycentrics) == Barycentrics.TFG:
@@ -197,6 +270,32 @@ def rasterize(vertices: tf.Tensor,
     triangle_ids = tf.where(mask[..., 0] > 0, triangle_ids, -1)
     return Rasterized(triangle_ids=triangle_ids, vertex_ids=vertex_ids,
                       mask=mask, barycentrics=bary)
+
+
+def _kernel_visibility(clip, triangles, image_size, mode):
+  """Triangle ids [B, H, W] (0 on background) and mask [B, H, W, 1]."""
+  height, width = image_size
+  batch_size = clip.shape[0]
+  if batch_size is None:
+    raise ValueError(
+        "The batch size must be static (the CPU kernel loops over images); "
+        "use drop_remainder=True in tf.data, or the xla backend. Received: "
+        f"vertices.shape={clip.shape[:2]}")
+  # Plain Python (file checks, compiler, load_op_library): keep AutoGraph
+  # from trying to convert it when the renderer is traced.
+  ops = tf.autograph.experimental.do_not_convert(
+      kernel.load_rasterizer_module)()
+  ids, masks = [], []
+  clip_const = tf.stop_gradient(clip)
+  for index in range(batch_size):
+    _, triangle_ids, z_buffer = ops.rasterize_triangles(
+        clip_const[index], triangles, width, height, 1, mode)
+    ids.append(tf.ensure_shape(triangle_ids[0], [height, width]))
+    z_buffer = tf.ensure_shape(z_buffer[0], [height, width])
+    masks.append(tf.not_equal(z_buffer, 1.0))
+  triangle_ids = tf.stack(ids)  # [B, H, W]
+  mask = tf.cast(tf.stack(masks), tf.float32)[..., tf.newaxis]
+  return triangle_ids, mask
 
 
 def pixel_barycentrics(clip: tf.Tensor, vertex_ids: tf.Tensor, mask: tf.Tensor,

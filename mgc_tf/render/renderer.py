@@ -6,7 +6,7 @@ vertices (through the tensorflow-graphics barycentrics), to the colours and so
 to albedo and lighting; visibility itself is piecewise constant.
 """
 
-from typing import NamedTuple, Optional, Tuple
+from typing import NamedTuple, Optional, Tuple, Union
 
 import tensorflow as tf
 
@@ -39,6 +39,7 @@ def render_mesh(vertices: tf.Tensor,
                 image_size: Tuple[int, int],
                 background: Optional[tf.Tensor] = None,
                 culling: rasterizer.FaceCulling = rasterizer.FaceCulling.BACK,
+                backend: Optional[Union[rasterizer.Backend, str]] = None,
                 name: str = "render_mesh") -> RenderOutput:
   """Renders camera-space meshes with per-vertex colours.
 
@@ -50,6 +51,8 @@ def render_mesh(vertices: tf.Tensor,
     image_size: (height, width) in pixels.
     background: optional [B, H, W, 3] float32 image to composite over.
     culling: which triangles the rasterizer drops.
+    backend: the rasterizer's visibility backend (`rasterizer.Backend`);
+      None uses the process default (`rasterizer.set_default_backend`).
     name: op name scope.
 
   Returns:
@@ -62,7 +65,7 @@ def render_mesh(vertices: tf.Tensor,
       raise ValueError(f"colors must be [B, V, 3]. Received: "
                        f"colors.shape={colors.shape}")
     raster = rasterizer.rasterize(vertices, triangles, intrinsics, image_size,
-                                  culling=culling)
+                                  culling=culling, backend=backend)
     attributes = tf.concat([colors, vertices[..., 2:3]], axis=-1)
     interpolated = rasterizer.interpolate(attributes, raster)
     mask = raster.mask
@@ -80,6 +83,7 @@ def render_mesh(vertices: tf.Tensor,
 def render_face(decoder, coefficients: tf.Tensor,
                 background: Optional[tf.Tensor] = None,
                 image_size: Optional[Tuple[int, int]] = None,
+                backend: Optional[Union[rasterizer.Backend, str]] = None,
                 name: str = "render_face"):
   """Decodes coefficients with `decoder` (a `FaceDecoder`) and renders them.
 
@@ -105,5 +109,6 @@ def render_face(decoder, coefficients: tf.Tensor,
                        f"image_size={image_size}")
     face = decoder.decode(coefficients, image_size=image_size[0])
     output = render_mesh(face.vertices, face.colors, decoder.triangles,
-                         face.intrinsics, image_size, background=background)
+                         face.intrinsics, image_size, background=background,
+                         backend=backend)
     return face, output

@@ -19,6 +19,7 @@ import typing
 from typing import Any, Dict, Optional, Type
 
 from mgc_tf.models import backbones
+from mgc_tf.render import rasterizer as rasterizer_lib
 from mgc_tf.training import distribution
 
 
@@ -36,6 +37,7 @@ Strategy.__doc__ = "tf.distribute strategy (mgc_tf.training.distribution)."
 Backbone = enum.Enum("Backbone", {name.upper(): name
                                   for name in backbones.BACKBONES}, type=str)
 Backbone.__doc__ = "Encoder backbone (mgc_tf.models.backbones)."
+Rasterizer = rasterizer_lib.Backend
 
 
 def _field(default, help_text: str, **metadata):
@@ -85,6 +87,14 @@ class TrainConfig:
   mixed_precision: bool = _field(
       False, "mixed_float16 backbone (GPU); losses stay float32.")
   strategy: Strategy = _field(Strategy.DEFAULT, "tf.distribute strategy.")
+  rasterizer: Rasterizer = _field(
+      Rasterizer.AUTO, "Visibility backend: kernel (C++ CPU op, built on "
+      "first use), xla (core TF ops: XLA-compilable, GPU/TPU, no compiler "
+      "needed) or auto (xla on GPU/TPU; on CPU the faster kernel, or xla "
+      "when it cannot be built). Same pixels either way.")
+  jit_compile: bool = _field(
+      False, "Compile each replica's forward+loss+backward with XLA "
+      "(needs --rasterizer=xla, or auto on a GPU/TPU).")
   num_cpu_devices: int = _field(
       1, "Split the CPU into this many logical devices (to run "
       "--strategy=mirrored replicas on a CPU).")
@@ -119,7 +129,7 @@ class TrainConfig:
     if not self.model_dir:
       problems.append("--model_dir is required")
     for name, kind in (("strategy", Strategy), ("lr_schedule", LrSchedule),
-                       ("backbone", Backbone)):
+                       ("backbone", Backbone), ("rasterizer", Rasterizer)):
       value = getattr(self, name)
       if value not in {m.value for m in kind}:
         problems.append(f"--{name}={value!r} is not one of "
@@ -135,6 +145,9 @@ class TrainConfig:
     if self.num_views % 2 == 0:
       problems.append(f"--num_views must be odd so the target is the middle "
                       f"view, got {self.num_views}")
+    if self.jit_compile and self.rasterizer == Rasterizer.KERNEL:
+      problems.append("--jit_compile needs --rasterizer=xla or auto: XLA "
+                      "cannot compile the C++ kernel op")
     if self.learning_rate <= 0:
       problems.append(f"--learning_rate must be > 0, got {self.learning_rate}")
     for name in ("warmup_steps", "clip_grad_norm", "image_summary_every",

@@ -46,6 +46,7 @@ from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.facemodel import loaders
 from mgc_tf.models import description as description_lib
 from mgc_tf.models import registry
+from mgc_tf.render import rasterizer
 from mgc_tf.training import distribution
 from mgc_tf.training import progress as progress_lib
 from mgc_tf.training import run_dir
@@ -92,6 +93,14 @@ class Trainer:
     self.is_chief = distribution.is_chief(self.strategy)
     if config.mixed_precision:
       keras.mixed_precision.set_dtype_policy("mixed_float16")
+    # Process-wide, like the dtype policy: every render the method's losses
+    # make (traced inside the step) uses it.
+    rasterizer.set_default_backend(_value(config.rasterizer))
+    if (config.jit_compile and rasterizer.resolve_backend() !=
+        rasterizer.Backend.XLA):
+      raise ValueError("--jit_compile needs the xla rasterizer: "
+                       "--rasterizer=auto chose the kernel on this CPU; "
+                       "pass --rasterizer=xla")
     self.face_model = loaders.load_face_model(config.face_model)
     self.decoder = face_decoder.FaceDecoder(self.face_model)
     self.num_coefficients = self.decoder.layout.size
@@ -143,6 +152,7 @@ class Trainer:
     self._stopping = False
     self._any_worker_stopping = None
     self._train_steps = {}
+    self._replica_compute = {}
     self._checkpoint_estimate = None
 
   @property
@@ -227,6 +237,21 @@ class Trainer:
   # ---------------------------------------------------------------- step
 
   def _replica_step(self, batch, stage, variables):
+    compute = self._replica_compute.get(id(stage))
+    if compute is None:
+      compute = lambda b: self._replica_gradients(b, stage, variables)  # pylint: disable=g-long-lambda
+      if self.config.jit_compile:
+        # Only the replica's own maths: the batch-norm sync below and the
+        # cross-replica reduction stay outside XLA (collectives there
+        # depend on the strategy).
+        compute = tf.function(compute, jit_compile=True)
+      self._replica_compute[id(stage)] = compute
+    gradients, total, terms, bad_input = compute(batch)
+    self._sync_non_trainable_variables()
+    return gradients, total, terms, bad_input
+
+  def _replica_gradients(self, batch, stage, variables):
+    """Forward, loss and backward on one replica's batch (XLA-compilable)."""
     # Non-finite input is rejected here, at the boundary: the batch is
     # zeroed where it is not finite (so the forward pass stays finite) and
     # flagged, and the step is not applied (see _make_train_step).
@@ -239,7 +264,6 @@ class Trainer:
       else:
         total_for_gradient = total
     gradients = tape.gradient(total_for_gradient, variables)
-    self._sync_non_trainable_variables()
     gradients = [tf.zeros_like(v) if g is None else g
                  for g, v in zip(gradients, variables)]
     return gradients, total, out.terms, bad_input

@@ -1,0 +1,350 @@
+"""Visibility in core TensorFlow ops: the `xla` rasterizer backend.
+
+Finds which triangle is seen at each pixel, like tensorflow-graphics' C++
+`RasterizeTriangles` kernel (`mgc_tf.render.kernel`), with only core ops, so
+it compiles with XLA (`tf.function(jit_compile=True)`), runs on GPU and TPU,
+and needs no C++ compiler. It reproduces the kernel's arithmetic step by step
+so that both give the same triangle on every pixel:
+
+- the screen bounding box of each triangle, with the kernel's float
+  arithmetic and its near-plane intersections for triangles that cross it;
+- the unnormalised inverse of the matrix of clip (x, y, w) corners in 16.16
+  fixed point (int64), including the kernel's sign flip by a *float*
+  multiplier in its `none` and `front` culling modes, which rounds every
+  entry to float32 (near-ties on shared edges depend on that rounding);
+- the edge functions at the pixel centres, whose fixed-point values are
+  precomputed here in NumPy float32 (inside `tf.function` and XLA a division
+  by a constant becomes a multiplication by its reciprocal, which moves the
+  centres);
+- the inside test (all edge values >= 0, one > 0), the depth z = clip z /
+  clip w, the near/far test, and the depth test where an equal depth keeps
+  the lower triangle id.
+
+How: every triangle's bounding box is cut into candidate (pixel, triangle)
+pairs, laid end to end over the whole batch (no loop over images). Pass p
+handles candidates [p C, (p + 1) C) for a capacity C sized from the inputs:
+a scatter of each triangle's first candidate plus a cumulative sum says
+which triangle owns each candidate (`tf.searchsorted` would make XLA compare
+every candidate with every triangle). Each accepted candidate packs
+(depth, triangle id) into one int64 whose order is depth first, then id, and
+a segment minimum per pixel keeps the nearest; rejected candidates go to no
+pixel at all (segment -1), not to a shared dump pixel, so GPU atomics do not
+contend on it. A while loop runs as many passes as the candidates need, so
+no candidate is ever dropped: the capacity bounds memory, not correctness.
+"""
+
+from typing import NamedTuple, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+# The kernel's fixed point: 16 fractional bits.
+_FIXED_ONE = 65536
+# The kernel's `FaceCullingMode`: 0 none, 1 back, 2 front (its y axis up).
+KERNEL_NONE, KERNEL_BACK, KERNEL_FRONT = 0, 1, 2
+_EMPTY = np.iinfo(np.int64).max
+# Default candidates per pass, per image, in units of max(H x W, F).
+DEFAULT_CAPACITY_FACTOR = 2
+
+
+class Visibility(NamedTuple):
+  """What `visibility` returns for B images of H x W pixels.
+
+  Attributes:
+    triangle_ids: [B, H, W] int32 id of the visible triangle, 0 on background
+      (as the kernel writes it; use `mask`).
+    mask: [B, H, W] bool, True where a triangle is visible.
+    z_buffer: [B, H, W] float32 NDC depth z / w of the visible point, in
+      [-1, 1); 1 on background, as the kernel's z buffer.
+    num_candidates: [] int64, the (pixel, triangle) candidates examined.
+    num_passes: [] int64, the passes of `capacity` candidates that took.
+  """
+  triangle_ids: tf.Tensor
+  mask: tf.Tensor
+  z_buffer: tf.Tensor
+  num_candidates: tf.Tensor
+  num_passes: tf.Tensor
+
+
+def default_capacity(batch_size: int, image_size: Tuple[int, int],
+                     num_triangles: int) -> int:
+  """Candidates per pass, sized from the inputs: 2 B max(H W, F).
+
+  A face at 224 px makes about 2-4 candidates per visible triangle; more
+  passes run when a batch needs more, so this bounds memory (about 100 bytes
+  a candidate), not correctness.
+  """
+  height, width = image_size
+  per_image = DEFAULT_CAPACITY_FACTOR * max(height * width, num_triangles, 1)
+  return int(max(batch_size, 1) * per_image)
+
+
+def pixel_centres_fixed(size: int) -> np.ndarray:
+  """[size] int64: the kernel's fixed-point NDC pixel centres along one axis.
+
+  The kernel computes `ToFixedPoint(((i + 0.5f) / (0.5f * size)) - 1.0f)` in
+  float32 and truncates; NumPy float32 does the same arithmetic exactly.
+  """
+  i = np.arange(size, dtype=np.float32)
+  half = np.float32(0.5) * np.float32(size)
+  ndc = (i + np.float32(0.5)) / half - np.float32(1.0)
+  return (ndc * np.float32(_FIXED_ONE)).astype(np.int64)
+
+
+def _mul(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+  """a * b, rounded to float32 before any addition that follows.
+
+  XLA (CPU and GPU) contracts a multiply feeding an add into one fused
+  multiply-add, which rounds once instead of twice and moves depths by a few
+  ulps off the kernel's (built without FMA), enough to flip near-ties.
+  `multiply_no_nan` lowers to a select around the product, which the
+  contraction does not cross; it equals a * b for the finite values used
+  here (it returns 0 where b == 0 even for infinite a, which never occurs:
+  barycentrics and near-plane parameters are finite).
+  """
+  return tf.math.multiply_no_nan(a, b)
+
+
+def _to_fixed(value: tf.Tensor) -> tf.Tensor:
+  # float32 times 2^16 is exact; the cast truncates towards 0 like C++.
+  return tf.cast(value * float(_FIXED_ONE), tf.int64)
+
+
+def _bounding_box(x, y, z, w, height: int, width: int):
+  """The kernel's `ComputeTriangleBoundingBox`, on [..., 3] corner values.
+
+  Returns:
+    (left, right, bottom, top) int32 [...]: pixel columns [left, right) and
+    rows [bottom, top), clamped to the image.
+  """
+  width_f, height_f = float(width), float(height)
+  visible = tf.logical_and(w > 0, z >= -w)  # [..., 3]
+  xs, ys, ok = [x], [y], [visible]
+  ws = [w]
+  # Near-plane points of each edge from a visible corner i to a hidden one
+  # j, in the kernel's argument order (the visible corner first).
+  for i, j in ((0, 1), (0, 2), (1, 2), (1, 0), (2, 0), (2, 1)):
+    xi, yi, zi, wi = x[..., i], y[..., i], z[..., i], w[..., i]
+    xj, yj, zj, wj = x[..., j], y[..., j], z[..., j], w[..., j]
+    denom = ((zi - zj) + wi) - wj
+    use = tf.logical_and(
+        tf.logical_and(visible[..., i], tf.logical_not(visible[..., j])),
+        tf.not_equal(denom, 0.0))
+    t = (zi + wi) / tf.where(use, denom, tf.ones_like(denom))
+    xs.append((xi + _mul(t, xj - xi))[..., tf.newaxis])
+    ys.append((yi + _mul(t, yj - yi))[..., tf.newaxis])
+    ws.append((wi + _mul(t, wj - wi))[..., tf.newaxis])
+    ok.append(use[..., tf.newaxis])
+  xs, ys, ws = tf.concat(xs, -1), tf.concat(ys, -1), tf.concat(ws, -1)
+  ok = tf.concat(ok, -1)  # [..., 9]
+  safe_w = tf.where(ok, ws, tf.ones_like(ws))
+  px = (0.5 * (xs / safe_w + 1.0)) * width_f
+  py = (0.5 * (ys / safe_w + 1.0)) * height_f
+  # The kernel takes std::min/max with the running bound, which ignore NaN.
+  ok_x = tf.logical_and(ok, tf.logical_not(tf.math.is_nan(px)))
+  ok_y = tf.logical_and(ok, tf.logical_not(tf.math.is_nan(py)))
+
+  def low(p, keep, size):
+    v = tf.clip_by_value(tf.floor(p), 0.0, size)
+    return tf.reduce_min(tf.where(keep, v, size), axis=-1)
+
+  def high(p, keep, size):
+    v = tf.clip_by_value(tf.math.ceil(p), 0.0, size)
+    return tf.reduce_max(tf.where(keep, v, 0.0), axis=-1)
+
+  left = tf.cast(low(px, ok_x, width_f), tf.int32)
+  right = tf.cast(high(px, ok_x, width_f), tf.int32)
+  bottom = tf.cast(low(py, ok_y, height_f), tf.int32)
+  top = tf.cast(high(py, ok_y, height_f), tf.int32)
+  return left, right, bottom, top
+
+
+def _edge_matrix(x, y, w, culling_mode: int) -> tf.Tensor:
+  """The kernel's `ComputeUnnormalizedMatrixInverse`: [..., 9] int64."""
+  fx, fy, fw = _to_fixed(x), _to_fixed(y), _to_fixed(w)
+  x0, x1, x2 = fx[..., 0], fx[..., 1], fx[..., 2]
+  y0, y1, y2 = fy[..., 0], fy[..., 1], fy[..., 2]
+  w0, w1, w2 = fw[..., 0], fw[..., 1], fw[..., 2]
+  m = tf.stack([
+      y1 * w2 - w1 * y2, x2 * w1 - w2 * x1, x1 * y2 - y1 * x2,
+      y2 * w0 - w2 * y0, x0 * w2 - w0 * x2, x2 * y0 - y2 * x0,
+      y0 * w1 - w0 * y1, x1 * w0 - w1 * x0, x0 * y1 - y0 * x1,
+  ], axis=-1)
+  if culling_mode == KERNEL_BACK:
+    return m
+  if culling_mode == KERNEL_NONE:
+    det = tf.cast(x0 * m[..., 0] + x1 * m[..., 3] + x2 * m[..., 6],
+                  tf.float32)
+    multiplier = tf.where(det < 0.0, -1.0, 1.0)[..., tf.newaxis]
+  elif culling_mode == KERNEL_FRONT:
+    multiplier = tf.constant(-1.0)
+  else:
+    raise ValueError(f"culling_mode must be 0, 1 or 2. Received: "
+                     f"culling_mode={culling_mode}")
+  # `m_inv[i] *= multiplier` in C++: int64 -> float32, multiply, truncate.
+  return tf.cast(tf.cast(m, tf.float32) * multiplier, tf.int64)
+
+
+def _order_key(z: tf.Tensor) -> tf.Tensor:
+  """float32 -> int32 with the same order (-0 and +0 equal, as in C++)."""
+  z = tf.where(tf.equal(z, 0.0), tf.zeros_like(z), z)
+  bits = tf.bitcast(z, tf.int32)
+  return tf.where(bits < 0, tf.bitwise.bitwise_xor(bits, 0x7FFFFFFF), bits)
+
+
+def _from_order_key(key: tf.Tensor) -> tf.Tensor:
+  bits = tf.where(key < 0, tf.bitwise.bitwise_xor(key, 0x7FFFFFFF), key)
+  return tf.bitcast(bits, tf.float32)
+
+
+def visibility(clip: tf.Tensor,
+               triangles: tf.Tensor,
+               image_size: Tuple[int, int],
+               culling_mode: int = KERNEL_FRONT,
+               capacity: Optional[int] = None,
+               name: str = "xla_visibility") -> Visibility:
+  """Which triangle each pixel sees, as the C++ kernel decides it.
+
+  Args:
+    clip: [B, V, 4] float32 clip-space vertices (x, y, z, w); NDC x and y in
+      [-1, 1] span the image, y growing with rows. B may be dynamic.
+    triangles: [F, 3] int32 vertex ids.
+    image_size: (height, width) in pixels, static.
+    culling_mode: the kernel's `face_culling_mode` (0 none, 1 back, 2 front;
+      `rasterizer.kernel_culling_mode` maps ours to it).
+    capacity: candidate (pixel, triangle) pairs per pass; None sizes it from
+      the inputs (`default_capacity`). More passes run when needed.
+    name: op name scope.
+
+  Returns:
+    A `Visibility` tuple; no gradient flows through it.
+  """
+  with tf.name_scope(name):
+    clip = tf.stop_gradient(tf.convert_to_tensor(clip, tf.float32))
+    triangles = tf.convert_to_tensor(triangles, tf.int32)
+    if clip.shape.rank != 3 or clip.shape[-1] != 4:
+      raise ValueError(f"clip must be [B, V, 4]. Received: "
+                       f"clip.shape={clip.shape}")
+    if triangles.shape.rank != 2 or triangles.shape[-1] != 3:
+      raise ValueError(f"triangles must be [F, 3]. Received: "
+                       f"triangles.shape={triangles.shape}")
+    height, width = int(image_size[0]), int(image_size[1])
+    if height <= 0 or width <= 0:
+      raise ValueError(f"image_size must be positive. Received: "
+                       f"image_size={image_size}")
+    if capacity is None:
+      capacity = default_capacity(clip.shape[0] or 1, (height, width),
+                                  triangles.shape[0] or 1)
+    capacity = int(capacity)
+    if capacity <= 0:
+      raise ValueError(f"capacity must be positive. Received: "
+                       f"capacity={capacity}")
+    batch = tf.shape(clip)[0]
+    num_faces = tf.shape(triangles)[0]
+    num_pixels = height * width
+    if num_pixels >= 2**31:
+      raise ValueError(f"image_size too large for int32 pixel ids. Received: "
+                       f"image_size={image_size}")
+
+    # Triangle setup, [B, F, ...].
+    corners = tf.gather(clip, triangles, axis=1)  # [B, F, 3, 4]
+    x, y, z, w = (corners[..., 0], corners[..., 1], corners[..., 2],
+                  corners[..., 3])
+    left, right, bottom, top = _bounding_box(x, y, z, w, height, width)
+    box_w, box_h = right - left, top - bottom
+    valid = tf.logical_and(box_w > 0, box_h > 0)
+    areas = tf.where(valid, tf.cast(box_w, tf.int64) * tf.cast(box_h, tf.int64),
+                     tf.zeros([], tf.int64))
+    m = _edge_matrix(x, y, w, culling_mode)  # [B, F, 9]
+
+    areas = tf.reshape(areas, [-1])  # [T], T = B F
+    ends = tf.cumsum(areas)
+    starts = ends - areas
+    total = tf.reduce_sum(areas)
+    num_triangles_flat = tf.shape(areas, out_type=tf.int64)[0]
+    # Per triangle: edge matrix, box origin and width, first candidate, image.
+    image_of = tf.repeat(tf.range(batch, dtype=tf.int64), num_faces)
+    ints = tf.concat([
+        tf.reshape(m, [-1, 9]),
+        tf.cast(tf.reshape(tf.stack([left, bottom, box_w], -1), [-1, 3]),
+                tf.int64),
+        starts[:, tf.newaxis],
+        image_of[:, tf.newaxis],
+    ], axis=-1)  # [T, 14]
+    depth_terms = tf.reshape(tf.concat([z, w], -1), [-1, 6])  # [T, 6]
+    centres_x = tf.constant(pixel_centres_fixed(width))
+    centres_y = tf.constant(pixel_centres_fixed(height))
+    num_faces64 = tf.cast(num_faces, tf.int64)
+    ones = tf.ones_like(starts, tf.int32)
+    slots = tf.range(capacity, dtype=tf.int64)
+    num_segments = batch * num_pixels
+
+    def one_pass(index, best):
+      first = index * capacity
+      # Which triangle owns each slot: count the triangles that start at or
+      # before it. Those that start before the pass count at slot 0, those
+      # after it nowhere.
+      mark_at = starts - first
+      mark_at = tf.where(mark_at < 0, tf.zeros_like(mark_at), mark_at)
+      mark_at = tf.where(mark_at >= capacity, -tf.ones_like(mark_at), mark_at)
+      marks = tf.math.unsorted_segment_sum(ones, tf.cast(mark_at, tf.int32),
+                                           capacity)
+      owner = tf.cast(tf.cumsum(marks) - 1, tf.int64)  # [C]
+      in_range = tf.logical_and(first + slots < total, owner >= 0)
+      owner = tf.clip_by_value(owner, 0, num_triangles_flat - 1)
+      data = tf.gather(ints, owner)  # [C, 14]
+      local = first + slots - data[:, 12]
+      box_width = tf.maximum(data[:, 11], 1)
+      ix = data[:, 9] + local % box_width
+      iy = data[:, 10] + local // box_width
+      ix = tf.clip_by_value(ix, 0, width - 1)
+      iy = tf.clip_by_value(iy, 0, height - 1)
+      cx = tf.gather(centres_x, ix)
+      cy = tf.gather(centres_y, iy)
+      edges = [data[:, 3 * k] * cx + data[:, 3 * k + 1] * cy +
+               data[:, 3 * k + 2] * _FIXED_ONE for k in range(3)]
+      inside = tf.logical_and(
+          tf.logical_and(edges[0] >= 0, edges[1] >= 0),
+          tf.logical_and(edges[2] >= 0, tf.logical_or(
+              tf.logical_or(edges[0] > 0, edges[1] > 0), edges[2] > 0)))
+      one_over_w = tf.cast(edges[0] + edges[1] + edges[2], tf.float32)
+      safe = tf.where(inside, one_over_w, tf.ones_like(one_over_w))
+      b = [tf.cast(e, tf.float32) / safe for e in edges]
+      terms = tf.gather(depth_terms, owner)  # [C, 6]: z0 z1 z2 w0 w1 w2
+      clip_z = (_mul(b[0], terms[:, 0]) + _mul(b[1], terms[:, 1])) + _mul(
+          b[2], terms[:, 2])
+      clip_w = (_mul(b[0], terms[:, 3]) + _mul(b[1], terms[:, 4])) + _mul(
+          b[2], terms[:, 5])
+      depth = clip_z / clip_w
+      # The kernel skips z < -1 and z > 1, then inserts only if z is below
+      # the cleared buffer's 1 (so NaN never enters).
+      accept = tf.logical_and(
+          tf.logical_and(in_range, inside),
+          tf.logical_and(depth >= -1.0, depth < 1.0))
+      face = owner - data[:, 13] * num_faces64
+      key = (tf.cast(_order_key(depth), tf.int64) * (2**32)) + face
+      pixel = data[:, 13] * num_pixels + iy * width + ix
+      segment = tf.where(accept, pixel, -tf.ones_like(pixel))
+      nearest = tf.math.unsorted_segment_min(key, segment, num_segments)
+      return index + 1, tf.minimum(best, nearest)
+
+    num_passes = (total + capacity - 1) // capacity
+    best = tf.fill(tf.reshape(num_segments, [1]), tf.constant(_EMPTY, tf.int64))
+    _, best = tf.while_loop(
+        lambda index, _: index < num_passes, one_pass,
+        (tf.zeros([], tf.int64), best),
+        shape_invariants=(tf.TensorShape([]), best.shape),
+        parallel_iterations=1)
+    best = tf.reshape(best, [batch, height, width])
+    mask = tf.not_equal(best, _EMPTY)
+    ids = tf.cast(tf.bitwise.bitwise_and(best, 0xFFFFFFFF), tf.int32)
+    ids = tf.where(mask, ids, tf.zeros_like(ids))
+    depth_key = tf.cast(tf.bitwise.right_shift(best, 32), tf.int32)
+    z_buffer = tf.where(mask, _from_order_key(depth_key),
+                        tf.ones_like(ids, tf.float32))
+    if clip.shape[0] is not None:
+      shape = [clip.shape[0], height, width]
+      ids, mask, z_buffer = (tf.ensure_shape(t, shape)
+                             for t in (ids, mask, z_buffer))
+    return Visibility(triangle_ids=ids, mask=mask, z_buffer=z_buffer,
+                      num_candidates=total, num_passes=num_passes)
