@@ -17,6 +17,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.models import dlib_resnet
 
 _FORCE = flags.DEFINE_bool("force", False,
@@ -37,7 +38,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

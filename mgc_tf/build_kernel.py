@@ -14,6 +14,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.render import kernel
 
 _FORCE = flags.DEFINE_bool("force", False,
@@ -35,7 +36,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

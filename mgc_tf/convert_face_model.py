@@ -25,6 +25,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.facemodel import loaders
 from mgc_tf.facemodel.face_model import FaceModel
 from mgc_tf.facemodel.face_model import FaceModelError
@@ -108,7 +109,7 @@ def main(argv) -> int:
 
 def run() -> None:
   """Console-script entry point (`mgc-convert-face-model`)."""
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.evaluation import protocols
 from mgc_tf.evaluation import results
 from mgc_tf.inference import reconstructor as reconstructor_lib
@@ -163,7 +164,7 @@ def main(argv):
 def run():
   """Console-script entry point (mgc-evaluate)."""
   _signals.exit_cleanly_on_stop("mgc_tf.evaluate", "no JSON was written")
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model_dir", None,
@@ -66,7 +68,7 @@ def run():
   """Console-script entry point (mgc-export)."""
   flags.mark_flags_as_required(["model_dir", "export_dir"])
   _signals.exit_cleanly_on_stop("mgc_tf.export", _STOPPED_NOTE)
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.inference import faces
 from mgc_tf.inference import sources
 from mgc_tf.io import output_paths
@@ -151,7 +152,7 @@ def main(argv):
 
 def run():
   _signals.exit_cleanly_on_stop("mgc_tf.fit", _STOPPED_NOTE)
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import sys
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf.faces2d import preprocessing
 from mgc_tf.io import images
 
@@ -83,7 +84,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import Sequence
 
 from absl import app
 from absl import flags
+
+from mgc_tf import _flags
 import numpy as np
 
 _OUTPUT = flags.DEFINE_string("output", "render_demo.png", "PNG to write.")
@@ -130,7 +132,7 @@ def main(argv):
 
 
 def run():
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

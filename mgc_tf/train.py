@@ -28,6 +28,7 @@ import sys  # pylint: disable=g-import-not-at-top,wrong-import-position
 from absl import app
 from absl import flags
 
+from mgc_tf import _flags
 from mgc_tf import methods
 from mgc_tf.training import config as config_lib
 
@@ -191,7 +192,7 @@ def export_after_training(model_dir: str, export_dir: str,
 def run():
   """Console-script entry point (mgc-train)."""
   flags.mark_flag_as_required("model_dir")
-  app.run(main)
+  _flags.run(main)
 
 
 if __name__ == "__main__":

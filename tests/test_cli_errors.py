@@ -205,3 +205,17 @@ def test_tfds_build_without_manual_dir_is_one_line(tmp_path):
   assert "docs/datasets/celeba.md" in errors[0]
   assert "--manual_dir=" in errors[0]
   assert not data_dir.exists()
+
+
+@pytest.mark.parametrize("module,args,fragment", [
+    ("train", ["--model_dir=unused", "--rasterizer=opengl"],
+     "--rasterizer=opengl: value should be one of <auto|kernel|xla>"),
+    ("infer", ["--no_such_flag=1"], "Unknown command line flag 'no_such_flag'"),
+    ("train", [], "--model_dir"),
+])
+def test_bad_flags_are_one_line_and_exit_2(module, args, fragment, tmp_path):
+  """absl's own 'FATAL Flags parsing error' (two lines, exit 1) is replaced
+  by mgc_tf._flags for every command."""
+  result = _run(module, *args, cwd=str(tmp_path))
+  _assert_one_error_line(result, fragment)
+  assert _listing(str(tmp_path)) == []
