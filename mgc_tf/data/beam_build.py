@@ -1,0 +1,301 @@
+"""Dataset builds that run on Apache Beam or as a plain generator.
+
+A large builder cuts a split into *units* of work that share nothing (one
+300W-LP source photo, one Multi-PIE capture, one CelebA identity, one
+video, one batch of synthetic scenes). The driver lists the files and forms
+the units; `process(unit, tallies)` does the per-file work (decode, detect,
+align, render) and yields `(key, example)` pairs, counting kept and skipped
+items in `tallies` (`SkipCounter`s and `FrameTally`s by role, e.g.
+{"groups": ..., "views": ...}).
+
+How a build chooses (`BeamBuild.examples_of_units`):
+  * given Beam pipeline options or a runner (`tfds build
+    --beam_pipeline_options=...`, or `DownloadConfig(beam_options=...)`):
+    the units become a Beam `PTransform`; the workers run `process`;
+  * otherwise (no options, whatever the config's size, and whether or not
+    apache-beam is installed): a plain generator, as before, which never
+    imports apache-beam.
+
+Skip-and-count across workers: each unit runs on fresh, empty tallies;
+afterwards its totals go to Beam metrics: counters for kept and per-reason
+counts, a distribution whose minimum orders the reasons, and one counter per
+example line of the report, named after the line (Beam's string-set metric
+would be the natural carrier, but the DirectRunner in multi_processing mode
+keeps only one worker's set: measured with apache-beam 2.77). When the pipeline is done the driver
+refills the builder's tallies from the metrics and prints the same report,
+line for line, as the single-process build.
+
+Keys come from the data (file names), never from the order of processing,
+so 1 or N workers give the same keys and TFDS writes the same shards.
+"""
+
+import bisect
+import functools
+import json
+import sys
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping,
+                    Sequence, Tuple)
+
+from mgc_tf.io.bad_input import TallyState
+
+KeyExample = Tuple[str, dict]
+# process(unit, {role: tally}) -> (key, example) pairs.
+Process = Callable[[Any, Mapping[str, Any]], Iterable[KeyExample]]
+
+# Metric names: "<role>|<kind>|<reason>"; a role never holds "|".
+_SEP = "|"
+_KEPT = "kept"
+_COUNT = "count"
+_FIRST = "first"
+_EXAMPLES = "examples"
+# A reason's first occurrence as one integer: unit index * _POSITIONS +
+# the reason's position among the unit's reasons (a unit has far fewer).
+_POSITIONS = 1 << 12
+_NAMESPACE_PREFIX = "mgc_tf.skips"
+
+
+def beam_requested(download_config) -> bool:
+  """Whether a build was given Beam pipeline options or a runner."""
+  return download_config is not None and bool(
+      download_config.beam_options is not None
+      or download_config.beam_runner is not None)
+
+
+def generate(units: Iterable[Any], process: Process,
+             tallies: Mapping[str, Any]) -> Iterator[KeyExample]:
+  """The single-process build: every unit in order, then the reports.
+
+  Args:
+    units: the split's units, in the order the reports list their examples.
+    process: see the module docstring.
+    tallies: {role: SkipCounter or FrameTally}, reported in this order.
+
+  Yields:
+    (key, example) pairs, as tfds' `_generate_examples` expects.
+  """
+  for unit in units:
+    yield from process(unit, tallies)
+  for tally in tallies.values():
+    tally.report()
+
+
+def metrics_namespace(builder_name: str, config_name: str, split: str) -> str:
+  """The Beam metrics namespace of one split's tallies."""
+  return f"{_NAMESPACE_PREFIX}/{builder_name}/{config_name}/{split}"
+
+
+def _check_roles(tallies: Mapping[str, Any]) -> None:
+  bad = [role for role in tallies if _SEP in role or not role]
+  if bad:
+    raise ValueError(f"tally roles must be non-empty and hold no "
+                     f"{_SEP!r}; Received: {bad}")
+
+
+def _ship_by_value(function: Callable) -> None:
+  """Lets Beam's workers run `function` without importing its module.
+
+  `tfds build tfds_builders/<name>` imports a builder as the top-level
+  package `<name>` from a path only the driver has; Beam would pickle its
+  functions (and the units' classes) by reference and a worker could not
+  import them. Registered by value, they travel in the pipeline; the
+  workers only need the installed `mgc_tf` package.
+  """
+  from apache_beam.internal.cloudpickle import cloudpickle  # pylint: disable=g-import-not-at-top
+  while isinstance(function, functools.partial):
+    function = function.func
+  top = getattr(function, "__module__", "").split(".")[0]
+  if top and top not in ("mgc_tf", "__main__") and top in sys.modules:
+    cloudpickle.register_pickle_by_value(sys.modules[top])
+
+
+def units_transform(units: Sequence[Any], process: Process,
+                    tallies: Mapping[str, Any], namespace: str):
+  """The Beam `PTransform` that turns a split's units into examples.
+
+  The driver pickles each unit (Beam's pickler, so classes of a builder
+  shipped by value travel too) and numbers it: the number orders the
+  reports' examples as the single-process build orders them. A reshuffle
+  spreads the units over the workers.
+
+  Args:
+    units: the split's units, in report order.
+    process: see the module docstring; pickled with the pipeline.
+    tallies: {role: tally}; their empty copies are the workers' templates.
+    namespace: `metrics_namespace(...)` of the split.
+
+  Returns:
+    a `beam.PTransform` from the pipeline to (key, example) pairs.
+  """
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  from apache_beam.internal import pickler  # pylint: disable=g-import-not-at-top
+  _check_roles(tallies)
+  _ship_by_value(process)
+  templates = {role: tally.empty_like() for role, tally in tallies.items()}
+  payload = [(index, pickler.dumps(unit, use_zlib=True))
+             for index, unit in enumerate(units)]
+
+  class ProcessUnits(beam.DoFn):
+    """Runs `process` on one unit with empty tallies, then publishes them."""
+
+    def __init__(self):
+      super().__init__()
+      # Per (role, reason): the smallest example order keys published by
+      # this instance, sorted; a larger one cannot be among the first few
+      # overall, so few example counters exist (about limit * log(units)
+      # per worker and reason).
+      self._published: Dict[Tuple[str, str], List[str]] = {}
+
+    def process(self, element):
+      index, pickled = element
+      unit = pickler.loads(pickled, use_zlib=True)
+      local = {role: template.empty_like()
+               for role, template in templates.items()}
+      yield from process(unit, local)
+      for role, tally in local.items():
+        self._publish(index, role, tally)
+
+    def _publish(self, index: int, role: str, tally) -> None:
+      state = tally.state()
+      metrics = beam.metrics.Metrics
+      metrics.counter(namespace, _name(role, _KEPT)).inc(state.kept)
+      limit = getattr(tally, "max_examples_per_reason", 0)
+      for position, (reason, count) in enumerate(state.counts.items()):
+        metrics.counter(namespace, _name(role, _COUNT, reason)).inc(count)
+        metrics.distribution(namespace, _name(role, _FIRST, reason)).update(
+            index * _POSITIONS + min(position, _POSITIONS - 1))
+        smallest = self._published.setdefault((role, reason), [])
+        for number, line in enumerate(state.examples.get(reason, ())):
+          order = f"{index:012d}.{number:04d}"
+          if len(smallest) >= limit and order >= smallest[-1]:
+            continue
+          bisect.insort(smallest, order)
+          del smallest[limit:]
+          metrics.counter(namespace, _name(
+              role, _EXAMPLES, json.dumps([order, reason, line]))).inc()
+
+  @beam.ptransform_fn
+  def process_units(pipeline):
+    return (pipeline
+            | "Units" >> beam.Create(payload)
+            | "Spread" >> beam.Reshuffle()
+            | "Process" >> beam.ParDo(ProcessUnits()))
+
+  return process_units()  # pylint: disable=no-value-for-parameter
+
+
+def _name(role: str, kind: str, reason: str = "") -> str:
+  return _SEP.join((role, kind, reason)) if reason else _SEP.join((role, kind))
+
+
+def tally_states_from_metrics(pipeline_result, namespace: str,
+                              tallies: Mapping[str, Any]
+                              ) -> Dict[str, TallyState]:
+  """Each role's totals over all workers, from the pipeline's metrics.
+
+  Committed values where the runner has them, else attempted ones.
+  Reasons are ordered by their first occurrence in unit order, examples by
+  unit then by their order within the unit: what one process would have
+  recorded.
+  """
+  from apache_beam.metrics.metric import MetricsFilter  # pylint: disable=g-import-not-at-top
+  results = pipeline_result.metrics().query(
+      MetricsFilter().with_namespace(namespace))
+  kept = {role: 0 for role in tallies}
+  counts: Dict[str, Dict[str, int]] = {role: {} for role in tallies}
+  first: Dict[str, Dict[str, int]] = {role: {} for role in tallies}
+  examples: Dict[str, Dict[str, List[str]]] = {role: {} for role in tallies}
+
+  def value(result):
+    return (result.committed if result.committed is not None
+            else result.attempted)
+
+  def parse(result):
+    role, kind, *reason = result.key.metric.name.split(_SEP, 2)
+    return role, kind, (reason[0] if reason else "")
+
+  for result in results.get("counters", ()):
+    role, kind, reason = parse(result)
+    if role not in kept:
+      continue
+    if kind == _KEPT:
+      kept[role] += value(result)
+    elif kind == _COUNT:
+      counts[role][reason] = counts[role].get(reason, 0) + value(result)
+    elif kind == _EXAMPLES and value(result):
+      order, reason, line = json.loads(reason)
+      examples[role].setdefault(reason, []).append((order, line))
+  for result in results.get("distributions", ()):
+    role, kind, reason = parse(result)
+    if role in kept and kind == _FIRST and value(result).count:
+      first[role][reason] = min(first[role].get(reason, value(result).min),
+                                value(result).min)
+
+  states = {}
+  for role, tally in tallies.items():
+    limit = getattr(tally, "max_examples_per_reason", 0)
+    ordered = sorted(counts[role],
+                     key=lambda reason, role=role: first[role].get(reason, 0))
+    states[role] = TallyState(
+        kept=kept[role],
+        counts={reason: counts[role][reason] for reason in ordered
+                if counts[role][reason]},
+        examples={reason: [line for _, line in sorted(set(lines))[:limit]]
+                  for reason, lines in examples[role].items()})
+  return states
+
+
+class BeamBuild:
+  """Mixin for a `tfds.core.GeneratorBasedBuilder` whose large builds may
+  run on Beam; put it before the TFDS base class.
+
+  `_split_generators` returns `self.examples_of_units(split, units,
+  process, tallies)` for each split: a plain generator, or, when the build
+  was given Beam options, a Beam transform whose tallies are refilled from
+  the metrics and reported when the pipeline is done.
+  """
+
+  def _download_and_prepare(self, dl_manager, download_config):
+    self._use_beam = beam_requested(download_config)
+    self._beam_tallies: Dict[str, Mapping[str, Any]] = {}
+    return super()._download_and_prepare(dl_manager, download_config)
+
+  @property
+  def uses_beam(self) -> bool:
+    """Whether the build under way runs on Beam."""
+    return getattr(self, "_use_beam", False)
+
+  def examples_of_units(self, split: str, units: Sequence[Any],
+                        process: Process, tallies: Mapping[str, Any]):
+    """The split's generator (plain build) or PTransform (Beam build).
+
+    Args:
+      split: the split name.
+      units: the split's units of work (see the module docstring), in the
+        order the single-process build runs them.
+      process: a module-level function (or a `functools.partial` of one)
+        of (unit, tallies); with Beam it runs in the workers.
+      tallies: {role: SkipCounter or FrameTally} the builder keeps and
+        reports; with Beam they are filled when the pipeline is done.
+    """
+    if not self.uses_beam:
+      return generate(units, process, tallies)
+    self._beam_tallies[split] = tallies
+    return units_transform(list(units), process, tallies,
+                           metrics_namespace(self.name,
+                                             self.builder_config.name, split))
+
+  def _process_pipeline_result(self, pipeline_result) -> None:
+    super()._process_pipeline_result(pipeline_result)
+    for split, tallies in getattr(self, "_beam_tallies", {}).items():
+      states = tally_states_from_metrics(
+          pipeline_result,
+          metrics_namespace(self.name, self.builder_config.name, split),
+          tallies)
+      for role, tally in tallies.items():
+        tally.restore(states[role])
+        tally.report()
+    self._after_beam_reports()
+
+  def _after_beam_reports(self) -> None:
+    """Checks on the reports of a Beam build (the plain build makes them at
+    the end of its generator); none by default."""
