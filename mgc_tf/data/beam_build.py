@@ -8,7 +8,7 @@ align, render) and yields `(key, example)` pairs, counting kept and skipped
 items in `tallies` (`SkipCounter`s and `FrameTally`s by role, e.g.
 {"groups": ..., "views": ...}).
 
-How a build chooses (`BeamBuild.examples_of_units`):
+How a build chooses (`BeamBuild._generate_examples`):
   * given Beam pipeline options or a runner (`tfds build
     --beam_pipeline_options=...`, or `DownloadConfig(beam_options=...)`):
     the units become a Beam `PTransform`; the workers run `process`;
@@ -248,7 +248,7 @@ class BeamBuild:
   """Mixin for a `tfds.core.GeneratorBasedBuilder` whose large builds may
   run on Beam; put it before the TFDS base class.
 
-  `_split_generators` returns `self.examples_of_units(split, units,
+  `_split_generators` returns `self._generate_examples(split, units,
   process, tallies)` for each split: a plain generator, or, when the build
   was given Beam options, a Beam transform whose tallies are refilled from
   the metrics and reported when the pipeline is done.
@@ -257,6 +257,8 @@ class BeamBuild:
   def _download_and_prepare(self, dl_manager, download_config):
     self._use_beam = beam_requested(download_config)
     self._beam_tallies: Dict[str, Mapping[str, Any]] = {}
+    # Per split, {role: tally} of the last build (read by tests and tools).
+    self.tallies: Dict[str, Mapping[str, Any]] = {}
     return super()._download_and_prepare(dl_manager, download_config)
 
   @property
@@ -264,9 +266,11 @@ class BeamBuild:
     """Whether the build under way runs on Beam."""
     return getattr(self, "_use_beam", False)
 
-  def examples_of_units(self, split: str, units: Sequence[Any],
-                        process: Process, tallies: Mapping[str, Any]):
+  def _generate_examples(self, split: str, units: Sequence[Any],
+                         process: Process, tallies: Mapping[str, Any]):
     """The split's generator (plain build) or PTransform (Beam build).
+
+    TFDS's `_generate_examples`, for all builders that mix this in.
 
     Args:
       split: the split name.
@@ -277,6 +281,7 @@ class BeamBuild:
       tallies: {role: SkipCounter or FrameTally} the builder keeps and
         reports; with Beam they are filled when the pipeline is done.
     """
+    self.tallies[split] = tallies
     if not self.uses_beam:
       return generate(units, process, tallies)
     self._beam_tallies[split] = tallies
