@@ -283,7 +283,7 @@ class BeamBuild:
     """
     self.tallies[split] = tallies
     if not self.uses_beam:
-      return generate(units, process, tallies)
+      return self._generate_and_check(split, units, process, tallies)
     self._beam_tallies[split] = tallies
     return units_transform(list(units), process, tallies,
                            metrics_namespace(self.name,
@@ -299,8 +299,12 @@ class BeamBuild:
       for role, tally in tallies.items():
         tally.restore(states[role])
         tally.report()
-    self._after_beam_reports()
+      self._check_reports(split, tallies)
 
-  def _after_beam_reports(self) -> None:
-    """Checks on the reports of a Beam build (the plain build makes them at
-    the end of its generator); none by default."""
+  def _generate_and_check(self, split, units, process, tallies):
+    yield from generate(units, process, tallies)
+    self._check_reports(split, tallies)
+
+  def _check_reports(self, split: str, tallies: Mapping[str, Any]) -> None:
+    """Runs after a split's reports, in both kinds of build: a builder may
+    raise here (e.g. nothing usable was found); does nothing by default."""
