@@ -6,6 +6,7 @@ reports; a Beam build never asks on stdin."""
 import builtins
 import importlib
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -104,3 +105,13 @@ def test_plain_and_beam_builds_agree(name, tmp_path, monkeypatch, capsys):
     for roles in expected_reports.values():
       for _, summary in roles.values():
         assert summary in out and summary in plain_out, workers
+
+
+@pytest.mark.slow
+def test_plain_build_does_not_need_apache_beam(tmp_path, monkeypatch):
+  # None in sys.modules makes `import apache_beam` raise ImportError.
+  monkeypatch.setitem(sys.modules, "apache_beam", None)
+  builder = build("w300_lp", tmp_path)
+  assert not builder.uses_beam
+  assert builder.info.splits["train"].num_examples == 4
+  assert builder.tallies["train"]["groups"].counts == {"too few views": 1}

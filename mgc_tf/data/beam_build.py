@@ -79,6 +79,24 @@ def generate(units: Iterable[Any], process: Process,
     tally.report()
 
 
+# process_local's objects; in mgc_tf, which Beam pickles by reference, so
+# they are never shipped with a builder's functions.
+_PROCESS_LOCAL: Dict[Any, Any] = {}
+
+
+def process_local(key, make: Callable[[], Any]) -> Any:
+  """One object per process and key, made by `make()` on first use.
+
+  For what a unit needs and is costly to build (a renderer with its
+  compiled function, a face detector): once per Beam worker process, once
+  per plain build. A builder must not keep such objects in its own module
+  globals: Beam ships a builder's functions by value with their globals.
+  """
+  if key not in _PROCESS_LOCAL:
+    _PROCESS_LOCAL[key] = make()
+  return _PROCESS_LOCAL[key]
+
+
 def metrics_namespace(builder_name: str, config_name: str, split: str) -> str:
   """The Beam metrics namespace of one split's tallies."""
   return f"{_NAMESPACE_PREFIX}/{builder_name}/{config_name}/{split}"

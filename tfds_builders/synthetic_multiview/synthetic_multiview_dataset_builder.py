@@ -22,7 +22,7 @@ drawn from its own (split, index) seed, so both give the same examples.
 
 import dataclasses
 import functools
-from typing import Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 import tensorflow_datasets as tfds
 
@@ -189,24 +189,18 @@ def scene_batches(split: str, num_examples: int,
           for start in range(0, num_examples, batch)]
 
 
-# Per process: one decoder and one compiled render function per crop size,
-# one landmark source per choice (a Beam worker builds them once).
-_RENDERERS: Dict[int, synthetic_scenes.SceneRenderer] = {}
-_LANDMARK_SOURCES: Dict[bool, detected_landmarks.LandmarkSource] = {}
-
-
 def _renderer(image_size: int) -> synthetic_scenes.SceneRenderer:
-  if image_size not in _RENDERERS:
-    _RENDERERS[image_size] = synthetic_scenes.SceneRenderer(_face_model(),
-                                                            image_size)
-  return _RENDERERS[image_size]
+  """One decoder and compiled render function per process and crop size."""
+  return beam_build.process_local(
+      ("synthetic_multiview renderer", image_size),
+      lambda: synthetic_scenes.SceneRenderer(_face_model(), image_size))
 
 
 def _landmark_source(use_detector: bool) -> detected_landmarks.LandmarkSource:
-  if use_detector not in _LANDMARK_SOURCES:
-    _LANDMARK_SOURCES[use_detector] = detected_landmarks.landmark_source(
-        use_detector)
-  return _LANDMARK_SOURCES[use_detector]
+  """One landmark source per process."""
+  return beam_build.process_local(
+      ("synthetic_multiview landmarks", use_detector),
+      lambda: detected_landmarks.landmark_source(use_detector))
 
 
 def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
