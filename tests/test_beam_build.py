@@ -63,6 +63,14 @@ def test_roles_must_not_hold_the_separator():
                                "ns")
 
 
+def test_local_options_name_the_local_engine():
+  assert beam_build.local_options_string(2) == (
+      f"runner={beam_build.LOCAL_RUNNER},direct_num_workers=2,"
+      "direct_running_mode=multi_processing")
+  with pytest.raises(ValueError, match="Received: -1"):
+    beam_build.local_options_string(-1)
+
+
 def test_beam_requested_follows_the_download_config():
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   assert not beam_build.beam_requested(None)
@@ -74,10 +82,7 @@ def test_beam_requested_follows_the_download_config():
 def _run_beam(workers: int, out_dir: str):
   """Runs the toy units on the DirectRunner; returns examples, tallies."""
   beam = pytest.importorskip("apache_beam")
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  options = PipelineOptions([
-      "--runner=DirectRunner", f"--direct_num_workers={workers}",
-      "--direct_running_mode=multi_processing"])
+  options = beam_build.local_options(workers)
   tallies = _tallies()
   path = os.path.join(out_dir, f"examples_{workers}.json")
 

@@ -1,7 +1,9 @@
 """Builders on Apache Beam (issue 21): the dummy data built as a plain
 generator, on the DirectRunner with 1 worker process and with 2 gives the
 same examples (same shards, same order, so the same keys) and the same skip
-reports; a Beam build never asks on stdin."""
+reports; a Beam build never asks on stdin. "DirectRunner" here is Beam's
+local engine named directly (beam_build.LOCAL_RUNNER), as launch/beam/
+recommends."""
 
 import builtins
 import importlib
@@ -11,6 +13,8 @@ import sys
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+
+from mgc_tf.data import beam_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,14 +37,6 @@ def _builder(name, data_dir):
   return module.Builder(data_dir=str(data_dir), config=BUILDS[name][0])
 
 
-def beam_options(workers: int):
-  """DirectRunner options: `workers` worker processes on this machine."""
-  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  return PipelineOptions([
-      "--runner=DirectRunner", f"--direct_num_workers={workers}",
-      "--direct_running_mode=multi_processing"])
-
-
 def build(name, data_dir, workers=None):
   """Builds the dummy data; returns the builder."""
   builder = _builder(name, data_dir)
@@ -48,7 +44,8 @@ def build(name, data_dir, workers=None):
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=(os.path.join(REPO, "tfds_builders", name, manual)
                   if manual else None),
-      beam_options=None if workers is None else beam_options(workers)))
+      beam_options=(None if workers is None
+                    else beam_build.local_options(workers))))
   return builder
 
 

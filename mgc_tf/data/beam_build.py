@@ -54,6 +54,31 @@ _POSITIONS = 1 << 12
 _NAMESPACE_PREFIX = "mgc_tf.skips"
 
 
+# Beam's local multi-process engine. `runner=DirectRunner` (2.77) first tries
+# the Prism runner, which it downloads from GitHub at run time; offline that
+# fails after a second or so and it falls back to this engine. Naming it
+# skips the download and runs the same way with or without a network.
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+
+
+def local_options_string(workers: int) -> str:
+  """`--beam_pipeline_options` for `workers` local worker processes."""
+  if workers < 0:
+    raise ValueError(f"workers must be >= 0 (0: one per core); Received: "
+                     f"{workers}")
+  return (f"runner={LOCAL_RUNNER},direct_num_workers={workers},"
+          "direct_running_mode=multi_processing")
+
+
+def local_options(workers: int):
+  """Beam `PipelineOptions` for `workers` local worker processes (0: one
+  per core), for `tfds.download.DownloadConfig(beam_options=...)`."""
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  return PipelineOptions(
+      flags=[f"--{option}" for option in
+             local_options_string(workers).split(",")])
+
+
 def beam_requested(download_config) -> bool:
   """Whether a build was given Beam pipeline options or a runner."""
   return download_config is not None and bool(
