@@ -128,6 +128,17 @@ def stack_group(kept: Sequence[PreprocessedView], num_views: int,
       [face.skin for face in faces], identity, image_size)
 
 
+def group_tallies(report_name: str) -> Dict[str, SkipCounter]:
+  """The tallies of a multi-view group build, in report order.
+
+  Returns:
+    {"groups": groups kept/skipped, "views": views kept/dropped}, both
+    reported under `report_name` (e.g. "w300_lp/train").
+  """
+  return {"groups": SkipCounter(report_name, unit="groups"),
+          "views": SkipCounter(report_name, unit="views")}
+
+
 def unit_group_examples(groups: Sequence[Any],
                         make_example: Callable[[Any], Tuple[str, dict]],
                         group_counter: SkipCounter,

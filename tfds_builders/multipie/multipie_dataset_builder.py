@@ -436,5 +436,4 @@ class Builder(ManualDirBuild, beam_build.BeamBuild,
     return {"train": self._generate_examples(
         "train", capture_units(windows),
         functools.partial(process_capture, image_size=config.image_size),
-        {"groups": SkipCounter(f"{self.name}/train", unit="groups"),
-         "views": SkipCounter(f"{self.name}/train", unit="views")})}
+        groups_lib.group_tallies(f"{self.name}/train"))}

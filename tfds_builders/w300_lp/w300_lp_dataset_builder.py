@@ -365,5 +365,4 @@ class Builder(ManualDirBuild, beam_build.BeamBuild,
         "train", groups,
         functools.partial(process_group,
                           image_size=self.builder_config.image_size),
-        {"groups": SkipCounter(f"{self.name}/train", unit="groups"),
-         "views": SkipCounter(f"{self.name}/train", unit="views")})}
+        groups_lib.group_tallies(f"{self.name}/train"))}
