@@ -79,8 +79,11 @@ def test_beam_requested_follows_the_download_config():
       beam_options=object()))
 
 
-def _run_beam(workers: int, out_dir: str):
-  """Runs the toy units on the DirectRunner; returns examples, tallies."""
+def _run_beam(workers: int, out_dir: str, staging_dir: str = ""):
+  """Runs the toy units on Beam's local engine; returns examples, tallies.
+
+  With `staging_dir` the units are staged in files (limit 0 bytes inline).
+  """
   beam = pytest.importorskip("apache_beam")
   options = beam_build.local_options(workers)
   tallies = _tallies()
@@ -92,8 +95,9 @@ def _run_beam(workers: int, out_dir: str):
 
   pipeline = beam.Pipeline(options=options)
   _ = (pipeline
-       | "Toy" >> beam_build.units_transform(UNITS, toy_process, tallies,
-                                             "test/toy/train")
+       | "Toy" >> beam_build.units_transform(
+           UNITS, toy_process, tallies, "test/toy/train",
+           staging_dir=staging_dir, max_inline_bytes=0)
        | beam.combiners.ToList()
        | beam.Map(write))
   result = pipeline.run()
@@ -112,9 +116,13 @@ def test_one_and_two_beam_workers_match_the_plain_generator(tmp_path):
   plain_tallies = _tallies()
   plain = {key: example for key, example in
            beam_build.generate(UNITS, toy_process, plain_tallies)}
-  for workers in (1, 2):
-    examples, tallies = _run_beam(workers, str(tmp_path))
+  for workers, staging_dir in ((1, ""), (2, ""),
+                               (2, str(tmp_path / "staged"))):
+    examples, tallies = _run_beam(workers, str(tmp_path), staging_dir)
     assert examples == plain, workers
+    if staging_dir:
+      # The toy units fit in one of the ~1 MB files.
+      assert len(os.listdir(staging_dir)) == 1
     for role, tally in tallies.items():
       assert tally.state() == plain_tallies[role].state(), (workers, role)
       assert tally.summary() == plain_tallies[role].summary()

@@ -20,10 +20,10 @@ Skip-and-count across workers: each unit runs on fresh, empty tallies;
 afterwards its totals go to Beam metrics: counters for kept and per-reason
 counts, a distribution whose minimum orders the reasons, and one counter per
 example line of the report, named after the line (Beam's string-set metric
-would be the natural carrier, but the DirectRunner in multi_processing mode
-keeps only one worker's set: measured with apache-beam 2.77). When the pipeline is done the driver
-refills the builder's tallies from the metrics and prints the same report,
-line for line, as the single-process build.
+would be the natural carrier, but the local runner in multi_processing mode
+keeps only one worker's set: measured with apache-beam 2.77). When the
+pipeline is done the driver refills the builder's tallies from the metrics
+and prints the same report, line for line, as the single-process build.
 
 Keys come from the data (file names), never from the order of processing,
 so 1 or N workers give the same keys and TFDS writes the same shards.
@@ -32,6 +32,7 @@ so 1 or N workers give the same keys and TFDS writes the same shards.
 import bisect
 import functools
 import json
+import os
 import sys
 from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping,
                     Sequence, Tuple)
@@ -151,20 +152,68 @@ def _ship_by_value(function: Callable) -> None:
     cloudpickle.register_pickle_by_value(sys.modules[top])
 
 
+def _stage(payload: Sequence[Tuple[int, bytes]], folder: str,
+           shard_bytes: int) -> List[str]:
+  """Writes the pickled units to files of about `shard_bytes` each.
+
+  Returns:
+    the file paths, in order.
+  """
+  import pickle  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.io.gfile.makedirs(folder)
+  shards, current, size = [], [], 0
+  for element in payload:
+    current.append(element)
+    size += len(element[1])
+    if size >= shard_bytes:
+      shards.append(current)
+      current, size = [], 0
+  if current:
+    shards.append(current)
+  paths = []
+  for number, shard in enumerate(shards):
+    path = f"{folder.rstrip('/')}/units-{number:05d}-of-{len(shards):05d}.pkl"
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(pickle.dumps(shard, protocol=pickle.HIGHEST_PROTOCOL))
+    paths.append(path)
+  return paths
+
+
+def _read_staged(path: str) -> List[Tuple[int, bytes]]:
+  import pickle  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return pickle.loads(f.read())
+
+
+# Units travel inside the submitted pipeline up to this many pickled bytes
+# (runners limit the size of a submitted job; Dataflow's limit is a few
+# megabytes); more are staged in files that the workers read.
+MAX_INLINE_BYTES = 4 << 20
+
+
 def units_transform(units: Sequence[Any], process: Process,
-                    tallies: Mapping[str, Any], namespace: str):
+                    tallies: Mapping[str, Any], namespace: str,
+                    staging_dir: str = "",
+                    max_inline_bytes: int = MAX_INLINE_BYTES):
   """The Beam `PTransform` that turns a split's units into examples.
 
   The driver pickles each unit (Beam's pickler, so classes of a builder
   shipped by value travel too) and numbers it: the number orders the
-  reports' examples as the single-process build orders them. A reshuffle
-  spreads the units over the workers.
+  reports' examples as the single-process build orders them. Up to
+  `max_inline_bytes` of them go into the pipeline itself; more are written
+  to `staging_dir` (on a filesystem the workers share, e.g. below the
+  data_dir; the caller removes it after the run) in files of about 1 MB. A
+  reshuffle spreads the units over the workers.
 
   Args:
     units: the split's units, in report order.
     process: see the module docstring; pickled with the pipeline.
     tallies: {role: tally}; their empty copies are the workers' templates.
     namespace: `metrics_namespace(...)` of the split.
+    staging_dir: where to stage many units; "" keeps them all inline.
+    max_inline_bytes: see above.
 
   Returns:
     a `beam.PTransform` from the pipeline to (key, example) pairs.
@@ -176,6 +225,9 @@ def units_transform(units: Sequence[Any], process: Process,
   templates = {role: tally.empty_like() for role, tally in tallies.items()}
   payload = [(index, pickler.dumps(unit, use_zlib=True))
              for index, unit in enumerate(units)]
+  staged = []
+  if staging_dir and sum(len(p) for _, p in payload) > max_inline_bytes:
+    staged = _stage(payload, staging_dir, shard_bytes=1 << 20)
 
   class ProcessUnits(beam.DoFn):
     """Runs `process` on one unit with empty tallies, then publishes them."""
@@ -207,7 +259,7 @@ def units_transform(units: Sequence[Any], process: Process,
         metrics.distribution(namespace, _name(role, _FIRST, reason)).update(
             index * _POSITIONS + min(position, _POSITIONS - 1))
         smallest = self._published.setdefault((role, reason), [])
-        for number, line in enumerate(state.examples.get(reason, ())):
+        for number, line in enumerate(state.examples.get(reason, ())[:limit]):
           order = f"{index:012d}.{number:04d}"
           if len(smallest) >= limit and order >= smallest[-1]:
             continue
@@ -218,8 +270,14 @@ def units_transform(units: Sequence[Any], process: Process,
 
   @beam.ptransform_fn
   def process_units(pipeline):
-    return (pipeline
-            | "Units" >> beam.Create(payload)
+    if staged:
+      units_in = (pipeline
+                  | "UnitFiles" >> beam.Create(staged)
+                  | "SpreadFiles" >> beam.Reshuffle()
+                  | "ReadUnits" >> beam.FlatMap(_read_staged))
+    else:
+      units_in = pipeline | "Units" >> beam.Create(payload)
+    return (units_in
             | "Spread" >> beam.Reshuffle()
             | "Process" >> beam.ParDo(ProcessUnits()))
 
@@ -300,6 +358,10 @@ class BeamBuild:
   def _download_and_prepare(self, dl_manager, download_config):
     self._use_beam = beam_requested(download_config)
     self._beam_tallies: Dict[str, Mapping[str, Any]] = {}
+    # Many units are staged here (TFDS's download folder, below the
+    # data_dir unless --download_dir moves it) and removed after the run.
+    self._staging_dir = (f"{os.fspath(dl_manager.download_dir)}/beam_units/"
+                         f"{self.name}/{self.builder_config.name}")
     # Per split, {role: tally} of the last build (read by tests and tools).
     self.tallies: Dict[str, Mapping[str, Any]] = {}
     return super()._download_and_prepare(dl_manager, download_config)
@@ -328,12 +390,16 @@ class BeamBuild:
     if not self.uses_beam:
       return self._generate_and_check(split, units, process, tallies)
     self._beam_tallies[split] = tallies
-    return units_transform(list(units), process, tallies,
-                           metrics_namespace(self.name,
-                                             self.builder_config.name, split))
+    return units_transform(
+        list(units), process, tallies,
+        metrics_namespace(self.name, self.builder_config.name, split),
+        staging_dir=f"{self._staging_dir}/{split}")
 
   def _process_pipeline_result(self, pipeline_result) -> None:
     super()._process_pipeline_result(pipeline_result)
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    if tf.io.gfile.exists(self._staging_dir):
+      tf.io.gfile.rmtree(self._staging_dir)
     for split, tallies in getattr(self, "_beam_tallies", {}).items():
       states = tally_states_from_metrics(
           pipeline_result,
