@@ -6,7 +6,6 @@ local engine named directly (beam_build.LOCAL_RUNNER), as launch/beam/
 recommends."""
 
 import builtins
-import importlib
 import os
 import sys
 
@@ -32,9 +31,13 @@ NEEDS_DLIB = {"folder_multiview", "multipie", "video_folder", "celeba"}
 
 
 def _builder(name, data_dir):
-  module = importlib.import_module(
-      f"tfds_builders.{name}.{name}_dataset_builder")
-  return module.Builder(data_dir=str(data_dir), config=BUILDS[name][0])
+  """The builder loaded as `tfds build tfds_builders/<name>` loads it: as
+  the top-level package `<name>`, from a folder on the driver's sys.path
+  only, so the Beam workers can run it only if it is shipped by value."""
+  with tfds.core.utils.add_sys_path(os.path.join(REPO, "tfds_builders")):
+    builder_class = tfds.core.community.builder_cls_from_module(
+        f"{name}.{name}_dataset_builder")
+  return builder_class(data_dir=str(data_dir), config=BUILDS[name][0])
 
 
 def build(name, data_dir, workers=None):

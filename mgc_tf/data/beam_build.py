@@ -123,6 +123,23 @@ def process_local(key, make: Callable[[], Any]) -> Any:
   return _PROCESS_LOCAL[key]
 
 
+def once_per_process(function: Callable) -> Callable:
+  """Decorator: `functools.lru_cache` (unbounded) for a builder's helpers.
+
+  Beam ships a builder's module by value, but cloudpickle cannot ship an
+  `lru_cache` wrapper: it pickles one by name, which a worker of `tfds
+  build tfds_builders/<name>` cannot import. This wrapper is a plain
+  function; its results live in `process_local`, so they are not shipped.
+  Arguments must be hashable.
+  """
+  @functools.wraps(function)
+  def cached(*args, **kwargs):
+    key = (function.__module__, function.__qualname__, args,
+           tuple(sorted(kwargs.items())))
+    return process_local(key, lambda: function(*args, **kwargs))
+  return cached
+
+
 def metrics_namespace(builder_name: str, config_name: str, split: str) -> str:
   """The Beam metrics namespace of one split's tallies."""
   return f"{_NAMESPACE_PREFIX}/{builder_name}/{config_name}/{split}"
