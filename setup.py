@@ -90,6 +90,7 @@ setup(
             "mgc-train=mgc_tf.train:run",
             "mgc-export=mgc_tf.export:run",
             "mgc-infer=mgc_tf.infer:run",
+            "mgc-fit=mgc_tf.fit:run",
             "mgc-evaluate=mgc_tf.evaluate:run",
         ],
     },

@@ -8,6 +8,7 @@ r"""Reconstructs faces in images, folders of images and videos.
       --model_dir=runs/mgc --smoothing=window --smoothing_window=5 \
       [--video_meshes=10]
   python -m mgc_tf.infer --input=crops/ --aligned ...  # aligned 224 crops
+  python -m mgc_tf.infer ... --refine_steps=50  # refine by fitting (images)
 
 Per face of an image: `<stem>_face<k>.obj` (coloured mesh, camera mm),
 `.npz` / `.json` (coefficients by group, pose, landmarks) and
@@ -85,6 +86,13 @@ _UPSAMPLE_TIMES = flags.DEFINE_integer(
 _MIN_SCORE = flags.DEFINE_float(
     "min_score", 0.0, "Drop detections with a dlib score below this.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Draw progress bars.")
+_REFINE_STEPS = flags.DEFINE_integer(
+    "refine_steps", 0, "Images: refine each face's prediction by this many "
+    "fitting steps (mgc_tf.fit's objective on that face alone; 0: off). "
+    "Videos: use python -m mgc_tf.fit.", lower_bound=0)
+_REFINE_IDENTITY_NETWORK = flags.DEFINE_string(
+    "refine_identity_network", "dlib", "--refine_steps: face-embedding "
+    "network of the identity term: dlib, none, or a model's path.")
 
 
 def _log(line: str) -> None:
@@ -125,6 +133,9 @@ def main(argv):
   _log(f"Model: {predictor.description} ({predictor.image_size} px)")
   _log(f"Faces: {finder.describe()}")
   if inputs.kind == sources.InputKind.VIDEO:
+    if _REFINE_STEPS.value:
+      _log("--refine_steps applies to images; for a video, python -m "
+           "mgc_tf.fit fits the frames jointly")
     _log(f"Video {inputs.paths[0]} -> {_OUTPUT_DIR.value} "
          f"(smoothing: {config.describe()})")
     try:
@@ -138,12 +149,31 @@ def main(argv):
             file=sys.stderr)
       return 2
     return 0 if result.frames_with_face else 1
+  refine = None
+  if _REFINE_STEPS.value:
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf import fitting
+    from mgc_tf.inference import fit_files
+    from mgc_tf.losses import identity as identity_lib
+    # pylint: enable=g-import-not-at-top
+    try:
+      identity_loss = identity_lib.IdentityLoss.from_spec(
+          _REFINE_IDENTITY_NETWORK.value)
+    except (ValueError, OSError) as error:
+      print(f"error: {error}", file=sys.stderr)
+      return 2
+    refine = fit_files.refiner(fitting.Fitter(
+        predictor.decoder, fitting.FitConfig(steps=_REFINE_STEPS.value),
+        identity_loss), show_progress=_PROGRESS.value)
+    _log(f"Refining each face by {_REFINE_STEPS.value} fitting steps "
+         f"({identity_loss.describe()})")
   count = len(inputs.paths)
   _log(f"{count} image{'s' if count > 1 else ''} -> {_OUTPUT_DIR.value}")
   result = images.infer_images(
       inputs.paths, _OUTPUT_DIR.value, predictor, finder,
       batch_size=_BATCH_SIZE.value, all_faces=_ALL_FACES.value,
-      write_meshes=_MESHES.value, show_progress=_PROGRESS.value, log=_log)
+      write_meshes=_MESHES.value, show_progress=_PROGRESS.value, log=_log,
+      refine=refine)
   return 0 if result.faces else 1
 
 

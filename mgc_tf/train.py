@@ -41,6 +41,10 @@ flags.DEFINE_enum("method", config_lib.TrainConfig.method, methods.names(),
                   "Training method (docs/methods.md).")
 for _name in methods.names():
   config_lib.define_flags(methods.get(_name).config_class, FLAGS)
+# Add-ons (terms any method can add, e.g. --sir_weight): their sections'
+# flags exist for every method.
+for _addon in methods.addon_classes().values():
+  config_lib.define_flags(_addon.config_class, FLAGS)
 
 # The original MGCNet (TF 1.13) flag names.
 ORIGINAL_ALIASES = {
@@ -105,10 +109,12 @@ def config_from_flags(flag_values=FLAGS) -> config_lib.TrainConfig:
   if f.img_height is not None and not f["image_size"].present:
     overrides["image_size"] = int(f.img_height)
   method_class = methods.get(f.method)
+  addon_configs = {name: config_lib.from_flags(addon.config_class, f)
+                   for name, addon in methods.addon_classes().items()}
   return config_lib.from_flags(
       config_lib.TrainConfig, f, method=f.method,
       method_config=config_lib.from_flags(method_class.config_class, f),
-      **overrides).validate()
+      addon_configs=addon_configs, **overrides).validate()
 
 
 def report_ignored(flag_values=FLAGS) -> None:
@@ -131,6 +137,12 @@ def main(argv):
   print(f"Method {config.method}: " + ", ".join(
       f"{k}={v}" for k, v in config_lib.to_dict(config.method_config).items()),
         flush=True)
+  addon_classes = methods.addon_classes()
+  for name, section in (config.addon_configs or {}).items():
+    if addon_classes[name].enabled(section):
+      print(f"Add-on {name}: " + ", ".join(
+          f"{k}={v}" for k, v in config_lib.to_dict(section).items()),
+            flush=True)
   # Imported here: building the strategy must come before other TF work.
   from mgc_tf.training import run_dir  # pylint: disable=g-import-not-at-top
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top
@@ -139,7 +151,8 @@ def main(argv):
       config.eval_dataset, config.eval_split, config.data_dir,
       config.eval_batches) if config.eval_dataset else None)
   try:
-    trainer = trainer_lib.Trainer(config, methods.get(config.method))
+    trainer = trainer_lib.Trainer(
+        config, methods.composed(config.method, config.addon_configs))
     trainer.train(evaluate_fn=evaluate_fn)
   except trainer_lib.NonFiniteLossError as error:
     print(error, file=sys.stderr)

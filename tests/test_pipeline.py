@@ -62,6 +62,51 @@ class MultiviewToyBright(MultiviewToy, skip_registration=True):
   GREY = 0.8
 
 
+class GroundTruthToy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """3-view groups with ground truth beside the core features: per view a
+  depth map (DEPTH mm on a 5x5 patch around the dot, 0 elsewhere), a face
+  mask on the same patch, exact landmarks, coefficients [v, e, 0.5, -1]."""
+  VERSION = tfds.core.Version("1.0.0")
+  DEPTH = 500.0
+
+  def _info(self):
+    extra = {
+        "depth": tfds.features.Tensor(shape=(3, SIZE, SIZE), dtype=np.float32),
+        "face_mask": tfds.features.Sequence(
+            tfds.features.Image(shape=(SIZE, SIZE, 1), encoding_format="png"),
+            length=3),
+        "landmarks_true": tfds.features.Tensor(shape=(3, NUM_LM, 2),
+                                               dtype=np.float32),
+        "coefficients": tfds.features.Tensor(shape=(3, 4), dtype=np.float32),
+    }
+    return tfds.core.DatasetInfo(builder=self,
+        features=features_lib.multiview_features(SIZE, num_views=3,
+                                                 image_format="png",
+                                                 extra=extra))
+
+  def _split_generators(self, dl_manager):
+    return {"train": self._generate_examples()}
+
+  def _generate_examples(self):
+    rng = np.random.default_rng(1)
+    for e in range(4):
+      dots = rng.integers(8, SIZE - 8, size=(3, 2))
+      example = features_lib.stack_views(
+          [_dot_image(0.2, dot) for dot in dots],
+          [_landmarks_at(dot) for dot in dots],
+          [np.full((SIZE, SIZE), 0.5) for _ in dots],
+          identity=f"gt{e}", image_size=SIZE)
+      patches = np.zeros((3, SIZE, SIZE), np.float32)
+      for v, (x, y) in enumerate(dots):
+        patches[v, y - 2:y + 3, x - 2:x + 3] = 1.0
+      example["depth"] = patches * self.DEPTH
+      example["face_mask"] = (patches[..., None] * 255).astype(np.uint8)
+      example["landmarks_true"] = np.stack([_landmarks_at(d) for d in dots])
+      example["coefficients"] = np.array(
+          [[v, e, 0.5, -1.0] for v in range(3)], np.float32)
+      yield str(e), example
+
+
 class VideoToy(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   """One video of 7 frames; frame t has grey level 30 t."""
   VERSION = tfds.core.Version("1.0.0")
@@ -102,7 +147,7 @@ def toy_builders(tmp_path_factory):
   data_dir = str(tmp_path_factory.mktemp("tfds"))
   builders = {}
   for cls in (MultiviewToy, MultiviewToyBright, VideoToy,
-              VideoWithGapToy):
+              VideoWithGapToy, GroundTruthToy):
     builder = cls(data_dir=data_dir)
     builder.download_and_prepare()
     builders[cls.__name__] = builder
@@ -249,6 +294,83 @@ def test_augmentation_keeps_landmarks_on_content_and_colours_shared(toy_builders
       np.testing.assert_allclose(backgrounds, backgrounds[0], atol=2e-3)
     moved += np.abs(batch["landmarks"][..., 1:, :] - SIZE / 2).max() > 0.5
   assert moved  # the geometric augmentation did something
+
+
+EXTRAS = ("depth", "face_mask", "landmarks_true", "coefficients", "identity")
+
+
+def test_extra_features_travel_with_their_views(toy_builders):
+  """Ground truth asked for by name follows its views through resizing and
+  the zoom/shift augmentation: the depth patch and the mask sit on the dot,
+  exact landmarks move with it, depth values are never blended."""
+  strong = augment_lib.AugmentConfig(brightness=0.0, contrast=0.0,
+                                     saturation=0.0, hue=0.0, scale=0.2,
+                                     shift=0.1)
+  size = 2 * SIZE
+  dataset = pipeline.training_dataset(
+      [pipeline.SourceSpec("ground_truth_toy")],
+      _config(augment=strong, image_size=size, extra_features=EXTRAS),
+      builders=[toy_builders["GroundTruthToy"]])
+  spec = dataset.element_spec
+  assert spec["depth"].shape == (2, 3, size, size, 1)
+  assert spec["face_mask"].shape == (2, 3, size, size, 1)
+  assert spec["landmarks_true"].shape == (2, 3, 68, 2)
+  assert spec["coefficients"].shape == (2, 3, 4)
+  assert spec["identity"].shape == (2,)
+  for batch in _take(dataset, 3):
+    assert batch["has_depth"].all() and batch["has_identity"].all()
+    assert set(np.unique(batch["depth"])) <= {0.0, GroundTruthToy.DEPTH}
+    for b in range(2):
+      e = int(batch["coefficients"][b, 0, 1])
+      assert batch["identity"][b].decode() == f"gt{e}"
+      np.testing.assert_array_equal(batch["coefficients"][b, :, 0], [0, 1, 2])
+      for v in range(3):
+        dot = _dot_centroid(batch["images"][b, v])
+        np.testing.assert_allclose(batch["landmarks_true"][b, v, 0],
+                                   batch["landmarks"][b, v, 0], atol=1e-4)
+        np.testing.assert_allclose(dot, batch["landmarks_true"][b, v, 0],
+                                   atol=0.3)
+        for key in ("depth", "face_mask"):
+          rows, cols = np.nonzero(batch[key][b, v, ..., 0] > 0.5 * (
+              GroundTruthToy.DEPTH if key == "depth" else 1.0))
+          centre = np.array([cols.mean(), rows.mean()])
+          np.testing.assert_allclose(centre, dot, atol=0.6)
+
+
+def test_sources_without_an_extra_feature_give_zeros_and_say_so(toy_builders):
+  """Mixed with a source lacking them, the extras are zeros with has_ False,
+  for multi-view groups and for video windows alike."""
+  specs = [pipeline.SourceSpec("ground_truth_toy", weight=1.0),
+           pipeline.SourceSpec("multiview_toy", weight=1.0),
+           pipeline.SourceSpec("video_toy", weight=1.0)]
+  builders = [toy_builders[name] for name in
+              ("GroundTruthToy", "MultiviewToy", "VideoToy")]
+  dataset = pipeline.training_dataset(
+      specs, _config(batch_size=6, extra_features=EXTRAS,
+                     augment=augment_lib.AugmentConfig()),
+      builders=builders)
+  assert dataset.element_spec["coefficients"].shape == (6, 3, 4)
+  seen = set()
+  for batch in _take(dataset, 4):
+    for b in range(6):
+      has = batch["has_depth"][b]
+      assert has == batch["has_coefficients"][b] == batch["has_face_mask"][b]
+      identity = batch["identity"][b].decode()
+      seen.add(identity[:2])
+      if has:
+        assert identity.startswith("gt")
+        continue
+      for key in ("depth", "face_mask", "landmarks_true", "coefficients"):
+        assert not batch[key][b].any(), key
+      # Identity is stored by every source (the core features).
+      assert batch["has_identity"][b] and identity in (
+          "p0",) + tuple(f"person{e}" for e in range(6))
+  assert {"gt", "p0", "pe"} <= seen
+
+
+def test_unknown_extra_feature_is_one_clear_error():
+  with pytest.raises(ValueError, match="Unknown extra batch feature.*known:"):
+    pipeline.PipelineConfig(extra_features=("depht",)).extras
 
 
 def test_element_sharding_splits_the_data(toy_builders):

@@ -305,3 +305,34 @@ def test_bad_arguments_raise(face_model, scene_renderer):
   with pytest.raises(ValueError, match="image size"):
     next(scenes.generate_examples("train", 1, SIZE + 1, face_model=face_model,
                                   renderer=scene_renderer))
+
+
+def test_a_person_is_seen_in_several_examples_when_asked(face_model):
+  # persons_* configs: examples 3p .. 3p + 2 are person p at 3 instants.
+  layout_slices = face_decoder.FaceDecoder(face_model).layout.slices()
+  scenes_k3 = [scenes.sample_scene(face_model, "test", index, 32,
+                                   examples_per_identity=3)
+               for index in range(4)]
+  ident = lambda s: s.coefficients[0, layout_slices["identity"]]
+  albedo = lambda s: s.coefficients[0, layout_slices["albedo"]]
+  expression = lambda s: s.coefficients[0, layout_slices["expression"]]
+  for other in scenes_k3[1:3]:
+    np.testing.assert_array_equal(ident(other), ident(scenes_k3[0]))
+    np.testing.assert_array_equal(albedo(other), albedo(scenes_k3[0]))
+    assert not np.array_equal(expression(other), expression(scenes_k3[0]))
+  assert not np.array_equal(ident(scenes_k3[3]), ident(scenes_k3[0]))
+  assert [s.identity for s in scenes_k3] == [
+      "synthetic-test-person000000"] * 3 + ["synthetic-test-person000001"]
+  # The three instants fall in the three yaw bins of the test split.
+  bins = [int(scenes.yaw_bin(abs(s.yaw_degrees[scenes.TARGET_VIEW])))
+          for s in scenes_k3[:3]]
+  assert sorted(bins) == [0, 1, 2]
+  # One person each (the original configs) is unchanged by the option.
+  plain = scenes.sample_scene(face_model, "test", 4, 32)
+  again = scenes.sample_scene(face_model, "test", 4, 32,
+                              examples_per_identity=1)
+  np.testing.assert_array_equal(plain.coefficients, again.coefficients)
+  assert plain.identity == "synthetic-test-000004"
+  # Pose and light still come from the example's own stream.
+  np.testing.assert_array_equal(
+      scenes.sample_scene(face_model, "test", 1, 32).pose, scenes_k3[1].pose)

@@ -141,6 +141,12 @@ def test_pair_scores():
   np.testing.assert_allclose(
       verification.cosine_scores(features, np.array([0, 0, 0]),
                                  np.array([1, 2, 3])), [1.0, 0.0, 0.0])
+  # The Euclidean score sees the norm the cosine ignores: [1, 0] and [2, 0]
+  # are 1 apart.
+  np.testing.assert_allclose(
+      verification.euclidean_scores(features, np.array([0, 0, 3]),
+                                    np.array([1, 2, 3])),
+      [-1.0, -np.sqrt(10.0), 0.0])
   # A rotated and shifted copy scores 0 mm; a scaled one does not.
   rng = np.random.default_rng(0)
   shape = rng.normal(0, 50, [30, 3])
@@ -245,6 +251,7 @@ def test_ground_truth_coefficients_verify_perfectly(builder, predictor):
   assert m["verification/coefficients/auc"] == 1.0
   assert m["verification/vertices/auc"] == 1.0
   assert m["verification/coefficients/accuracy"] == 1.0
+  assert m["verification/coefficients_euclidean/auc"] == 1.0
   assert m["verification/pairs"] == 18
   same = [r for r in result.details if r["same"]]
   assert all(r["coefficients"] == pytest.approx(1.0) for r in same)
@@ -331,7 +338,7 @@ def test_pairs_file_errors(tmp_path):
 # --------------------------------------------------------------------- CLI
 
 @pytest.mark.slow
-def test_cli_verification_prints_the_three_representations(
+def test_cli_verification_prints_every_representation(
     data_dir, trained_model_dir, tmp_path):
   model_dir = str(tmp_path / "run")
   shutil.copytree(trained_model_dir, model_dir)

@@ -16,6 +16,7 @@ the same as TensorFlow's ImageProjectiveTransformV3 uses.
 """
 
 import dataclasses
+from typing import Dict, Optional, Tuple
 
 import tensorflow as tf
 
@@ -108,12 +109,15 @@ def random_view_affines(num_views: int, image_size: int, seed: tf.Tensor,
                     [num_views, 2, 3])
 
 
-def warp_views(images: tf.Tensor, affines: tf.Tensor) -> tf.Tensor:
+def warp_views(images: tf.Tensor, affines: tf.Tensor,
+               interpolation: str = "bilinear") -> tf.Tensor:
   """Warps images by `affines` (input -> output pixels), border replicated.
 
   Args:
     images: [N, H, W, C] float32.
     affines: [N, 2, 3] maps from input to output pixel coordinates.
+    interpolation: "bilinear", or "nearest" for maps whose values must not
+      blend across edges (depth).
 
   Returns:
     [N, H, W, C] float32.
@@ -128,7 +132,8 @@ def warp_views(images: tf.Tensor, affines: tf.Tensor) -> tf.Tensor:
   shape = tf.shape(images)
   return tf.raw_ops.ImageProjectiveTransformV3(
       images=images, transforms=transforms, output_shape=shape[1:3],
-      fill_value=0.0, interpolation="BILINEAR", fill_mode="NEAREST")
+      fill_value=0.0, interpolation=interpolation.upper(),
+      fill_mode="NEAREST")
 
 
 def transform_landmarks(landmarks: tf.Tensor, affines: tf.Tensor) -> tf.Tensor:
@@ -138,7 +143,9 @@ def transform_landmarks(landmarks: tf.Tensor, affines: tf.Tensor) -> tf.Tensor:
 
 
 def augment_views(images: tf.Tensor, skin: tf.Tensor, landmarks: tf.Tensor,
-                  seed: tf.Tensor, config: AugmentConfig):
+                  seed: tf.Tensor, config: AugmentConfig,
+                  extra_maps: Optional[Dict[str, Tuple[tf.Tensor, str]]] = None,
+                  extra_points: Optional[Dict[str, tf.Tensor]] = None):
   """Colour jitter (shared) and zoom/shift (per view) of one N-view sample.
 
   Args:
@@ -147,11 +154,19 @@ def augment_views(images: tf.Tensor, skin: tf.Tensor, landmarks: tf.Tensor,
     landmarks: [N, 68, 2] float32 pixels.
     seed: [2] int seed.
     config: strengths.
+    extra_maps: name -> ([N, S, S, C] float32, interpolation): more per-view
+      maps of the same pixels (ground-truth depth, masks), warped with the
+      images but not colour-jittered.
+    extra_points: name -> [N, L, 2] float32 pixels, moved as the landmarks.
 
   Returns:
-    (images, skin, landmarks) with the same shapes.
+    (images, skin, landmarks, maps, points): the same shapes; maps and points
+    are dicts name -> tensor (empty when none were given).
   """
+  extra_maps = dict(extra_maps or {})
+  extra_points = dict(extra_points or {})
   images = jitter_colour(images, seed, config)
+  maps = {name: value for name, (value, _) in extra_maps.items()}
   if config.geometry_enabled:
     num_views = images.shape[0]
     image_size = images.shape[1]
@@ -159,4 +174,8 @@ def augment_views(images: tf.Tensor, skin: tf.Tensor, landmarks: tf.Tensor,
     images = warp_views(images, affines)
     skin = warp_views(skin, affines)
     landmarks = transform_landmarks(landmarks, affines)
-  return images, skin, landmarks
+    maps = {name: warp_views(value, affines, interpolation)
+            for name, (value, interpolation) in extra_maps.items()}
+    extra_points = {name: transform_landmarks(value, affines)
+                    for name, value in extra_points.items()}
+  return images, skin, landmarks, maps, extra_points

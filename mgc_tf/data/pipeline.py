@@ -20,12 +20,13 @@ repeating views and gets flag 0.
 """
 
 import dataclasses
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import augment as augment_lib
+from mgc_tf.data import extra_features as extra_lib
 from mgc_tf.data import features as features_lib
 from mgc_tf.data import prepare
 from mgc_tf.io.bad_input import NUM_LANDMARKS
@@ -57,6 +58,11 @@ class SourceSpec:
     data_dir: TFDS data dir; None uses the pipeline's (or TFDS' default).
     frame_step: video only: frames between consecutive views of a window.
     window_stride: video only: frames between the starts of two windows.
+    without: extra features (`mgc_tf.data.extra_features`) the source
+      stores but whose values must not be used: its samples get zeros and
+      has_<name> False, as from a source that lacks them (e.g. a landmark
+      set whose `identity` is a file name, not a person; SIR reads
+      has_identity as "identity-labelled").
   """
   name: str
   weight: float = 1.0
@@ -65,6 +71,7 @@ class SourceSpec:
   data_dir: Optional[str] = None
   frame_step: int = 1
   window_stride: int = 1
+  without: Tuple[str, ...] = ()
 
   @property
   def dataset_name(self) -> str:
@@ -96,6 +103,12 @@ class PipelineConfig:
     repeat: repeat the sources forever (training); False gives one pass,
       which for several sources ends when the first source runs out.
     data_dir: default TFDS data dir for the sources.
+    extra_features: names of features to carry into the batch beside the
+      core ones, each with a has_<name> [B] bool
+      (`mgc_tf.data.extra_features`; sources without one give zeros).
+    exact_mix: with several sources, every batch holds each source's share
+      of the weights exactly (`batch_counts`; each source shuffled on its
+      own) instead of drawing each sample's source at random.
   """
   num_views: int = 3
   image_size: int = 224
@@ -106,6 +119,12 @@ class PipelineConfig:
   seed: int = 0
   repeat: bool = True
   data_dir: Optional[str] = None
+  extra_features: Tuple[str, ...] = ()
+  exact_mix: bool = False
+
+  @property
+  def extras(self) -> Tuple[extra_lib.ExtraFeature, ...]:
+    return extra_lib.lookup(self.extra_features)
 
 
 def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]:
@@ -114,7 +133,8 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
   A trailing ":<number>" is the weight; "name:1.0.0" with dots is a version,
   so write "name:1.0.0:0.5" for a versioned source with a weight.
   Options go in brackets after the name: "video_folder[frame_step=2,
-  window_stride=4,split=train,flag=2]:0.3".
+  window_stride=4,split=train,flag=2]:0.3"; `without=identity+depth` hides
+  extra features the source stores (`SourceSpec.without`).
   """
   specs = []
   for item in _split_top_level(text):
@@ -134,18 +154,22 @@ def parse_sources(text: str, data_dir: Optional[str] = None) -> List[SourceSpec]
     if sep and _is_weight(last):
       item, weight = head, float(last)
     unknown = set(options) - {"split", "flag", "frame_step", "window_stride",
-                              "data_dir"}
+                              "data_dir", "without"}
     if unknown:
       raise ValueError(f"Unknown source option(s) {sorted(unknown)} in "
                        f"{text!r}; known: split, flag, frame_step, "
-                       "window_stride, data_dir")
+                       "window_stride, data_dir, without")
+    without = tuple(name.strip() for name in
+                    options.get("without", "").split("+") if name.strip())
+    extra_lib.lookup(without)  # An unknown name is one clear error.
     specs.append(SourceSpec(
         name=item, weight=weight,
         split=options.get("split", "train"),
         flag=int(options["flag"]) if "flag" in options else None,
         data_dir=options.get("data_dir", data_dir),
         frame_step=int(options.get("frame_step", 1)),
-        window_stride=int(options.get("window_stride", 1))))
+        window_stride=int(options.get("window_stride", 1)),
+        without=without))
   if not specs:
     raise ValueError(f"No dataset in {text!r}; expected e.g. "
                      "'synthetic_multiview/small' or 'a:0.7,b:0.3'")
@@ -228,8 +252,19 @@ def _build_hint(spec: SourceSpec, data_dir: Optional[str], error) -> str:
                           if ours_or_unknown else ""))
 
 
+def _sample_keys(config: PipelineConfig) -> Tuple[str, ...]:
+  """Keys of a raw example that hold one value per example, not per view."""
+  keys = []
+  for feature in config.extras:
+    keys.append(extra_lib.has_key(feature.name))
+    if not feature.kind.per_view:
+      keys.append(feature.name)
+  return tuple(keys)
+
+
 def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
-                 input_context: Optional[tf.distribute.InputContext]
+                 input_context: Optional[tf.distribute.InputContext],
+                 templates: Optional[Dict[str, extra_lib.ValueTemplate]] = None
                  ) -> tf.data.Dataset:
   """Reads one split with the image features left encoded, sharded."""
   features = builder.info.features
@@ -243,6 +278,9 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
   decoders = {image_key: tfds.decode.SkipDecoding()}
   if has_skin:
     decoders[features_lib.SKIN_KEY] = tfds.decode.SkipDecoding()
+  for feature in config.extras:
+    if feature.kind is extra_lib.Kind.VIEW_IMAGE and feature.name in features:
+      decoders[feature.name] = tfds.decode.SkipDecoding()
 
   num_shards = builder.info.splits[spec.split].num_shards
   shard_files = (input_context is not None
@@ -274,13 +312,17 @@ def _read_source(builder, spec: SourceSpec, config: PipelineConfig,
           tf.cast(example[FRAME_INDICES_KEY], tf.int64)
           if FRAME_INDICES_KEY in features
           else tf.range(tf.shape(example[image_key], out_type=tf.int64)[0]))
+    stored = [key for key in features.keys() if key not in spec.without]
+    out.update(extra_lib.read(example, stored, config.extras,
+                              templates or {},
+                              tf.shape(example[image_key])[0]))
     return out
 
   return dataset.map(core), is_video
 
 
 def _video_windows(example, num_views: int, frame_step: int,
-                   window_stride: int) -> tf.data.Dataset:
+                   window_stride: int, sample_keys=()) -> tf.data.Dataset:
   """All N-frame windows of one video: frames s, s+step, ..., target middle.
 
   A window that spans frames the builder dropped (no face, bad landmarks:
@@ -298,11 +340,15 @@ def _video_windows(example, num_views: int, frame_step: int,
   evenly_spaced = tf.equal(window_numbers[:, -1] - window_numbers[:, 0],
                            span * spacing)
   indices = tf.boolean_mask(indices, evenly_spaced)
+  windows = tf.shape(indices)[0]
   return tf.data.Dataset.from_tensor_slices({
-      key: tf.gather(value, indices) for key, value in example.items()})
+      key: (tf.fill([windows], value) if key in sample_keys
+            else tf.gather(value, indices))
+      for key, value in example.items()})
 
 
-def _select_views(example, index, num_views: int, flag: int, seed: int):
+def _select_views(example, index, num_views: int, flag: int, seed: int,
+                  sample_keys=()):
   """N consecutive views of a group (random start); pads short groups.
 
   Returns the example with [N] encoded images/skin, [N, 68, 2] landmarks and
@@ -314,7 +360,8 @@ def _select_views(example, index, num_views: int, flag: int, seed: int):
   start = tf.random.stateless_uniform([], start_seed, 0, max_start + 1,
                                       dtype=tf.int32)
   indices = (start + tf.range(num_views)) % tf.maximum(count, 1)
-  selected = {key: tf.gather(value, indices) for key, value in example.items()}
+  selected = {key: value if key in sample_keys else tf.gather(value, indices)
+              for key, value in example.items()}
   selected["flag"] = tf.where(count >= num_views, flag, 0)
   return selected
 
@@ -348,15 +395,21 @@ def _decode_sample(sample, seed, config: PipelineConfig):
   scale = size / raw_size
   landmarks = (sample["landmarks"] + 0.5) * scale - 0.5
   landmarks = tf.ensure_shape(landmarks, [num_views, NUM_LANDMARKS, 2])
-  images, skin, landmarks = augment_lib.augment_views(
+  extras = extra_lib.decode(sample, config.extras, num_views, size, raw_size,
+                            _decode_images)
+  maps, points = extra_lib.augmentable(extras, config.extras)
+  images, skin, landmarks, maps, points = augment_lib.augment_views(
       tf.ensure_shape(images, [num_views, size, size, 3]),
       tf.ensure_shape(skin, [num_views, size, size, 1]),
-      landmarks, seed, config.augment)
+      landmarks, seed, config.augment, extra_maps=maps, extra_points=points)
+  extras.update(maps)
+  extras.update(points)
   return {
       "images": images,
       "landmarks": landmarks,
       "skin": skin,
       "flag": tf.cast(sample["flag"], tf.int32),
+      **extra_lib.zero_missing(extras, config.extras),
   }
 
 
@@ -365,18 +418,71 @@ def samples_from_source(builder, spec: SourceSpec, source_index: int,
                         input_context: Optional[tf.distribute.InputContext] = None
                         ) -> tf.data.Dataset:
   """Encoded N-view samples of one source (before mixing and decoding)."""
-  dataset, is_video = _read_source(builder, spec, config, input_context)
+  templates = extra_lib.value_templates([builder], config.extras)
+  return _samples(builder, spec, source_index, config, input_context,
+                  templates)
+
+
+def _samples(builder, spec: SourceSpec, source_index: int,
+             config: PipelineConfig, input_context, templates
+             ) -> tf.data.Dataset:
+  dataset, is_video = _read_source(builder, spec, config, input_context,
+                                   templates)
+  sample_keys = _sample_keys(config)
   if config.repeat:
     dataset = dataset.repeat()
   if is_video:
     dataset = dataset.flat_map(lambda ex: _video_windows(
-        ex, config.num_views, spec.frame_step, spec.window_stride))
+        ex, config.num_views, spec.frame_step, spec.window_stride,
+        sample_keys))
   # Per-source seed stream: (seed + source, running index).
   seed = config.seed * 1000 + source_index
   dataset = dataset.enumerate().map(
       lambda index, ex: _select_views(ex, index, config.num_views,
-                                      spec.resolved_flag, seed))
+                                      spec.resolved_flag, seed, sample_keys))
   return dataset
+
+
+def batch_counts(weights: Sequence[float], batch_size: int) -> List[int]:
+  """Samples of each source in a batch of `batch_size`, by the weights.
+
+  Largest remainder: floor(B w_i / sum w), then one more for the sources
+  with the largest fractional parts (ties: the earlier source).
+
+  Raises:
+    ValueError: a source would get no sample in a batch.
+  """
+  total = float(sum(weights))
+  shares = [batch_size * w / total for w in weights]
+  counts = [int(share) for share in shares]
+  order = sorted(range(len(shares)), key=lambda i: (counts[i] - shares[i], i))
+  for i in order[:batch_size - sum(counts)]:
+    counts[i] += 1
+  if min(counts) < 1:
+    raise ValueError(
+        f"An exact mix of weights {list(weights)} in batches of "
+        f"{batch_size} gives a source no sample ({counts}); raise the batch "
+        "size or the weight, or drop --exact_mix")
+  return counts
+
+
+def _exact_mix(per_source: Sequence[tf.data.Dataset],
+               weights: Sequence[float],
+               config: PipelineConfig) -> tf.data.Dataset:
+  """Interleaves the sources so that each batch holds `batch_counts`."""
+  counts = batch_counts(weights, config.batch_size)
+  if config.shuffle_buffer > 1:
+    # Shuffled per source, before mixing: shuffling after it would undo
+    # the per-batch counts.
+    per_source = [dataset.shuffle(config.shuffle_buffer,
+                                  seed=config.seed + index)
+                  for index, dataset in enumerate(per_source)]
+  pattern = [index for index, count in enumerate(counts)
+             for _ in range(count)]
+  choices = tf.data.Dataset.from_tensor_slices(
+      tf.constant(pattern, tf.int64)).repeat()
+  return tf.data.Dataset.choose_from_datasets(
+      per_source, choices, stop_on_empty_dataset=not config.repeat)
 
 
 def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
@@ -397,27 +503,39 @@ def training_dataset(sources: Sequence[SourceSpec], config: PipelineConfig,
   Returns:
     Dataset of dicts: images [B, N, S, S, 3] float32 in [0, 1], landmarks
     [B, N, 68, 2] float32 pixels, skin [B, N, S, S, 1] float32 in [0, 1],
-    flag [B] int32, with a static batch size B = config.batch_size.
+    flag [B] int32, with a static batch size B = config.batch_size; plus,
+    per name in config.extra_features, <name> and has_<name> [B] bool
+    (`mgc_tf.data.extra_features`).
   """
   if builders is None:
     builders = [load_builder(spec, config.data_dir) for spec in sources]
-  per_source = [samples_from_source(builder, spec, index, config, input_context)
+  # Shapes of array features come from the sources that store them, so the
+  # others can give zeros of the same form.
+  templates = extra_lib.value_templates(builders, config.extras)
+  per_source = [_samples(builder, spec, index, config, input_context,
+                         templates)
                 for index, (builder, spec) in enumerate(zip(builders, sources))]
+  exact = config.exact_mix and len(per_source) > 1
   if len(per_source) == 1:
     dataset = per_source[0]
+  elif exact:
+    dataset = _exact_mix(per_source, [spec.weight for spec in sources],
+                         config)
   else:
     total = sum(spec.weight for spec in sources)
     dataset = tf.data.Dataset.sample_from_datasets(
         per_source, weights=[spec.weight / total for spec in sources],
         seed=config.seed, stop_on_empty_dataset=not config.repeat)
-  if config.shuffle_buffer > 1:
+  if config.shuffle_buffer > 1 and not exact:
     dataset = dataset.shuffle(config.shuffle_buffer, seed=config.seed)
   augment_seed = config.seed * 1000 + 999
   parallel = tf.data.AUTOTUNE
   dataset = dataset.enumerate().map(
       lambda index, sample: _decode_sample(
           sample, tf.stack([tf.cast(augment_seed, tf.int64), index]), config),
-      num_parallel_calls=parallel, deterministic=config.deterministic)
+      num_parallel_calls=parallel,
+      # An exact mix needs the order kept, or batches would mix unevenly.
+      deterministic=config.deterministic or exact)
   dataset = dataset.batch(config.batch_size, drop_remainder=True)
   options = tf.data.Options()
   options.deterministic = config.deterministic

@@ -12,9 +12,10 @@ metrics summarise the scores (docs/evaluation.md, "Face verification"):
     applied to it; reported are the mean and standard deviation of the
     held-out accuracies.
 
-Pair scores of the three representations the protocol compares
+Pair scores of the representations the protocol compares
 (`protocols/verification.py`): `cosine_scores` of identity coefficients or
-of face embeddings, and `vertex_scores`, the negative mean vertex distance
+of face embeddings, `euclidean_scores` of identity coefficients (SIR's
+measure), and `vertex_scores`, the negative mean vertex distance
 (mm) after rigid alignment of two neutral identity shapes.
 """
 
@@ -176,6 +177,27 @@ def cosine_scores(features: np.ndarray, first: np.ndarray,
   norms = np.linalg.norm(features, axis=-1, keepdims=True)
   unit = features / np.maximum(norms, 1e-12)
   return np.sum(unit[first] * unit[second], axis=-1)
+
+
+def euclidean_scores(features: np.ndarray, first: np.ndarray,
+                     second: np.ndarray) -> np.ndarray:
+  """Minus the Euclidean distance of each pair's feature vectors.
+
+  SIR (Jiang et al., section IV.A) verifies with the Euclidean distance of
+  shape coefficients rather than their cosine: with an orthonormal,
+  std-scaled basis it is proportional to the distance of the shapes, and it
+  sees the coefficients' norm, which the cosine ignores.
+
+  Args:
+    features: [N, D] one vector per image.
+    first: [P] index of each pair's first image.
+    second: [P] index of each pair's second image.
+
+  Returns:
+    [P] -||a - b||_2 (higher = more alike; 0 for equal vectors).
+  """
+  features = np.asarray(features, np.float64)
+  return -np.linalg.norm(features[first] - features[second], axis=-1)
 
 
 def vertex_scores(shapes: np.ndarray, first: np.ndarray,

@@ -10,7 +10,7 @@ the end (and in `summary.json`); they never stop the run.
 
 import dataclasses
 import os
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
@@ -60,7 +60,9 @@ def face_name(image_path: str, face_index: int) -> str:
 def infer_images(paths: Sequence[str], output_dir: str, predictor, finder,
                  batch_size: int = 8, all_faces: bool = True,
                  write_meshes: bool = True, show_progress: bool = True,
-                 log: Callable[[str], None] = print) -> ImagesResult:
+                 log: Callable[[str], None] = print,
+                 refine: Optional[Callable[[list, np.ndarray], np.ndarray]]
+                 = None) -> ImagesResult:
   """Reconstructs the faces in image files and writes their results.
 
   Args:
@@ -73,6 +75,8 @@ def infer_images(paths: Sequence[str], output_dir: str, predictor, finder,
     write_meshes: write the .obj meshes.
     show_progress: draw a progress bar.
     log: where skip messages and the summary go.
+    refine: optional (FaceCrops, [B, K] predicted) -> [B, K] refined
+      coefficients (`fit_files.refiner`: infer --refine_steps).
 
   Returns:
     ImagesResult.
@@ -93,11 +97,11 @@ def infer_images(paths: Sequence[str], output_dir: str, predictor, finder,
       log(f"{path}: skipped ({error})")
     if len(pending) >= batch_size:
       _reconstruct_and_write(pending, output_dir, predictor, batch_size,
-                             write_meshes, result)
+                             write_meshes, result, refine)
       pending = []
   if pending:
     _reconstruct_and_write(pending, output_dir, predictor, batch_size,
-                           write_meshes, result)
+                           write_meshes, result, refine)
   log(result.summary())
   outputs.write_json(os.path.join(output_dir, SUMMARY_FILE), {
       "images": len(paths), "images_with_faces": counter.kept,
@@ -108,11 +112,13 @@ def infer_images(paths: Sequence[str], output_dir: str, predictor, finder,
 
 def _reconstruct_and_write(images: List[_Image], output_dir: str, predictor,
                            batch_size: int, write_meshes: bool,
-                           result: ImagesResult) -> None:
-  """Predicts, renders and writes the faces of a few images."""
+                           result: ImagesResult, refine=None) -> None:
+  """Predicts (refines), renders and writes the faces of a few images."""
   crops = [crop for image in images for crop in image.crops]
   coefficients = reconstruct.predict_coefficients(
       predictor, [crop.image for crop in crops], batch_size)
+  if refine is not None:
+    coefficients = refine(crops, coefficients)
   decoder = predictor.decoder
   face_number = 0
   for image in images:

@@ -5,7 +5,10 @@
 
 `register` adds a method class under its `name`; the modules of this
 package register theirs on import, and a method defined elsewhere (a test,
-a user's plugin) registers itself the same way.
+a user's plugin) registers itself the same way. `register_addon` does the
+same for objective terms that any method can add (`addons.AddOn`, e.g.
+SIR's `--sir_weight`); `composed(name, addon_configs)` is what the trainer
+builds.
 """
 
 from typing import Dict, List, Type
@@ -39,7 +42,37 @@ def get(name: str) -> Type[base.Method]:
   return _METHODS[name]
 
 
+_ADDONS: Dict[str, type] = {}
+
+
+def register_addon(addon_class: type) -> type:
+  """Class decorator: makes an `addons.AddOn` (its flags) usable with any
+  method."""
+  name = addon_class.name
+  existing = _ADDONS.get(name)
+  if existing is not None and existing.__qualname__ != addon_class.__qualname__:
+    raise ValueError(f"An add-on named {name!r} is registered already "
+                     f"({existing.__module__}.{existing.__qualname__}).")
+  _ADDONS[name] = addon_class
+  return addon_class
+
+
+def addon_classes() -> Dict[str, type]:
+  """name -> add-on class, every registered one."""
+  return dict(sorted(_ADDONS.items()))
+
+
+def composed(name: str, addon_configs=None):
+  """What the trainer builds for `--method=name` with these add-on configs:
+  the method class itself when none is enabled (see `addons.compose`)."""
+  return addons.compose(get(name), _ADDONS, addon_configs or {})
+
+
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgc_tf.methods import addons
 from mgc_tf.methods import mgcnet
+from mgc_tf.methods import sir
 
 register(mgcnet.MGCNet)
+register(sir.SIR)
+register_addon(sir.SIRAddOn)

@@ -65,10 +65,15 @@ class Objective(NamedTuple):
     terms: name -> scalar, each term unweighted, summed over the local batch
       and divided by the global batch size (logged as loss/NAME).
     details: method-specific tensors for image summaries (may be None).
+    coefficients: [B, N, K] float32, the coefficients the reconstructor
+      predicted for the batch's views, for add-on terms
+      (`mgc_tf.methods.addons`) to read without a second forward pass;
+      None if the method gives none (then no add-on can be used with it).
   """
   total: tf.Tensor
   terms: Dict[str, tf.Tensor]
   details: Any = None
+  coefficients: Optional[tf.Tensor] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +126,11 @@ class Method(abc.ABC):
   #: Batch keys the objective reads.
   required_features: ClassVar[Tuple[str, ...]] = ("images", "landmarks",
                                                   "flag")
+  #: Features beyond the core ones (images, landmarks, skin, flag) that the
+  #: objective reads, e.g. ("depth", "coefficients") or ("identity",): each
+  #: batch then holds <name> and has_<name> [B] bool, zeros where a sample's
+  #: source lacks it (`mgc_tf.data.extra_features` lists the names).
+  extra_features: ClassVar[Tuple[str, ...]] = ()
   #: Kinds of training data the method accepts (multi_view, video,
   #: single_view, ...), for documentation and the trainer's check.
   accepted_sources: ClassVar[Tuple[str, ...]] = ("multi_view", "video",

@@ -122,7 +122,8 @@ class MGCNet(base.Method):
                               [batch_size, num_views, layout_size])
     out = self.loss(coefficients, images, batch["landmarks"], batch["flag"],
                     skin=batch.get("skin"))
-    return base.Objective(total=out.total, terms=out.terms, details=out)
+    return base.Objective(total=out.total, terms=out.terms, details=out,
+                          coefficients=coefficients)
 
   def summary_images(self, objective: base.Objective,
                      batch: Mapping[str, Any]) -> Dict[str, tf.Tensor]:

@@ -60,6 +60,10 @@ class TrainConfig:
                         "(docs/data.md).")
   data_dir: Optional[str] = _field(None, "TFDS data dir (default "
                                    "~/tensorflow_datasets).")
+  exact_mix: bool = _field(
+      False, "With several --dataset sources: every batch holds each "
+      "source's share of the weights exactly (rounded), instead of drawing "
+      "each sample's source at random by weight.")
   build_data_if_missing: bool = _field(
       True, "Build synthetic_multiview configs that are missing.")
   eval_dataset: str = _field("synthetic_multiview/small",
@@ -105,6 +109,9 @@ class TrainConfig:
       "the same for any run).")
   export_model_name: str = _field("mgc", "Model name of --export_dir.")
   method_config: Any = _field(None, "The method's section.", flag=False)
+  # name -> config of each add-on (mgc_tf.methods.addons); an add-on whose
+  # config turns it off adds nothing.
+  addon_configs: Any = _field(None, "The add-ons' sections.", flag=False)
 
   def validate(self) -> "TrainConfig":
     """Returns self, or raises ValueError naming every bad setting."""
@@ -140,6 +147,12 @@ class TrainConfig:
         self.method_config.validate()
       except ValueError as error:
         problems.append(str(error))
+    for section in (self.addon_configs or {}).values():
+      if hasattr(section, "validate"):
+        try:
+          section.validate()
+        except ValueError as error:
+          problems.append(str(error))
     if problems:
       raise ValueError("Invalid training configuration:\n  " +
                        "\n  ".join(problems))
@@ -150,14 +163,22 @@ class TrainConfig:
 
   @classmethod
   def from_json(cls, text: str,
-                method_config_class: Optional[type] = None) -> "TrainConfig":
-    """Reads `to_json` output; the method section needs its class."""
+                method_config_class: Optional[type] = None,
+                addon_config_classes: Optional[Dict[str, type]] = None
+                ) -> "TrainConfig":
+    """Reads `to_json` output; the method and add-on sections need their
+    classes (without them they stay None)."""
     values = json.loads(text)
     section = values.pop("method_config", None)
+    addon_sections = values.pop("addon_configs", None)
     config = from_dict(cls, values)
     if section is not None and method_config_class is not None:
       config = dataclasses.replace(
           config, method_config=from_dict(method_config_class, section))
+    if addon_sections and addon_config_classes is not None:
+      config = dataclasses.replace(config, addon_configs={
+          name: from_dict(addon_config_classes[name], values)
+          for name, values in addon_sections.items()})
     return config
 
 
@@ -171,6 +192,9 @@ def to_dict(instance) -> Dict[str, Any]:
     value = getattr(instance, f.name)
     if dataclasses.is_dataclass(value):
       value = to_dict(value)
+    elif isinstance(value, dict):
+      value = {key: to_dict(item) if dataclasses.is_dataclass(item) else item
+               for key, item in value.items()}
     elif isinstance(value, enum.Enum):
       value = value.value
     out[f.name] = value

@@ -39,6 +39,7 @@ import tensorflow as tf
 
 import mgc_tf
 from mgc_tf.data import augment as augment_lib
+from mgc_tf.data import extra_features
 from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
 from mgc_tf.facemodel import decoder as face_decoder
@@ -198,6 +199,7 @@ class Trainer:
     sources = self._sources()
     builders = [pipeline.load_builder(spec, config.data_dir)
                 for spec in sources]
+    self._note_missing_extras(builders)
     replicas = self.strategy.num_replicas_in_sync
     if config.batch_size % replicas:
       raise ValueError(
@@ -213,7 +215,9 @@ class Trainer:
                    else augment_lib.NO_AUGMENTATION),
           deterministic=config.deterministic,
           # A resumed run continues with a new data order.
-          seed=config.seed + start_step, data_dir=config.data_dir)
+          seed=config.seed + start_step, data_dir=config.data_dir,
+          extra_features=tuple(self.method.extra_features),
+          exact_mix=config.exact_mix)
       return pipeline.training_dataset(sources, pipeline_config,
                                        input_context=context,
                                        builders=builders)
@@ -632,6 +636,17 @@ class Trainer:
       writer.flush()
       last.update(_prefixed(metrics, "eval/"))
     return last
+
+  def _note_missing_extras(self, builders) -> None:
+    """One console line per extra feature that no source stores."""
+    if not self.is_chief:
+      return
+    counts = extra_features.given_by(builders, self.method.extra_features)
+    for name, count in counts.items():
+      if not count:
+        print(f"Note: no source of --dataset={self.config.dataset} stores "
+              f"{name!r}; the method's terms that need it are off "
+              f"(has_{name} is False for every sample).", flush=True)
 
   def _check_features(self, element_spec) -> None:
     """Raises ValueError naming the batch features the method misses."""

@@ -11,6 +11,10 @@ Two versions, each a set of configs:
   1.0.0  default, small, tiny           clean faces, exact landmarks
   2.0.0  v2, v2_small, v2_tiny,         real conditions: occluders, detected
          v2_large                       landmarks, harder light and pose
+         persons_small, persons_tiny    clean faces (1.0.0's recipe), each
+                                        person seen at 3 instants (3
+                                        examples), for identity-aware
+                                        training and verification (SIR)
 
   tfds build tfds_builders/synthetic_multiview --data_dir=DIR [--config=small]
 
@@ -59,12 +63,15 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
     num_test: examples in "test" (a multiple of 3: balanced |yaw| bins).
     num_views: views per example (fixed by the renderer: 3).
     recipe: "v1" (version 1.0.0) or "v2" (2.0.0): `synthetic_scenes.RECIPES`.
+    examples_per_identity: consecutive examples showing one person (at
+      different instants: expression, pose, light); 1 = one person each.
   """
   image_size: int = 224
   num_train: int = 3000
   num_test: int = 300
   num_views: int = synthetic_scenes.NUM_VIEWS
   recipe: str = "v1"
+  examples_per_identity: int = 1
 
 
 class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
@@ -77,7 +84,9 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
                 "them (exact ones in landmarks_true), occluders with masks, "
                 "a colour-model skin map, wider expressions, pitch, stronger "
                 "coloured light, mostly photographic backgrounds. The 1.0.0 "
-                "configs (default, small, tiny) still build, unchanged."),
+                "configs (default, small, tiny) still build, unchanged. "
+                "The persons_* configs: 1.0.0's clean recipe with each "
+                "person seen in 3 examples (3 instants)."),
   }
   BUILDER_CONFIGS = [
       SyntheticMultiviewConfig(
@@ -113,6 +122,17 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
           num_train=30000, num_test=3000,
           description="Real conditions; 224 px, 30000 train / 3000 test "
                       "(10x v2): meant for a Beam build (launch/beam/)."),
+      SyntheticMultiviewConfig(
+          name="persons_small", version="2.0.0", recipe="v1", image_size=112,
+          num_train=300, num_test=60, examples_per_identity=3,
+          description="Clean faces, each person in 3 examples (3 instants "
+                      "x 3 views = 9 images): 100 train / 20 test persons, "
+                      "112 px."),
+      SyntheticMultiviewConfig(
+          name="persons_tiny", version="2.0.0", recipe="v1", image_size=64,
+          num_train=6, num_test=6, examples_per_identity=3,
+          description="Clean faces, 2 persons x 3 instants per split, 64 "
+                      "px: for unit tests."),
   ]
   DEFAULT_CONFIG_NAME = "default"
 
@@ -163,9 +183,10 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
       self.info.metadata["landmark_source"] = landmarks
       print(f"synthetic_multiview/{config.name}: landmarks from "
             f"{landmarks}", flush=True)
-    process = functools.partial(process_batch, image_size=config.image_size,
-                                recipe_name=config.recipe,
-                                landmark_description=landmarks)
+    process = functools.partial(
+        process_batch, image_size=config.image_size,
+        recipe_name=config.recipe, landmark_description=landmarks,
+        examples_per_identity=config.examples_per_identity)
     return {split: self._generate_examples(
         split, scene_batches(split, count), process, {})
             for split, count in (("train", config.num_train),
@@ -205,7 +226,8 @@ def _landmark_source(use_detector: bool) -> detected_landmarks.LandmarkSource:
 
 def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
                   image_size: int, recipe_name: str,
-                  landmark_description: Optional[str]
+                  landmark_description: Optional[str],
+                  examples_per_identity: int = 1
                   ) -> Iterator[Tuple[str, dict]]:
   """One unit of a build: draws and renders a batch of scenes.
 
@@ -216,6 +238,9 @@ def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
     recipe_name: key of `synthetic_scenes.RECIPES`.
     landmark_description: for a recipe with detected landmarks, what the
       driver's landmark source is; this process must have the same.
+    examples_per_identity: consecutive examples showing one person (the
+      person follows from the index alone, so any batch can be drawn
+      anywhere).
 
   Raises:
     RuntimeError: this process would detect landmarks differently from the
@@ -235,7 +260,7 @@ def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
   for index, example in synthetic_scenes.generate_examples(
       batch.split, batch.count, image_size, face_model=renderer.face_model,
       renderer=renderer, start=batch.start, recipe=recipe,
-      landmark_source=source):
+      landmark_source=source, examples_per_identity=examples_per_identity):
     yield f"{batch.split}-{index:06d}", example
 
 
@@ -250,6 +275,9 @@ def _check_config(config: SyntheticMultiviewConfig) -> None:
   if config.recipe not in synthetic_scenes.RECIPES:
     raise ValueError(f"recipe must be one of {sorted(synthetic_scenes.RECIPES)}"
                      f". Received: {config.recipe!r}")
+  if config.examples_per_identity < 1:
+    raise ValueError("examples_per_identity must be >= 1. Received: "
+                     f"{config.examples_per_identity}")
   if config.num_test % len(synthetic_scenes.YAW_BINS_DEGREES):
     raise ValueError("num_test must be a multiple of the number of yaw bins "
                      f"({len(synthetic_scenes.YAW_BINS_DEGREES)}) so that the "

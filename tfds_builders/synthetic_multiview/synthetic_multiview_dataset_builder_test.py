@@ -33,10 +33,15 @@ def test_configs_and_feature_shapes():
   builder_class = synthetic_multiview_dataset_builder.Builder
   configs = {c.name: c for c in builder_class.BUILDER_CONFIGS}
   assert set(configs) == {"default", "small", "tiny", "v2", "v2_small",
-                          "v2_tiny", "v2_large"}
+                          "v2_tiny", "v2_large", "persons_small",
+                          "persons_tiny"}
   assert (str(configs["v2_large"].version), configs["v2_large"].recipe) == (
       "2.0.0", "v2")
   assert configs["v2_large"].num_train == 10 * configs["v2"].num_train
+  for name in ("persons_small", "persons_tiny"):
+    assert (configs[name].recipe, configs[name].examples_per_identity) == (
+        "v1", 3)
+    assert configs[name].num_test % 3 == 0
   assert str(builder_class.VERSION) == "2.0.0"
   for name in ("default", "small", "tiny"):
     assert (str(configs[name].version), configs[name].recipe) == (

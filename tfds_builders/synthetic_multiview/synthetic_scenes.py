@@ -75,6 +75,9 @@ TARGET_VIEW = 1
 DATASET_SEED = 20200823
 #: Split name -> stream id mixed into each example's seed.
 SPLIT_STREAMS = {"train": 0, "test": 1}
+#: Mixed into the seed of a person seen in several examples (configs with
+#: examples_per_identity > 1), after the split's stream.
+PERSON_STREAM = 7
 
 # --- Coefficients, in standard deviations ------------------------------------
 ID_SIGMA = 1.0
@@ -233,15 +236,47 @@ class Scene:
   backgrounds: np.ndarray
   recipe: "SceneRecipe" = None
   occluders: tuple = ()
+  examples_per_identity: int = 1
 
   @property
   def identity(self) -> str:
-    return identity_name(self.split, self.index)
+    return identity_name(self.split, self.index, self.examples_per_identity)
 
 
-def identity_name(split: str, index: int) -> str:
-  """The identity label of example `index` of `split` (one person each)."""
+def identity_name(split: str, index: int,
+                  examples_per_identity: int = 1) -> str:
+  """The identity label of example `index` of `split`: one person each, or
+  with examples_per_identity = k, person index // k."""
+  if examples_per_identity > 1:
+    return f"synthetic-{split}-person{index // examples_per_identity:06d}"
   return f"synthetic-{split}-{index:06d}"
+
+
+def person_rng(split: str, person: int) -> np.random.Generator:
+  """The generator of one person's identity and albedo (configs with several
+  examples per identity); independent of every example's generator."""
+  if split not in SPLIT_STREAMS:
+    raise ValueError(f"Unknown split {split!r}; expected one of "
+                     f"{sorted(SPLIT_STREAMS)}")
+  return np.random.default_rng(
+      [DATASET_SEED, SPLIT_STREAMS[split], PERSON_STREAM, person])
+
+
+def sample_person(face_model, split: str, person: int
+                  ) -> Tuple[np.ndarray, np.ndarray]:
+  """Identity [K_id] and albedo [K_alb] coefficients of one person whose
+  neutral face does not fold (redrawn from the person's stream until so)."""
+  rng = person_rng(split, person)
+  for _ in range(MAX_SHAPE_DRAWS):
+    id_coeffs = np.clip(ID_SIGMA * rng.standard_normal(face_model.id_rank),
+                        -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
+    albedo = np.clip(ALBEDO_SIGMA *
+                     rng.standard_normal(face_model.albedo_rank),
+                     -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
+    neutral = shape_of(face_model, id_coeffs, np.zeros(face_model.exp_rank))
+    if folded_triangles(face_model, neutral) == 0:
+      return id_coeffs, albedo
+  return np.zeros(face_model.id_rank), albedo
 
 
 def example_rng(split: str, index: int) -> np.random.Generator:
@@ -609,7 +644,8 @@ def sample_backgrounds(rng: np.random.Generator, image_size: int,
 
 # --- One scene ----------------------------------------------------------------
 def sample_scene(face_model, split: str, index: int,
-                 image_size: int, recipe: SceneRecipe = RECIPE_V1) -> Scene:
+                 image_size: int, recipe: SceneRecipe = RECIPE_V1,
+                 examples_per_identity: int = 1) -> Scene:
   """Draws example `index` of `split` (deterministic).
 
   Args:
@@ -618,6 +654,10 @@ def sample_scene(face_model, split: str, index: int,
     index: example index.
     image_size: side S of the square crops, pixels.
     recipe: the dataset version's `SceneRecipe`.
+    examples_per_identity: k > 1 makes examples k * p .. k * p + k - 1 one
+      person p (identity and albedo from `sample_person`), seen at k
+      instants (expression, pose, light, background drawn per example);
+      1: every example its own person, as in the original configs.
 
   Returns:
     A `Scene`.
@@ -629,6 +669,15 @@ def sample_scene(face_model, split: str, index: int,
                                               recipe.exp_sigma)
   albedo = np.clip(ALBEDO_SIGMA * rng.standard_normal(face_model.albedo_rank),
                    -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
+  if examples_per_identity > 1:
+    # The example's own draws above are made all the same, so the rest of
+    # its stream (pose, light, ...) is what it would be with k = 1.
+    id_coeffs, albedo = sample_person(face_model, split,
+                                      index // examples_per_identity)
+    shape = shape_of(face_model, id_coeffs, exp_coeffs)
+    while folded_triangles(face_model, shape) and np.any(exp_coeffs):
+      exp_coeffs = np.where(np.abs(exp_coeffs) < 1e-3, 0.0, 0.5 * exp_coeffs)
+      shape = shape_of(face_model, id_coeffs, exp_coeffs)
   yaws = sample_view_yaws(rng, split, index)
   landmarks_model = shape[face_model.landmark_indices].astype(np.float64)
   poses = sample_poses(rng, face_model, yaws, landmarks_model, recipe)
@@ -655,7 +704,8 @@ def sample_scene(face_model, split: str, index: int,
   return Scene(split=split, index=index, coefficients=coefficients,
                pose=pose.astype(np.float32),
                yaw_degrees=np.rad2deg(pose[:, 1]).astype(np.float32),
-               backgrounds=backgrounds, recipe=recipe, occluders=occluders)
+               backgrounds=backgrounds, recipe=recipe, occluders=occluders,
+               examples_per_identity=examples_per_identity)
 
 
 # --- Rendering ----------------------------------------------------------------
@@ -897,7 +947,9 @@ def generate_examples(split: str, num_examples: int, image_size: int,
                       face_model=None,
                       renderer: Optional[SceneRenderer] = None,
                       start: int = 0, recipe: SceneRecipe = RECIPE_V1,
-                      landmark_source=None) -> Iterator[Tuple[int, dict]]:
+                      landmark_source=None,
+                      examples_per_identity: int = 1
+                      ) -> Iterator[Tuple[int, dict]]:
   """Yields (index, example) for indices start .. start + num_examples - 1.
 
   Args:
@@ -910,6 +962,7 @@ def generate_examples(split: str, num_examples: int, image_size: int,
     recipe: the dataset version's `SceneRecipe`.
     landmark_source: for a recipe with detected landmarks, the
       `detected_landmarks` source (None: the exact landmarks).
+    examples_per_identity: see `sample_scene`.
   """
   if face_model is None:
     face_model = synthetic.embedded_face_model()
@@ -923,7 +976,8 @@ def generate_examples(split: str, num_examples: int, image_size: int,
   step = renderer.examples_per_batch
   for first in range(0, len(indices), step):
     batch = indices[first:first + step]
-    scenes = [sample_scene(face_model, split, i, image_size, recipe)
+    scenes = [sample_scene(face_model, split, i, image_size, recipe,
+                           examples_per_identity)
               for i in batch]
     for scene, rendered in zip(scenes, renderer.render(scenes)):
       if recipe.occluders:

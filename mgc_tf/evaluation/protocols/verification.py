@@ -5,10 +5,13 @@ Pairs come from a multi-view builder with identity labels (`pairs_from_builder`:
 same = two views of one identity, different = views of two identities,
 balanced and seeded) or from an LFW-style pairs.txt over aligned crops
 (`pairs_from_file`). Each image is reconstructed once; each pair is scored
-by three representations:
+by four representations:
 
   coefficients: cosine of the predicted identity coefficients (the layout's
     "identity" group);
+  coefficients_euclidean: minus their Euclidean distance (in standard
+    deviations), the distance SIR (Jiang et al.) verifies with: with an
+    orthonormal basis it is proportional to the shapes' vertex distance;
   vertices: minus the mean vertex distance (mm) between the two neutral
     identity shapes (expression and pose zeroed) after rigid alignment;
   render_embedding: cosine of the face embeddings (dlib's ResNet by default)
@@ -38,7 +41,8 @@ from mgc_tf.models import dlib_resnet
 from mgc_tf.models.face_embedding import FaceEmbedding
 
 #: The representations, in the order they are reported.
-REPRESENTATIONS = ("coefficients", "vertices", "render_embedding")
+REPRESENTATIONS = ("coefficients", "coefficients_euclidean", "vertices",
+                   "render_embedding")
 #: LFW's number of folds.
 DEFAULT_FOLDS = 10
 #: At most this many pairs from a builder (LFW has 6000).
@@ -217,7 +221,7 @@ def image_features(predictor: reconstructor_lib.Reconstructor,
                    embedding: Optional[FaceEmbedding],
                    batch_size: int = common.DEFAULT_BATCH_SIZE,
                    progress: Optional[ProgressLog] = None) -> dict:
-  """Per-image features of the three representations.
+  """Per-image features of the representations.
 
   Args:
     predictor: the model.
@@ -227,7 +231,8 @@ def image_features(predictor: reconstructor_lib.Reconstructor,
     progress: updated after each batch.
 
   Returns:
-    {"coefficients": [N, K_id] identity coefficients, "vertices": [N, V, 3]
+    {"coefficients" and "coefficients_euclidean": [N, K_id] identity
+    coefficients, "vertices": [N, V, 3]
     neutral identity shapes (mm, model space), "render_embedding": [N, D]
     (when `embedding`)}.
   """
@@ -240,6 +245,7 @@ def image_features(predictor: reconstructor_lib.Reconstructor,
         reconstructor_lib.model_inputs(crops, predictor.image_size))
     identity = coefficients[:, slices["identity"]]
     out["coefficients"].append(identity)
+    out["coefficients_euclidean"].append(identity)
     expression = np.zeros_like(coefficients[:, slices["expression"]])
     out["vertices"].append(decoder.shape(
         tf.constant(identity, tf.float32),
@@ -265,7 +271,7 @@ def evaluate_verification(
     max_pairs: int = DEFAULT_MAX_PAIRS,
     seed: int = 0,
     folds: int = DEFAULT_FOLDS) -> EvaluationResult:
-  """Verification accuracy and ROC AUC of the three representations.
+  """Verification accuracy and ROC AUC of the representations.
 
   Args:
     predictor: the model.
@@ -304,8 +310,9 @@ def evaluate_verification(
   for name in REPRESENTATIONS:
     if name not in per_image:
       continue
-    score = (verification.vertex_scores if name == "vertices" else
-             verification.cosine_scores)
+    score = {"vertices": verification.vertex_scores,
+             "coefficients_euclidean": verification.euclidean_scores}.get(
+                 name, verification.cosine_scores)
     scores[name] = score(per_image[name], pairs.first, pairs.second)
   result = {}
   for name, values in scores.items():
