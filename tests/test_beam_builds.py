@@ -17,33 +17,37 @@ from mgc_tf.data import beam_build
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# builder -> (config, manual_dir below the builder folder or None).
+# test id -> (builder, config, manual_dir below the builder folder or None).
 BUILDS = {
-    "w300_lp": ("with_flips", "dummy_data"),
-    "folder_multiview": ("default", "dummy_data"),
-    "multipie": ("default", "dummy_data"),
-    "video_folder": ("default", "dummy_data"),
-    "celeba": ("default", "dummy_data"),
-    "synthetic_multiview": ("tiny", None),
+    "w300_lp": ("w300_lp", "with_flips", "dummy_data"),
+    "folder_multiview": ("folder_multiview", "default", "dummy_data"),
+    "multipie": ("multipie", "default", "dummy_data"),
+    "video_folder": ("video_folder", "default", "dummy_data"),
+    "celeba": ("celeba", "default", "dummy_data"),
+    "synthetic_multiview": ("synthetic_multiview", "tiny", None),
+    # 2 persons x 3 examples per split: persons span the renderer batches.
+    "synthetic_multiview_persons": ("synthetic_multiview", "persons_tiny",
+                                    None),
 }
 # Each needs dlib for some of its dummy views (detected landmarks).
 NEEDS_DLIB = {"folder_multiview", "multipie", "video_folder", "celeba"}
 
 
-def _builder(name, data_dir):
+def _builder(build_id, data_dir):
   """The builder loaded as `tfds build tfds_builders/<name>` loads it: as
   the top-level package `<name>`, from a folder on the driver's sys.path
   only, so the Beam workers can run it only if it is shipped by value."""
+  name, config, _ = BUILDS[build_id]
   with tfds.core.utils.add_sys_path(os.path.join(REPO, "tfds_builders")):
     builder_class = tfds.core.community.builder_cls_from_module(
         f"{name}.{name}_dataset_builder")
-  return builder_class(data_dir=str(data_dir), config=BUILDS[name][0])
+  return builder_class(data_dir=str(data_dir), config=config)
 
 
-def build(name, data_dir, workers=None):
+def build(build_id, data_dir, workers=None):
   """Builds the dummy data; returns the builder."""
-  builder = _builder(name, data_dir)
-  manual = BUILDS[name][1]
+  builder = _builder(build_id, data_dir)
+  name, _, manual = BUILDS[build_id]
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=(os.path.join(REPO, "tfds_builders", name, manual)
                   if manual else None),
