@@ -13,12 +13,18 @@ with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
 # CPU rasterizer kernel from the sources in its wheel (mgc_tf.render.kernel).
 # apache-beam, mlcroissant and importlib_resources are imported by the `tfds`
 # command of tensorflow-datasets 4.9.x without being declared by it.
+# apache-beam: our Beam builds are tested with 2.77.0 (DirectRunner, 1 and 2
+# worker processes: tests/test_beam_builds.py), hence the upper bound.
+# tensorflow-datasets 4.9.x's own test extras cap it below 2.65; that cap is
+# for TFDS's test suite, which we do not run.
+APACHE_BEAM = "apache-beam>=2.60,<2.78"
+
 INSTALL_REQUIRES = [
     "tensorflow>=2.21,<2.22",
     "keras>=3.12,<4",
     "tensorflow-graphics==2021.12.3",
     "tensorflow-datasets>=4.9.9,<4.10",
-    "apache-beam>=2.60",
+    APACHE_BEAM,
     "mlcroissant>=1.0",
     "importlib_resources>=6.0",
     "absl-py>=2.1,<3",
@@ -52,6 +58,12 @@ EXTRAS_REQUIRE = {
     ],
     "serving": [
         "tensorflow-serving-api>=2.21,<3",
+    ],
+    # Beam dataset builds (launch/beam/README.md). The same range as above,
+    # named so that a worker image can ask for it; a Dataflow worker adds
+    # apache-beam[gcp] in this range.
+    "beam": [
+        APACHE_BEAM,
     ],
 }
 

@@ -4,19 +4,18 @@ A builder lists its groups (views of one person at one time), loads each view
 (`LoadedView`: image and landmarks from its annotation files, or None to
 detect them), and `preprocess_views` aligns the views, dropping and counting
 bad ones; `stack_group` turns the survivors into the core multi-view features
-(`mgc_tf.data.features`), and `generate_group_examples` runs the whole split
-with skip accounting.
+(`mgc_tf.data.features`), and `unit_group_examples` runs one unit of a build
+(groups sharing no view with other units) with skip accounting.
 """
 
 import dataclasses
-from typing import (Any, Callable, Dict, Iterator, List, Optional, Sequence,
-                    Tuple, TypeVar)
+from typing import (Any, Callable, Dict, Iterable, Iterator, List, Optional,
+                    Sequence, Tuple, TypeVar)
 
 import numpy as np
 
 from mgc_tf.data import features
-from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
-                                 generate_with_skips)
+from mgc_tf.io.bad_input import BadExampleError, SkipCounter, skip_bad
 
 View = TypeVar("View")
 
@@ -129,29 +128,44 @@ def stack_group(kept: Sequence[PreprocessedView], num_views: int,
       [face.skin for face in faces], identity, image_size)
 
 
-def generate_group_examples(groups: Sequence[Any],
-                            make_example: Callable[[Any], Tuple[str, dict]],
-                            group_counter: SkipCounter,
-                            view_counter: SkipCounter,
-                            key_of: Callable[[Any], str]
-                            ) -> Iterator[Tuple[str, dict]]:
-  """`generate_with_skips` over view groups, then the views' report too.
+def group_tallies(report_name: str) -> Dict[str, SkipCounter]:
+  """The tallies of a multi-view group build, in report order.
+
+  Returns:
+    {"groups": groups kept/skipped, "views": views kept/dropped}, both
+    reported under `report_name` (e.g. "w300_lp/train").
+  """
+  return {"groups": SkipCounter(report_name, unit="groups"),
+          "views": SkipCounter(report_name, unit="views")}
+
+
+def unit_group_examples(groups: Sequence[Any],
+                        make_example: Callable[[Any], Tuple[str, dict]],
+                        group_counter: SkipCounter,
+                        view_counter: SkipCounter,
+                        key_of: Callable[[Any], str],
+                        view_names: Iterable[str]
+                        ) -> Iterator[Tuple[str, dict]]:
+  """The examples of one unit of a build: groups that share no view with
+  groups outside it (one 300W-LP source photo, one Multi-PIE capture).
 
   Dropped views are counted in `view_counter` (by `preprocess_views`),
-  skipped groups in `group_counter`; both print their summary at the end.
-  Each example lists its views in "view_names" (the names `preprocess_views`
-  was given): a view that was good but is stored in no example (its group
-  kept too few views) is moved from kept to dropped under
-  DROPPED_WITH_GROUP, so the views report equals what is stored.
+  skipped groups in `group_counter`; neither reports (the build does, at its
+  end: `mgc_tf.data.beam_build.generate`). Each example lists its views in
+  "view_names" (the names `preprocess_views` was given): a view of the unit
+  (`view_names`) that was good but is stored in no example (its groups kept
+  too few views) is moved from kept to dropped under DROPPED_WITH_GROUP, so
+  the views report equals what is stored. That is decided per unit, which is
+  what lets a Beam worker do it alone.
   """
   stored = set()
-  for key, example in generate_with_skips(groups, make_example, group_counter,
-                                          key_of=key_of):
+  for key, example in skip_bad(groups, make_example, group_counter,
+                               key_of=key_of):
     stored.update(example[VIEW_NAMES_KEY])
     yield key, example
-  for name in sorted(view_counter.kept_keys - stored):
-    view_counter.drop_kept(name, BadExampleError(
-        DROPPED_WITH_GROUP,
-        f"a good view, but no group of it kept {MIN_GROUP_VIEWS} usable "
-        "views"))
-  view_counter.report()
+  for name in sorted(set(view_names) - stored):
+    if view_counter.is_kept(name):
+      view_counter.drop_kept(name, BadExampleError(
+          DROPPED_WITH_GROUP,
+          f"a good view, but no group of it kept {MIN_GROUP_VIEWS} usable "
+          "views"))

@@ -4,14 +4,19 @@ A build never dies halfway over one bad file. Readers raise `BadExampleError`
 with a short reason ("unreadable image", "no face found", ...); the builder's
 generator goes through `generate_with_skips`, which drops the example, counts
 the reason in a `SkipCounter` and logs the totals when the generator ends.
+
+A tally's `state()` (`TallyState`) is what a Beam build carries from its
+workers to the driver (`mgc_tf.data.beam_build`), where `restore` refills an
+empty tally so that it prints the same report as a single-process build.
 """
 
 import collections
+import dataclasses
 import logging
 import os
 import threading
-from typing import (Callable, Dict, Iterable, Iterator, Optional, Set, Tuple,
-                    TypeVar)
+from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Set,
+                    Tuple, TypeVar)
 
 import numpy as np
 
@@ -33,6 +38,20 @@ class BadExampleError(ValueError):
     self.reason = reason
     self.detail = detail
     super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclasses.dataclass
+class TallyState:
+  """What a tally holds, as plain data.
+
+  Attributes:
+    kept: items kept.
+    counts: {reason: items skipped}, in the order each reason first occurred.
+    examples: {reason: the first few "key: error" lines, in order}.
+  """
+  kept: int = 0
+  counts: Dict[str, int] = dataclasses.field(default_factory=dict)
+  examples: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
 
 
 class SkipCounter:
@@ -89,9 +108,53 @@ class SkipCounter:
       self._kept -= 1
     self.skip(key, error)
 
+  def is_kept(self, key: str) -> bool:
+    """Whether `key` was given to `keep` and is still counted as kept."""
+    with self._lock:
+      return key in self._kept_keys
+
   @property
   def kept(self) -> int:
     return self._kept
+
+  @property
+  def max_examples_per_reason(self) -> int:
+    return self._max_examples
+
+  def empty_like(self) -> "SkipCounter":
+    """A new, empty counter with this one's name, unit and example limit."""
+    return SkipCounter(self.name, self._max_examples, self.unit)
+
+  def state(self) -> TallyState:
+    """Kept, counts and examples as plain data (kept keys are left out)."""
+    with self._lock:
+      return TallyState(self._kept, dict(self._counts),
+                        {reason: list(lines)
+                         for reason, lines in self._examples.items()})
+
+  def restore(self, state: TallyState) -> None:
+    """Replaces the totals with `state` (for an empty counter in the driver
+    of a Beam build); reasons keep the order of `state.counts`."""
+    with self._lock:
+      self._kept = state.kept
+      self._kept_keys = set()
+      self._counts = collections.Counter()
+      self._examples = collections.defaultdict(list)
+      for reason, count in state.counts.items():
+        self._counts[reason] = count
+        self._examples[reason] = list(
+            state.examples.get(reason, ()))[:self._max_examples]
+
+  def __getstate__(self):
+    # A lock cannot be pickled; a Beam build ships empty counters to its
+    # workers as templates.
+    state = dict(self.__dict__)
+    del state["_lock"]
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+    self._lock = threading.Lock()
 
   @property
   def skipped(self) -> int:
@@ -119,6 +182,24 @@ class SkipCounter:
     print(self.summary(), flush=True)
 
 
+def skip_bad(
+    items: Iterable[Item],
+    make_example: Callable[[Item], Tuple[str, dict]],
+    counter: SkipCounter,
+    key_of: Optional[Callable[[Item], str]] = None,
+) -> Iterator[Tuple[str, dict]]:
+  """`generate_with_skips` without the report: for one part of a build."""
+  key_of = key_of or str
+  for item in items:
+    try:
+      key, example = make_example(item)
+    except BadExampleError as error:
+      counter.skip(key_of(item), error)
+      continue
+    counter.keep()
+    yield key, example
+
+
 def generate_with_skips(
     items: Iterable[Item],
     make_example: Callable[[Item], Tuple[str, dict]],
@@ -137,15 +218,7 @@ def generate_with_skips(
   Yields:
     (key, example) pairs, as tfds' `_generate_examples` expects.
   """
-  key_of = key_of or str
-  for item in items:
-    try:
-      key, example = make_example(item)
-    except BadExampleError as error:
-      counter.skip(key_of(item), error)
-      continue
-    counter.keep()
-    yield key, example
+  yield from skip_bad(items, make_example, counter, key_of)
   counter.report()
 
 

@@ -27,7 +27,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError
+from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError, TallyState
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 # Suffixes appended to the video's stem, in the order they are looked for.
@@ -352,6 +352,22 @@ class FrameTally:
   @property
   def dropped(self) -> Dict[str, int]:
     return dict(self._dropped)
+
+  def empty_like(self) -> "FrameTally":
+    """A new, empty tally with this one's name."""
+    return FrameTally(self.name)
+
+  def state(self) -> TallyState:
+    """Kept and dropped frames as plain data (no examples: frames are not
+    listed one by one)."""
+    return TallyState(self._kept, dict(self._dropped))
+
+  def restore(self, state: TallyState) -> None:
+    """Replaces the totals with `state`; reasons keep its order."""
+    self._kept = state.kept
+    self._dropped = collections.Counter()
+    for reason, count in state.counts.items():
+      self._dropped[reason] = count
 
   def summary(self) -> str:
     lines = [f"{self.name}: kept {self._kept} frames, dropped "

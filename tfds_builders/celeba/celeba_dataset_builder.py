@@ -9,18 +9,21 @@ Docs: docs/datasets/celeba.md.
 """
 
 import dataclasses
+import functools
 import itertools
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+import os
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as features_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.faces2d import alignment
-from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
-                                 generate_with_skips, read_image_rgb)
+from mgc_tf.io.bad_input import (BadExampleError, SkipCounter, read_image_rgb,
+                                 skip_bad)
 
 IMAGE_DIR = "img_align_celeba"
 IDENTITY_FILE = "identity_CelebA.txt"
@@ -225,8 +228,13 @@ def chunk(items: Sequence, size: int) -> List[list]:
           for start in range(0, len(items), size)]
 
 
-class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
-  """DatasetBuilder for CelebA (manual download)."""
+class Builder(ManualDirBuild, beam_build.BeamBuild,
+              tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for CelebA (manual download).
+
+  Runs on Beam when the build is given Beam pipeline options (one identity
+  of a split per unit of work), else as a plain generator.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -277,46 +285,76 @@ class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
                    if landmarks_path.exists() else None)
     records = split_records(read_partition(root / PARTITION_FILE),
                             read_identities(root / IDENTITY_FILE), five_points)
-    return {split: self._generate_examples(root / IMAGE_DIR, split,
-                                           records[split])
-            for split in SPLIT_NAMES.values()}
-
-  def _generate_examples(self, image_dir, split: str,
-                         records: List[ImageRecord]
-                         ) -> Iterator[Tuple[str, dict]]:
-    # Imported here so that reading a prepared dataset does not need the
-    # preprocessing dependencies.
-    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
     config = self.builder_config
-    counter = SkipCounter(f"celeba/{config.name} {split}", unit="images")
-    self.skip_counters[split] = counter
+    process = functools.partial(
+        process_identity, image_dir=os.fspath(root / IMAGE_DIR),
+        image_size=config.image_size, views_per_group=config.views_per_group)
+    generators = {}
+    for split in SPLIT_NAMES.values():
+      counter = SkipCounter(f"celeba/{config.name} {split}", unit="images")
+      self.skip_counters[split] = counter
+      generators[split] = self._generate_examples(
+          split, identity_units(records[split]), process, {"images": counter})
+    return generators
 
-    def face_of(record: ImageRecord) -> Tuple[str, dict]:
-      if record.identity is None:
-        raise BadExampleError("no identity label",
-                              f"not in {IDENTITY_FILE}")
-      image = read_image_rgb(str(image_dir / record.file_name))
-      detections = preprocessing.default_landmarker().detect(image)
-      if not detections:
-        raise BadExampleError("no face found",
-                              f"{image.shape[1]}x{image.shape[0]} image")
-      detection = (detections[0] if record.five_points is None else
-                   select_annotated_face(detections, record.five_points))
-      face = preprocessing.crop_face(image, detection.landmarks,
-                                     detection.box, config.image_size)
-      return record.file_name, {"identity": record.identity, "face": face}
 
-    faces = generate_with_skips(records, face_of, counter,
-                                key_of=lambda record: record.file_name)
-    # Records are ordered by identity, so each identity's usable faces arrive
-    # together; grouping after the skips keeps the groups full.
-    for identity, items in itertools.groupby(
-        faces, key=lambda item: item[1]["identity"]):
-      for group in chunk(list(items), config.views_per_group):
-        names = [name for name, _ in group]
-        crops = [item["face"] for _, item in group]
-        example = features_lib.stack_views(
-            [face.image for face in crops], [face.landmarks for face in crops],
-            [face.skin for face in crops], identity, config.image_size)
-        example[FILE_NAMES_KEY] = names
-        yield f"{identity}_{names[0]}", example
+def identity_units(records: Sequence[ImageRecord]
+                   ) -> List[Tuple[ImageRecord, ...]]:
+  """The units of work of a split: each identity's records (in order)."""
+  return [tuple(group) for _, group in itertools.groupby(
+      records, key=lambda record: record.identity)]
+
+
+def face_of(record: ImageRecord, image_dir: str, image_size: int
+            ) -> Tuple[str, dict]:
+  """(file name, {"identity", "face"}) of one CelebA image.
+
+  Raises:
+    BadExampleError: no identity label, unreadable image, no face found,
+      or the detected face is not the annotated one.
+  """
+  # Imported here so that reading a prepared dataset does not need the
+  # preprocessing dependencies.
+  from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
+  if record.identity is None:
+    raise BadExampleError("no identity label", f"not in {IDENTITY_FILE}")
+  image = read_image_rgb(os.path.join(image_dir, record.file_name))
+  detections = preprocessing.default_landmarker().detect(image)
+  if not detections:
+    raise BadExampleError("no face found",
+                          f"{image.shape[1]}x{image.shape[0]} image")
+  detection = (detections[0] if record.five_points is None else
+               select_annotated_face(detections, record.five_points))
+  face = preprocessing.crop_face(image, detection.landmarks, detection.box,
+                                 image_size)
+  return record.file_name, {"identity": record.identity, "face": face}
+
+
+def process_identity(records: Sequence[ImageRecord],
+                     tallies: Mapping[str, SkipCounter], image_dir: str,
+                     image_size: int, views_per_group: int
+                     ) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: one identity's photos of a split, aligned and cut
+  into groups of up to `views_per_group`.
+
+  Args:
+    records: the identity's images, in file order.
+    tallies: {"images": SkipCounter}.
+    image_dir: the folder of the aligned JPEGs.
+    image_size: side S of the aligned crops, pixels.
+    views_per_group: photos per example.
+  """
+  faces = skip_bad(records,
+                   lambda record: face_of(record, image_dir, image_size),
+                   tallies["images"], key_of=lambda record: record.file_name)
+  # Grouping after the skips keeps the groups full.
+  for identity, items in itertools.groupby(
+      faces, key=lambda item: item[1]["identity"]):
+    for group in chunk(list(items), views_per_group):
+      names = [name for name, _ in group]
+      crops = [item["face"] for _, item in group]
+      example = features_lib.stack_views(
+          [face.image for face in crops], [face.landmarks for face in crops],
+          [face.skin for face in crops], identity, image_size)
+      example[FILE_NAMES_KEY] = names
+      yield f"{identity}_{names[0]}", example

@@ -15,13 +15,15 @@ dropped and counted; a group left with fewer than 2 views is skipped.
 """
 
 import dataclasses
+import functools
 import os
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
@@ -161,6 +163,25 @@ def make_group_example(group: ViewGroup, view_counter: SkipCounter,
   return group.key, example
 
 
+def process_group(group: ViewGroup, tallies: Mapping[str, SkipCounter],
+                  image_size: int = IMAGE_SIZE,
+                  landmarker=None) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: the group's example if >= 2 views are good.
+
+  Args:
+    group: the views (chunks of a folder share none, so a Beam worker can
+      count a group alone).
+    tallies: {"groups": SkipCounter, "views": SkipCounter}.
+    image_size: side of the aligned crops, pixels.
+    landmarker: see `make_group_example`.
+  """
+  views = tallies["views"]
+  yield from groups_lib.unit_group_examples(
+      [group], lambda g: make_group_example(g, views, image_size, landmarker),
+      tallies["groups"], views, key_of=lambda g: g.key,
+      view_names=[group.view_name(path) for path in group.image_paths])
+
+
 def generate_examples(groups: Sequence[ViewGroup], group_counter: SkipCounter,
                       view_counter: SkipCounter, image_size: int = IMAGE_SIZE,
                       landmarker=None) -> Iterator[Tuple[str, dict]]:
@@ -169,11 +190,10 @@ def generate_examples(groups: Sequence[ViewGroup], group_counter: SkipCounter,
   Dropped views are counted in `view_counter`, skipped groups in
   `group_counter`; both report when the generator ends.
   """
-  yield from groups_lib.generate_group_examples(
-      groups,
-      lambda group: make_group_example(group, view_counter, image_size,
-                                       landmarker),
-      group_counter, view_counter, key_of=lambda group: group.key)
+  yield from beam_build.generate(
+      groups, functools.partial(process_group, image_size=image_size,
+                                landmarker=landmarker),
+      {"groups": group_counter, "views": view_counter})
 
 
 @dataclasses.dataclass
@@ -188,8 +208,13 @@ class FolderMultiviewConfig(tfds.core.BuilderConfig):
   max_views_per_group: int = 8
 
 
-class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
-  """Multi-view face groups from `<identity>/[<capture>/]<images>` folders."""
+class Builder(ManualDirBuild, beam_build.BeamBuild,
+              tfds.core.GeneratorBasedBuilder):
+  """Multi-view face groups from `<identity>/[<capture>/]<images>` folders.
+
+  Runs on Beam when the build is given Beam pipeline options (one group
+  per unit of work), else as a plain generator.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -244,10 +269,8 @@ class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
       raise ValueError(
           f"No image folders found under {root}. Expected layout:\n"
           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {"train": self._generate_examples(groups)}
-
-  def _generate_examples(self, groups: Sequence[ViewGroup]):
-    yield from generate_examples(
-        groups, SkipCounter(f"{self.name}/train", unit="groups"),
-        SkipCounter(f"{self.name}/train", unit="views"),
-        self.builder_config.image_size)
+    return {"train": self._generate_examples(
+        "train", groups,
+        functools.partial(process_group,
+                          image_size=self.builder_config.image_size),
+        groups_lib.group_tallies(f"{self.name}/train"))}

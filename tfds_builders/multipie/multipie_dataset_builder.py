@@ -20,14 +20,17 @@ e.g. session01/multiview/001/01/05_1/001_01_01_051_07.png.
 """
 
 import dataclasses
+import functools
+import itertools
 import os
 import re
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
@@ -271,15 +274,47 @@ def make_window_example(window: CameraWindow, cache: CaptureViewCache,
   return window.key, example
 
 
+def capture_units(windows: Sequence[CameraWindow]
+                  ) -> List[Tuple[CameraWindow, ...]]:
+  """The units of work: the windows of each capture, in order (windows of
+  one capture share views; windows of two captures never do)."""
+  return [tuple(group) for _, group in itertools.groupby(
+      windows, key=lambda window: window.capture)]
+
+
+def process_capture(windows: Sequence[CameraWindow],
+                    tallies: Mapping[str, SkipCounter],
+                    image_size: int = IMAGE_SIZE, landmarker=None
+                    ) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: a capture's windows with >= 2 good views.
+
+  Each image is aligned (and counted) once, however many windows hold it.
+
+  Args:
+    windows: the windows of one capture.
+    tallies: {"groups": SkipCounter, "views": SkipCounter}.
+    image_size: side of the aligned crops, pixels.
+    landmarker: FaceLandmarker for views without landmark files (None: the
+      default dlib one).
+  """
+  cache = CaptureViewCache(tallies["views"], image_size, landmarker)
+  yield from groups_lib.unit_group_examples(
+      windows, lambda window: make_window_example(window, cache, image_size),
+      tallies["groups"], tallies["views"], key_of=lambda window: window.key,
+      view_names=[view.name for window in windows for view in window.views])
+
+
 def generate_examples(windows: Sequence[CameraWindow],
                       group_counter: SkipCounter, view_counter: SkipCounter,
                       image_size: int = IMAGE_SIZE, landmarker=None
                       ) -> Iterator[Tuple[str, dict]]:
-  """(key, example) per window with >= 2 good views; counts the rest."""
-  cache = CaptureViewCache(view_counter, image_size, landmarker)
-  yield from groups_lib.generate_group_examples(
-      windows, lambda window: make_window_example(window, cache, image_size),
-      group_counter, view_counter, key_of=lambda window: window.key)
+  """(key, example) per window with >= 2 good views; counts the rest and
+  reports both counters at the end (the single-process build)."""
+  yield from beam_build.generate(
+      capture_units(windows),
+      functools.partial(process_capture, image_size=image_size,
+                        landmarker=landmarker),
+      {"groups": group_counter, "views": view_counter})
 
 
 @dataclasses.dataclass
@@ -300,8 +335,13 @@ class MultiPieConfig(tfds.core.BuilderConfig):
   illuminations: Optional[Tuple[str, ...]] = ("07",)
 
 
-class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
-  """Multi-PIE windows of neighbouring cameras per example."""
+class Builder(ManualDirBuild, beam_build.BeamBuild,
+              tfds.core.GeneratorBasedBuilder):
+  """Multi-PIE windows of neighbouring cameras per example.
+
+  Runs on Beam when the build is given Beam pipeline options (one capture
+  per unit of work), else as a plain generator.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -393,10 +433,7 @@ class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
           f"{[camera for camera, _ in cameras]}, illuminations "
           f"{config.illuminations or 'all'}). Expected layout:\n"
           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {"train": self._generate_examples(windows)}
-
-  def _generate_examples(self, windows: Sequence[CameraWindow]):
-    yield from generate_examples(
-        windows, SkipCounter(f"{self.name}/train", unit="groups"),
-        SkipCounter(f"{self.name}/train", unit="views"),
-        self.builder_config.image_size)
+    return {"train": self._generate_examples(
+        "train", capture_units(windows),
+        functools.partial(process_capture, image_size=config.image_size),
+        groups_lib.group_tallies(f"{self.name}/train"))}

@@ -9,20 +9,28 @@ docs/datasets/synthetic_multiview.md.
 
 Two versions, each a set of configs:
   1.0.0  default, small, tiny           clean faces, exact landmarks
-  2.0.0  v2, v2_small, v2_tiny          real conditions: occluders, detected
-                                        landmarks, harder light and pose
+  2.0.0  v2, v2_small, v2_tiny,         real conditions: occluders, detected
+         v2_large                       landmarks, harder light and pose
          persons_small, persons_tiny    clean faces (1.0.0's recipe), each
                                         person seen at 3 instants (3
                                         examples), for identity-aware
                                         training and verification (SIR)
 
   tfds build tfds_builders/synthetic_multiview --data_dir=DIR [--config=small]
+
+Rendering is the cost: a build runs on Beam when given Beam pipeline options
+(`--beam_pipeline_options=...`, meant for v2_large; see launch/beam/), one
+batch of scenes per unit of work, else as a plain generator. Every scene is
+drawn from its own (split, index) seed, so both give the same examples.
 """
 
 import dataclasses
+import functools
+from typing import Iterator, List, Mapping, Optional, Tuple
 
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features
 from mgc_tf.facemodel import coefficients
 from mgc_tf.facemodel import synthetic
@@ -66,7 +74,7 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
   examples_per_identity: int = 1
 
 
-class Builder(tfds.core.GeneratorBasedBuilder):
+class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
   """Synthetic multi-view faces with ground-truth coefficients, pose, depth."""
 
   VERSION = tfds.core.Version("2.0.0")
@@ -109,6 +117,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
           name="v2_tiny", version="2.0.0", recipe="v2", image_size=64,
           num_train=3, num_test=3,
           description="Real conditions; 64 px, 3 / 3: for unit tests."),
+      SyntheticMultiviewConfig(
+          name="v2_large", version="2.0.0", recipe="v2", image_size=224,
+          num_train=30000, num_test=3000,
+          description="Real conditions; 224 px, 30000 train / 3000 test "
+                      "(10x v2): meant for a Beam build (launch/beam/)."),
       SyntheticMultiviewConfig(
           name="persons_small", version="2.0.0", recipe="v1", image_size=112,
           num_train=300, num_test=60, examples_per_identity=3,
@@ -161,30 +174,94 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     del dl_manager  # Nothing to download.
     config = self.builder_config
-    # One decoder and one compiled render function for both splits.
-    renderer = synthetic_scenes.SceneRenderer(_face_model(), config.image_size)
-    self._recipe = synthetic_scenes.RECIPES[config.recipe]
-    self._landmark_source = None
-    if self._recipe.detected_landmarks:
-      self._landmark_source = detected_landmarks.landmark_source()
-      # Which detector made `landmarks` depends on what is installed.
-      self.info.metadata["landmark_source"] = (
-          self._landmark_source.description)
+    recipe = synthetic_scenes.RECIPES[config.recipe]
+    landmarks = None
+    if recipe.detected_landmarks:
+      # Which detector made `landmarks` depends on what is installed; the
+      # workers of a Beam build must have the same (process_batch checks).
+      landmarks = _landmark_source(True).description
+      self.info.metadata["landmark_source"] = landmarks
       print(f"synthetic_multiview/{config.name}: landmarks from "
-            f"{self._landmark_source.description}", flush=True)
-    return {
-        "train": self._generate_examples("train", config.num_train, renderer),
-        "test": self._generate_examples("test", config.num_test, renderer),
-    }
+            f"{landmarks}", flush=True)
+    process = functools.partial(
+        process_batch, image_size=config.image_size,
+        recipe_name=config.recipe, landmark_description=landmarks,
+        examples_per_identity=config.examples_per_identity)
+    return {split: self._generate_examples(
+        split, scene_batches(split, count), process, {})
+            for split, count in (("train", config.num_train),
+                                 ("test", config.num_test))}
 
-  def _generate_examples(self, split: str, num_examples: int,
-                         renderer: synthetic_scenes.SceneRenderer):
-    for index, example in synthetic_scenes.generate_examples(
-        split, num_examples, renderer.image_size,
-        face_model=renderer.face_model, renderer=renderer,
-        recipe=self._recipe, landmark_source=self._landmark_source,
-        examples_per_identity=self.builder_config.examples_per_identity):
-      yield f"{split}-{index:06d}", example
+
+@dataclasses.dataclass(frozen=True)
+class SceneBatch:
+  """A unit of work: scenes start .. start + count - 1 of a split."""
+  split: str
+  start: int
+  count: int
+
+
+def scene_batches(split: str, num_examples: int,
+                  batch: int = synthetic_scenes.EXAMPLES_PER_BATCH
+                  ) -> List[SceneBatch]:
+  """The split's scenes in the renderer's batches (from index 0, as the
+  single-process build renders them, so the batches and images match)."""
+  return [SceneBatch(split, start, min(batch, num_examples - start))
+          for start in range(0, num_examples, batch)]
+
+
+def _renderer(image_size: int) -> synthetic_scenes.SceneRenderer:
+  """One decoder and compiled render function per process and crop size."""
+  return beam_build.process_local(
+      ("synthetic_multiview renderer", image_size),
+      lambda: synthetic_scenes.SceneRenderer(_face_model(), image_size))
+
+
+def _landmark_source(use_detector: bool) -> detected_landmarks.LandmarkSource:
+  """One landmark source per process."""
+  return beam_build.process_local(
+      ("synthetic_multiview landmarks", use_detector),
+      lambda: detected_landmarks.landmark_source(use_detector))
+
+
+def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
+                  image_size: int, recipe_name: str,
+                  landmark_description: Optional[str],
+                  examples_per_identity: int = 1
+                  ) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: draws and renders a batch of scenes.
+
+  Args:
+    batch: which scenes.
+    tallies: unused (nothing is skipped here): {}.
+    image_size: side S of the crops, pixels.
+    recipe_name: key of `synthetic_scenes.RECIPES`.
+    landmark_description: for a recipe with detected landmarks, what the
+      driver's landmark source is; this process must have the same.
+    examples_per_identity: consecutive examples showing one person (the
+      person follows from the index alone, so any batch can be drawn
+      anywhere).
+
+  Raises:
+    RuntimeError: this process would detect landmarks differently from the
+      driver (e.g. a Beam worker without dlib).
+  """
+  del tallies
+  recipe = synthetic_scenes.RECIPES[recipe_name]
+  renderer = _renderer(image_size)
+  source = None
+  if recipe.detected_landmarks:
+    source = _landmark_source(True)
+    if source.description != landmark_description:
+      raise RuntimeError(
+          f"this worker's landmarks come from {source.description!r}, the "
+          f"build's from {landmark_description!r}: install the same "
+          "'mgc-tf[preprocess]' on the workers (see launch/beam/README.md)")
+  for index, example in synthetic_scenes.generate_examples(
+      batch.split, batch.count, image_size, face_model=renderer.face_model,
+      renderer=renderer, start=batch.start, recipe=recipe,
+      landmark_source=source, examples_per_identity=examples_per_identity):
+    yield f"{batch.split}-{index:06d}", example
 
 
 def _face_model():

@@ -23,11 +23,21 @@ class SyntheticMultiviewTest(tfds.testing.DatasetBuilderTestCase):
   EXAMPLE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+def test_scene_batches_follow_the_renderer_batches():
+  batches = synthetic_multiview_dataset_builder.scene_batches("test", 10, 4)
+  assert [(b.split, b.start, b.count) for b in batches] == [
+      ("test", 0, 4), ("test", 4, 4), ("test", 8, 2)]
+
+
 def test_configs_and_feature_shapes():
   builder_class = synthetic_multiview_dataset_builder.Builder
   configs = {c.name: c for c in builder_class.BUILDER_CONFIGS}
   assert set(configs) == {"default", "small", "tiny", "v2", "v2_small",
-                          "v2_tiny", "persons_small", "persons_tiny"}
+                          "v2_tiny", "v2_large", "persons_small",
+                          "persons_tiny"}
+  assert (str(configs["v2_large"].version), configs["v2_large"].recipe) == (
+      "2.0.0", "v2")
+  assert configs["v2_large"].num_train == 10 * configs["v2"].num_train
   for name in ("persons_small", "persons_tiny"):
     assert (configs[name].recipe, configs[name].examples_per_identity) == (
         "v1", 3)

@@ -55,6 +55,7 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as features_lib
 from mgc_tf.data import occluders as occluders_lib
 from mgc_tf.evaluation import metrics
@@ -398,7 +399,7 @@ def sample_poses(rng: np.random.Generator, face_model, yaws_degrees,
 
 
 # --- Shape, albedo ------------------------------------------------------------
-@functools.lru_cache(maxsize=4)
+@beam_build.once_per_process
 def _mean_face_normals(face_model) -> np.ndarray:
   return mesh.face_normals(face_model.mean_shape, face_model.triangles)
 
@@ -440,7 +441,7 @@ def sample_shape(rng: np.random.Generator, face_model,
 
 
 # --- Lighting -----------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
+@beam_build.once_per_process
 def _sphere_directions(count: int = 256) -> np.ndarray:
   """[count, 3] near-uniform unit vectors (Fibonacci sphere)."""
   k = np.arange(count) + 0.5
@@ -455,7 +456,7 @@ def _sh_basis_np(normals: np.ndarray) -> np.ndarray:
   return shading.sh_basis(np.asarray(normals, np.float64)).numpy()
 
 
-@functools.lru_cache(maxsize=1)
+@beam_build.once_per_process
 def _sphere_sh_basis() -> np.ndarray:
   """[N, 9] SH basis at `_sphere_directions()`."""
   return _sh_basis_np(_sphere_directions())
@@ -523,7 +524,7 @@ def lighting_for_view(head_lighting: np.ndarray, rotation: np.ndarray
 
 
 # --- Backgrounds --------------------------------------------------------------
-@functools.lru_cache(maxsize=1)
+@beam_build.once_per_process
 def background_photos() -> Dict[str, np.ndarray]:
   """File name -> [H, W, 3] float32 photograph in [0, 1] (BACKGROUND_PHOTOS).
 

@@ -10,16 +10,17 @@ Docs: docs/datasets/video_folder.md.
 
 import collections
 import dataclasses
-from typing import Dict, Iterator, Tuple
+import functools
+from typing import Any, Dict, Iterator, Mapping, Tuple
 
 import numpy as np
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as features_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import video_io
-from mgc_tf.io.bad_input import (BadExampleError, SkipCounter,
-                                 generate_with_skips)
+from mgc_tf.io.bad_input import BadExampleError, SkipCounter, skip_bad
 
 FRAME_INDICES_KEY = "frame_indices"
 FPS_KEY = "fps"
@@ -82,8 +83,13 @@ class VideoFolderConfig(tfds.core.BuilderConfig):
           f"min_frames ({self.min_frames}) would skip every video")
 
 
-class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
-  """DatasetBuilder for a folder of face videos (manual download)."""
+class Builder(ManualDirBuild, beam_build.BeamBuild,
+              tfds.core.GeneratorBasedBuilder):
+  """DatasetBuilder for a folder of face videos (manual download).
+
+  Runs on Beam when the build is given Beam pipeline options (one video per
+  unit of work), else as a plain generator.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -137,79 +143,96 @@ class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    return {"train": self._generate_examples(dl_manager.manual_dir, "train")}
-
-  def _generate_examples(self, root, split: str
-                         ) -> Iterator[Tuple[str, dict]]:
-    entries = video_io.find_videos(str(root))
+    split = "train"
+    root = str(dl_manager.manual_dir)
+    entries = video_io.find_videos(root)
     name = f"video_folder/{self.builder_config.name} {split}"
     counter = SkipCounter(name, unit="videos")
     tally = video_io.FrameTally(f"{name} frames")
     self.skip_counters[split] = counter
     self.frame_tallies[split] = tally
-    yield from generate_with_skips(
-        entries, lambda entry: self._video_example(entry, tally), counter,
-        key_of=lambda entry: entry.relative_path)
-    tally.report()
-    if not counter.kept:
+    self._searched = (root, len(entries))
+    return {split: self._generate_examples(
+        split, entries,
+        functools.partial(process_video, config=self.builder_config),
+        {"videos": counter, "frames": tally})}
+
+  def _check_reports(self, split, tallies) -> None:
+    if not tallies["videos"].kept:
+      root, found = self._searched
       # TFDS would only say "No examples were yielded".
       raise ValueError(
           f"No usable video in {root} for config "
-          f"{self.builder_config.name!r} ({len(entries)} video files found; "
+          f"{self.builder_config.name!r} ({found} video files found; "
           f"looked for {', '.join(video_io.VIDEO_EXTENSIONS)}):\n"
-          f"{counter.summary()}")
+          f"{tallies['videos'].summary()}")
 
-  def _video_example(self, entry: video_io.VideoEntry,
-                     tally: video_io.FrameTally) -> Tuple[str, dict]:
-    """Decodes, aligns and stacks one video's usable frames.
 
-    Raises:
-      BadExampleError: unreadable video, bad landmark file, or fewer than
-        min_frames usable frames.
-    """
-    # Imported here so that reading a prepared dataset does not need the
-    # preprocessing dependencies.
-    from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
-    config = self.builder_config
-    landmark_file = video_io.find_landmark_file(entry.path)
-    track = (video_io.read_video_landmarks(landmark_file)
-             if landmark_file else None)
-    frames, landmarks, skins, indices = [], [], [], []
-    dropped = collections.Counter()
-    with video_io.VideoReader(entry.path) as video:
-      fps = video.properties.fps
-      for index, frame in video.frames(frame_stride=config.frame_stride):
-        try:
-          known = (None if track is None
-                   else video_io.frame_landmarks(track, index))
-          face = preprocessing.preprocess_face(
-              frame, landmarks=known, image_size=config.image_size)
-        except BadExampleError as error:
-          dropped[error.reason] += 1
-          continue
-        frames.append(face.image)
-        landmarks.append(face.landmarks)
-        skins.append(features_lib.skin_to_uint8(face.skin))
-        indices.append(index)
-        if len(frames) >= config.max_frames:
-          break
-    if video.undecodable_frames:
-      dropped[UNDECODABLE_FRAMES] += video.undecodable_frames
-    if len(frames) < config.min_frames:
-      detail = (f"{len(frames)} usable frames, min_frames is "
-                f"{config.min_frames} (dropped: {dict(dropped) or 'none'})")
-      # The tally counts what is stored: this video's good frames are not.
-      if frames:
-        dropped[SKIPPED_VIDEO_FRAMES] += len(frames)
-      tally.add_video(entry.relative_path, 0, dropped)
-      raise BadExampleError("too few usable frames", detail)
-    tally.add_video(entry.relative_path, len(frames), dropped)
-    return entry.relative_path, {
-        features_lib.FRAMES_KEY: np.stack(frames),
-        features_lib.LANDMARKS_KEY: np.stack(landmarks).astype(np.float32),
-        features_lib.SKIN_KEY: np.stack(skins),
-        features_lib.IDENTITY_KEY: entry.identity,
-        FRAME_INDICES_KEY: np.asarray(indices, np.int32),
-        FPS_KEY: np.float32(fps),
-        VIDEO_ID_KEY: entry.video_id,
-    }
+def process_video(entry: video_io.VideoEntry,
+                  tallies: Mapping[str, Any],
+                  config: VideoFolderConfig) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: the video's example, unless it is skipped.
+
+  Args:
+    entry: the video.
+    tallies: {"videos": SkipCounter, "frames": video_io.FrameTally}.
+    config: the builder config (frame sampling, crop size).
+  """
+  yield from skip_bad([entry],
+                      lambda e: video_example(e, tallies["frames"], config),
+                      tallies["videos"], key_of=lambda e: e.relative_path)
+
+
+def video_example(entry: video_io.VideoEntry, tally: video_io.FrameTally,
+                  config: VideoFolderConfig) -> Tuple[str, dict]:
+  """Decodes, aligns and stacks one video's usable frames.
+
+  Raises:
+    BadExampleError: unreadable video, bad landmark file, or fewer than
+      min_frames usable frames.
+  """
+  # Imported here so that reading a prepared dataset does not need the
+  # preprocessing dependencies.
+  from mgc_tf.faces2d import preprocessing  # pylint: disable=g-import-not-at-top
+  landmark_file = video_io.find_landmark_file(entry.path)
+  track = (video_io.read_video_landmarks(landmark_file)
+           if landmark_file else None)
+  frames, landmarks, skins, indices = [], [], [], []
+  dropped = collections.Counter()
+  with video_io.VideoReader(entry.path) as video:
+    fps = video.properties.fps
+    for index, frame in video.frames(frame_stride=config.frame_stride):
+      try:
+        known = (None if track is None
+                 else video_io.frame_landmarks(track, index))
+        face = preprocessing.preprocess_face(
+            frame, landmarks=known, image_size=config.image_size)
+      except BadExampleError as error:
+        dropped[error.reason] += 1
+        continue
+      frames.append(face.image)
+      landmarks.append(face.landmarks)
+      skins.append(features_lib.skin_to_uint8(face.skin))
+      indices.append(index)
+      if len(frames) >= config.max_frames:
+        break
+  if video.undecodable_frames:
+    dropped[UNDECODABLE_FRAMES] += video.undecodable_frames
+  if len(frames) < config.min_frames:
+    detail = (f"{len(frames)} usable frames, min_frames is "
+              f"{config.min_frames} (dropped: {dict(dropped) or 'none'})")
+    # The tally counts what is stored: this video's good frames are not.
+    if frames:
+      dropped[SKIPPED_VIDEO_FRAMES] += len(frames)
+    tally.add_video(entry.relative_path, 0, dropped)
+    raise BadExampleError("too few usable frames", detail)
+  tally.add_video(entry.relative_path, len(frames), dropped)
+  return entry.relative_path, {
+      features_lib.FRAMES_KEY: np.stack(frames),
+      features_lib.LANDMARKS_KEY: np.stack(landmarks).astype(np.float32),
+      features_lib.SKIN_KEY: np.stack(skins),
+      features_lib.IDENTITY_KEY: entry.identity,
+      FRAME_INDICES_KEY: np.asarray(indices, np.int32),
+      FPS_KEY: np.float32(fps),
+      VIDEO_ID_KEY: entry.video_id,
+  }

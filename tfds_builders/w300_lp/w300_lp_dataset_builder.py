@@ -21,14 +21,16 @@ iBUG order holds), their pose is their own `.mat`'s `Pose_Para`.
 """
 
 import dataclasses
+import functools
 import os
 import re
-from typing import Iterator, List, Sequence, Tuple
+from typing import Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from mgc_tf.data import beam_build
 from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
@@ -237,15 +239,32 @@ def make_group_example(group: W300Group, view_counter: SkipCounter,
   return group.key, example
 
 
+def process_group(group: W300Group, tallies: Mapping[str, SkipCounter],
+                  image_size: int = IMAGE_SIZE) -> Iterator[Tuple[str, dict]]:
+  """One unit of a build: the group's example if >= 2 views are good.
+
+  Args:
+    group: the profiled views of one source photo (no view is shared with
+      another group, so a Beam worker can count it alone).
+    tallies: {"groups": SkipCounter, "views": SkipCounter}.
+    image_size: side of the aligned crops, pixels.
+  """
+  views = tallies["views"]
+  yield from groups_lib.unit_group_examples(
+      [group], lambda g: make_group_example(g, views, image_size),
+      tallies["groups"], views, key_of=lambda g: g.key,
+      view_names=[view.name for view in group.views])
+
+
 def generate_examples(groups: Sequence[W300Group], group_counter: SkipCounter,
                       view_counter: SkipCounter,
                       image_size: int = IMAGE_SIZE
                       ) -> Iterator[Tuple[str, dict]]:
-  """(key, example) per group with >= 2 good views; counts what is dropped."""
-  yield from groups_lib.generate_group_examples(
-      groups, lambda group: make_group_example(group, view_counter,
-                                               image_size),
-      group_counter, view_counter, key_of=lambda group: group.key)
+  """(key, example) per group with >= 2 good views; counts what is dropped
+  and reports both counters at the end (the single-process build)."""
+  yield from beam_build.generate(
+      groups, functools.partial(process_group, image_size=image_size),
+      {"groups": group_counter, "views": view_counter})
 
 
 @dataclasses.dataclass
@@ -260,8 +279,13 @@ class W300LPConfig(tfds.core.BuilderConfig):
   include_flips: bool = False
 
 
-class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
-  """300W-LP profiled views of one photo per example."""
+class Builder(ManualDirBuild, beam_build.BeamBuild,
+              tfds.core.GeneratorBasedBuilder):
+  """300W-LP profiled views of one photo per example.
+
+  Runs on Beam when the build is given Beam pipeline options (one source
+  photo per unit of work), else as a plain generator.
+  """
 
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}
@@ -337,10 +361,8 @@ class Builder(ManualDirBuild, tfds.core.GeneratorBasedBuilder):
           f"No 300W-LP images found under {root} (looked for "
           f"{', '.join(SUBSETS)}/<source>_<k>.jpg). Expected layout:\n"
           f"{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {"train": self._generate_examples(groups)}
-
-  def _generate_examples(self, groups: Sequence[W300Group]):
-    yield from generate_examples(
-        groups, SkipCounter(f"{self.name}/train", unit="groups"),
-        SkipCounter(f"{self.name}/train", unit="views"),
-        self.builder_config.image_size)
+    return {"train": self._generate_examples(
+        "train", groups,
+        functools.partial(process_group,
+                          image_size=self.builder_config.image_size),
+        groups_lib.group_tallies(f"{self.name}/train"))}
