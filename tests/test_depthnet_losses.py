@@ -121,6 +121,7 @@ def test_normal_loss_gradient_matches_finite_differences():
   predicted = 100.0 + rng.uniform(0, 3, [1, 5, 5, 1])
   k = _k(20.0, 5)
 
+  @tf.function
   def loss(depth):
     return tf.reduce_sum(depth_map.normal_loss(depth, truth, k))
 
@@ -190,6 +191,7 @@ def yaw_pair():
   return out.depth, face.intrinsics, r_rel, t_rel
 
 
+@pytest.mark.slow  # loads the embedded face model and the rasterizer
 def test_occlusion_mask_matches_numpy_on_a_yaw_pair(yaw_pair):
   depth, k, r_rel, t_rel = yaw_pair
   mask = depth_map.occlusion_mask(depth[:1], depth[1:], k[:1], k[1:], r_rel,
@@ -265,6 +267,7 @@ def test_warping_term_gradient_matches_finite_differences():
   mask[:, :2] = 0.0
   suitability = rng.uniform(0.2, 1.0, [1, size, size, 1]).astype(np.float32)
 
+  @tf.function
   def loss(depth_mm, suit):
     warped = depth_map.warp_image(source, depth_mm, k, k, rotation,
                                   translation)

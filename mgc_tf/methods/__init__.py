@@ -40,6 +40,8 @@ def get(name: str) -> Type[base.Method]:
 
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
+from mgc_tf.methods import depthnet
 from mgc_tf.methods import mgcnet
 
 register(mgcnet.MGCNet)
+register(depthnet.DepthNetMethod)
