@@ -2,7 +2,9 @@
 a short run on one batch lowers every term a stage has on."""
 
 import os
+import types
 
+import cv2
 import keras
 import numpy as np
 import pytest
@@ -13,9 +15,13 @@ from mgc_tf.data import pipeline
 from mgc_tf.data import prepare
 from mgc_tf.facemodel import decoder as decoder_lib
 from mgc_tf.facemodel import loaders
+from mgc_tf.geometry import depth_map as depth_map_lib
+from mgc_tf.inference import outputs
+from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.methods import base
 from mgc_tf.methods import depthnet
 from mgc_tf.models import registry
+from mgc_tf.serving import export_lib
 from mgc_tf.training import config as config_lib
 from mgc_tf.training import trainer as trainer_lib
 
@@ -188,3 +194,38 @@ def test_twenty_steps_on_one_batch_lower_every_active_term(data_dir):
   assert set(lowered) == set(depthnet.G_TERMS + depthnet.F_TERMS)
   for name, (first, last) in lowered.items():
     assert last < first, (name, first, last)
+
+
+@pytest.mark.slow
+def test_export_serves_depth_and_infer_writes_png_and_ply(data_dir, tmp_path):
+  """predict_depth (mm + suitability) matches the restored run, and the
+  inference outputs write a 16-bit PNG and a .ply of the same depth."""
+  model_dir = str(tmp_path / "run")
+  trainer_lib.Trainer(_config(model_dir, data_dir, 1, stage_3dmm_steps=0),
+                      depthnet.DepthNetMethod).train()
+  exported = export_lib.export_saved_model(model_dir, str(tmp_path / "export"))
+  assert "predict_depth" in exported.signatures
+  loaded = tf.saved_model.load(exported.path)
+  crops = np.random.default_rng(0).uniform(
+      0, 1, [2, SIZE, SIZE, 3]).astype(np.float32)
+  served = loaded.signatures["predict_depth"](images=tf.constant(crops))
+  assert served["depth"].shape == (2, SIZE, SIZE, 1)
+  assert served["suitability"].shape == (2, SIZE, SIZE, 1)
+
+  model = reconstructor_lib.Reconstructor.from_run(model_dir)
+  predicted = model.predict(crops)  # crops at the model's size: no resize
+  face = model.decoder.decode(predicted["coefficients"], image_size=SIZE)
+  result = types.SimpleNamespace(extras=predicted,
+                                 translation=face.translation.numpy())
+  arrays = outputs.depth_arrays(result, 0, model.decoder)
+  np.testing.assert_allclose(arrays["depth_mm"], served["depth"][0, ..., 0],
+                             rtol=1e-5, atol=1e-2)
+  files = outputs.write_depth(str(tmp_path / "face"), result, 0,
+                              model.decoder)
+  png = cv2.imread(files["depth_png"], cv2.IMREAD_UNCHANGED)
+  assert png.dtype == np.uint16 and png.shape == (SIZE, SIZE)
+  np.testing.assert_allclose(png / depth_map_lib.PNG_UNITS_PER_MM,
+                             arrays["depth_mm"], atol=0.051)
+  with open(files["depth_ply"], encoding="ascii") as f:
+    header = f.read().split("end_header\n")[0]
+  assert f"element vertex {(arrays['depth_mm'] > 0).sum()}" in header

@@ -37,6 +37,12 @@ DEPTH_SCALE = 1.0 / 300.0
 DEPTH_OFFSET = 0.6
 #: D' above this is face; 0 is the background value.
 FACE_THRESHOLD = 0.05
+#: Names of a depth method's extra inference outputs (D' and C).
+NORMALIZED_OUTPUT = "depth_normalized"
+SUITABILITY_OUTPUT = "suitability"
+#: 16-bit depth PNGs store round(depth in mm * this): 0.1 mm steps, up to
+#: 6.5 m; 0 is background.
+PNG_UNITS_PER_MM = 10.0
 
 
 def _as_map(value, key: str) -> tf.Tensor:

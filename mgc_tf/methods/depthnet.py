@@ -159,10 +159,10 @@ class DepthNetMethod(base.Method):
 
   def outputs(self) -> Dict[str, base.OutputSpec]:
     return {
-        "depth_normalized": base.OutputSpec(
+        depth_map_lib.NORMALIZED_OUTPUT: base.OutputSpec(
             DEPTHNET, "[N, S, S, 1] DepthNet's D' = a (D - t_z) + c, 0 off "
             "the face (a = 1/300 per mm, c = 0.6; mgc_tf.geometry.depth_map)"),
-        "suitability": base.OutputSpec(
+        depth_map_lib.SUITABILITY_OUTPUT: base.OutputSpec(
             SUITABILITY, "[N, S, S, 1] suitability map C in [0, 1]")}
 
   def describe(self) -> str:
