@@ -69,11 +69,13 @@ def test_aligned_depth_error_removes_scale_and_shift_only():
   np.testing.assert_allclose(metrics.aligned_depth_error(predicted, truth),
                              [0.0, 0.0], atol=1e-6)
   assert (metrics.depth_error(predicted, truth) > 400).all()
-  # A shape error survives the alignment: one pixel off by 16 mm.
+  # A shape error survives the alignment: one pixel of 16 off by 16 mm
+  # (1 mm on average; the least-squares fit spreads part of it over the
+  # other pixels, so a little more).
   bumped = predicted.copy()
   bumped[0, 2, 2] += 8.0  # 16 mm at the truth's scale
   error = metrics.aligned_depth_error(bumped, truth)
-  assert 0.5 < error[0] < 2.0 and error[1] < 1e-6
+  assert 0.5 < error[0] < 3.0 and error[1] < 1e-6
   assert np.isnan(metrics.aligned_depth_error(np.zeros([1, 3, 3]),
                                               np.ones([1, 3, 3]))).all()
 
