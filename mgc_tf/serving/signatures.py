@@ -280,6 +280,12 @@ class ReconstructionModule(tf.Module):
                        f"input shape is {shape}.")
     self.model = model
     self.extra_outputs = dict(extra_outputs or {})
+    if self.has_depth:
+      # Only a model with a depth network has this signature (saving traces
+      # every tf.function of the module, so it exists only then).
+      self.predict_depth = tf.function(
+          self._predict_depth, input_signature=[tf.TensorSpec(
+              [None, None, None, None], tf.float32, name=IMAGES_INPUT)])
     self.image_size = int(shape[1])
     self._decoder = _VariableFaceDecoder(face_model)
     self.face_model_arrays = self._decoder.arrays
@@ -368,10 +374,7 @@ class ReconstructionModule(tf.Module):
   def has_depth(self) -> bool:
     return depth_map.NORMALIZED_OUTPUT in self.extra_outputs
 
-  @tf.function(input_signature=[
-      tf.TensorSpec([None, None, None, None], tf.float32,
-                    name=IMAGES_INPUT)])
-  def predict_depth(self, images):
+  def _predict_depth(self, images):
     """images [B, H, H, 3] -> depth [B, S, S, 1] mm, suitability, K.
 
     D' of the depth network becomes camera z with xi_V = t_z of the
