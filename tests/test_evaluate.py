@@ -36,7 +36,7 @@ TINY = "synthetic_multiview/tiny"
 MULTIVIEW_KEYS = {
     "nme/0-30", "nme/30-60", "nme/60-90", "nme/mean", "roll_error_deg",
     "yaw_error_deg", "pitch_error_deg", "vertex_error_mm", "depth_error_mm",
-    "epipolar_error_px", "relative_rotation_error_deg", "render_psnr_db",
+    "depth_error_aligned_mm", "epipolar_error_px", "relative_rotation_error_deg", "render_psnr_db",
     "render_ssim"}
 
 

@@ -260,6 +260,38 @@ def depth_error(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def aligned_depth_error(predicted: np.ndarray, truth: np.ndarray
+                        ) -> np.ndarray:
+  """Mean absolute depth difference after a per-image scale-shift alignment.
+
+  On the pixels both maps cover, s and b minimise sum (s D + b - D^)^2
+  (least squares), then the error is the mean |s D + b - D^|. This measures
+  the shape of the depth map apart from its distance and scale, the part a
+  monocular network can know best (compare `depth_error`).
+
+  Args:
+    predicted: [B, H, W] (or [B, H, W, 1]) depth, mm, 0 where not covered.
+    truth: [B, H, W] (or [B, H, W, 1]) depth, mm, 0 where not covered.
+
+  Returns:
+    [B] mm; NaN for an image where the maps share fewer than 2 pixels.
+  """
+  predicted = np.asarray(predicted, np.float64).reshape(len(predicted), -1)
+  truth = np.asarray(truth, np.float64).reshape(len(truth), -1)
+  if predicted.shape != truth.shape:
+    raise ValueError("Depth maps must have the same size. Received: "
+                     f"{predicted.shape} and {truth.shape}")
+  out = np.full([len(predicted)], np.nan)
+  for i, (p, t) in enumerate(zip(predicted, truth)):
+    both = (p > 0) & (t > 0)
+    if both.sum() < 2:
+      continue
+    design = np.stack([p[both], np.ones(both.sum())], -1)
+    (scale, shift), *_ = np.linalg.lstsq(design, t[both], rcond=None)
+    out[i] = np.abs(scale * p[both] + shift - t[both]).mean()
+  return out
+
+
 def finite_mean(values: Sequence[float]) -> float:
   """Mean of the non-NaN values (NaN when there are none)."""
   values = np.asarray(values, np.float64).reshape(-1)

@@ -8,6 +8,12 @@ Per face (`write_face`), with `<name>` = `<image stem>_face<k>`:
   <name>.npz              arrays (`face_arrays`)
   <name>.json             the same numbers as lists, pose named and in degrees
   <name>_landmarks.txt    68 lines "x y": model landmarks, original pixels
+
+and, for a model with a depth output (`--method=depthnet`):
+
+  <name>_depth.png        16-bit depth of the S crop, 0.1 mm units, 0 = none
+  <name>_depth.ply        the face pixels as a point cloud, camera mm
+  <name>_depth.npz        depth_mm, suitability, depth_intrinsics, points
 """
 
 import json
@@ -17,7 +23,9 @@ from typing import Dict
 
 import numpy as np
 
+from mgc_tf import geometry
 from mgc_tf.faces2d import alignment
+from mgc_tf.geometry import depth_map
 from mgc_tf.inference.faces import CROP_SIZE
 from mgc_tf.inference.faces import FaceCrop
 from mgc_tf.inference.reconstruct import Reconstruction
@@ -177,10 +185,78 @@ def write_face(output_dir: str, name: str, reconstruction: Reconstruction,
     files["mesh"] = base + ".obj"
     write_mesh(files["mesh"], reconstruction.vertices[index],
                decoder.triangles.numpy(), reconstruction.colors[index])
+  files.update(write_depth(base, reconstruction, index, decoder))
   arrays = face_arrays(reconstruction, index, crop, decoder.layout)
   np.savez(files["npz"], **arrays)
   np.savetxt(files["landmarks"], arrays["landmarks_2d"], fmt="%.3f")
   write_json(files["json"], face_json(
       arrays, decoder.layout, source, face_index, image_shape,
       model, {k: os.path.basename(v) for k, v in files.items()}))
+  return files
+
+
+def depth_arrays(reconstruction: Reconstruction, index: int, decoder
+                 ) -> Dict[str, np.ndarray]:
+  """A depth method's per-pixel outputs of one face, in millimetres.
+
+  DepthNet's D' (`mgc_tf.geometry.depth_map`) becomes camera z with
+  xi_V = t_z of the reconstructor's view. Empty when the model has no
+  depth output.
+
+  Returns:
+    depth_mm [S, S] float32 camera z, 0 off the face; suitability [S, S]
+    (when given); depth_intrinsics [3, 3] K of the S crop; depth_points
+    [P, 3] float32 camera-space points of the face pixels, mm.
+  """
+  extras = reconstruction.extras or {}
+  if depth_map.NORMALIZED_OUTPUT not in extras:
+    return {}
+  normalized = np.asarray(extras[depth_map.NORMALIZED_OUTPUT][index],
+                          np.float32)
+  size = normalized.shape[0]
+  depth = depth_map.denormalize_depth(
+      normalized[None], reconstruction.translation[index:index + 1, 2])
+  k = geometry.intrinsics(decoder.focal_length * size / decoder.image_size,
+                          image_size=size)[None]
+  points = depth_map.depth_points(depth, k).numpy()[0]
+  depth = depth.numpy()[0, ..., 0]
+  out = {"depth_mm": depth, "depth_intrinsics": k.numpy()[0],
+         "depth_points": points[depth > 0].astype(np.float32)}
+  if depth_map.SUITABILITY_OUTPUT in extras:
+    out["suitability"] = np.asarray(
+        extras[depth_map.SUITABILITY_OUTPUT][index], np.float32)[..., 0]
+  return out
+
+
+def write_depth_png(path: str, depth_mm: np.ndarray) -> None:
+  """[S, S] mm -> 16-bit PNG of round(mm * PNG_UNITS_PER_MM), 0 = none."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  scaled = np.round(np.clip(depth_mm, 0.0, None) * depth_map.PNG_UNITS_PER_MM)
+  if not cv2.imwrite(path, np.clip(scaled, 0, 65535).astype(np.uint16)):
+    raise OSError(f"Could not write {path}")
+
+
+def write_point_cloud(path: str, points: np.ndarray) -> None:
+  """[P, 3] camera-space points (mm) -> ASCII .ply of vertices only."""
+  with open(path, "w", encoding="ascii") as f:
+    f.write("ply\nformat ascii 1.0\ncomment camera frame, OpenCV axes, mm\n"
+            f"element vertex {len(points)}\nproperty float x\n"
+            "property float y\nproperty float z\nend_header\n")
+    np.savetxt(f, np.asarray(points, np.float32).reshape([-1, 3]),
+               fmt="%.3f")
+
+
+def write_depth(base: str, reconstruction: Reconstruction, index: int,
+                decoder) -> Dict[str, str]:
+  """Writes <base>_depth.png (16 bit, see `write_depth_png`), the face
+  pixels as <base>_depth.ply, and <base>_depth.npz (depth_arrays); nothing
+  when the model has no depth output. Returns {kind: path}."""
+  arrays = depth_arrays(reconstruction, index, decoder)
+  if not arrays:
+    return {}
+  files = {"depth_png": base + "_depth.png", "depth_ply": base + "_depth.ply",
+           "depth_npz": base + "_depth.npz"}
+  write_depth_png(files["depth_png"], arrays["depth_mm"])
+  write_point_cloud(files["depth_ply"], arrays["depth_points"])
+  np.savez(files["depth_npz"], **arrays)
   return files

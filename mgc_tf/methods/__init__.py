@@ -70,9 +70,11 @@ def composed(name: str, addon_configs=None):
 
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from mgc_tf.methods import addons
+from mgc_tf.methods import depthnet
 from mgc_tf.methods import mgcnet
 from mgc_tf.methods import sir
 
 register(mgcnet.MGCNet)
 register(sir.SIR)
 register_addon(sir.SIRAddOn)
+register(depthnet.DepthNetMethod)

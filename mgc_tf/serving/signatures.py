@@ -20,6 +20,10 @@ V = vertices):
   predict_images    images float32 [B, H, H, 3] RGB in [0, 1] -> the same four
   predict_vertices  images float32 [B, H, H, 3] -> vertices [B, V, 3] (camera
                     mm), colors [B, V, 3] (shaded, clipped to [0, 1])
+  predict_depth     (models with a depth output, --method=depthnet)
+                    images float32 [B, H, H, 3] -> depth [B, S, S, 1] camera
+                    z in mm (0 off the face), suitability [B, S, S, 1],
+                    intrinsics [B, 3, 3] (K of the S crop)
 
 Inputs of another side than S are resized to S in-graph (bilinear with
 antialiasing, as the training pipeline resizes its crops); at H == S no
@@ -35,12 +39,14 @@ import keras
 import tensorflow as tf
 
 from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.geometry import depth_map
 from mgc_tf.inference import reconstructor as reconstructor_lib
 
 SERVING_DEFAULT = "serving_default"
 # The float signature `Reconstructor.from_saved_model` calls.
 PREDICT_IMAGES = reconstructor_lib.IMAGES_SIGNATURE
 PREDICT_VERTICES = "predict_vertices"
+PREDICT_DEPTH = "predict_depth"
 BYTES_INPUT = "image_bytes"
 IMAGES_INPUT = "images"
 
@@ -57,6 +63,9 @@ UNITS = {
     "landmarks_3d": "68 iBUG landmarks, camera frame (OpenCV axes), mm",
     "vertices": "mesh vertices, camera frame (OpenCV axes), mm",
     "colors": "SH-shaded vertex colours, RGB clipped to [0, 1]",
+    "depth": ("DepthNet's depth of the model's S crop, camera z in mm, 0 off "
+              "the face: D = (D' - c) / a + t_z (mgc_tf.geometry.depth_map)"),
+    "intrinsics": "K of the model's S crop, pixels",
 }
 # Input shapes as documented. The float input is declared [-1, -1, -1, -1]
 # (any channel count) so that a wrong shape reaches the in-graph check, which
@@ -271,6 +280,12 @@ class ReconstructionModule(tf.Module):
                        f"input shape is {shape}.")
     self.model = model
     self.extra_outputs = dict(extra_outputs or {})
+    if self.has_depth:
+      # Only a model with a depth network has this signature (saving traces
+      # every tf.function of the module, so it exists only then).
+      self.predict_depth = tf.function(
+          self._predict_depth, input_signature=[tf.TensorSpec(
+              [None, None, None, None], tf.float32, name=IMAGES_INPUT)])
     self.image_size = int(shape[1])
     self._decoder = _VariableFaceDecoder(face_model)
     self.face_model_arrays = self._decoder.arrays
@@ -355,13 +370,45 @@ class ReconstructionModule(tf.Module):
         "colors": tf.clip_by_value(face.colors, 0.0, 1.0, name="colors"),
     }
 
+  @property
+  def has_depth(self) -> bool:
+    return depth_map.NORMALIZED_OUTPUT in self.extra_outputs
+
+  def _predict_depth(self, images):
+    """images [B, H, H, 3] -> depth [B, S, S, 1] mm, suitability, K.
+
+    D' of the depth network becomes camera z with xi_V = t_z of the
+    reconstructor's view (eq. 7 of Shu et al.).
+    """
+    images, side = _check_float_images(images)
+    resized = tf.ensure_shape(_resize_to(images, side, self.image_size),
+                              [None, self.image_size, self.image_size, 3])
+    face = self._decoder.decode(self.model(resized, training=False),
+                                image_size=self.image_size)
+    normalized = tf.cast(self.extra_outputs[depth_map.NORMALIZED_OUTPUT](
+        resized, training=False), tf.float32)
+    out = {
+        "depth": tf.identity(depth_map.denormalize_depth(
+            normalized, face.translation[:, 2]), name="depth"),
+        "intrinsics": tf.identity(face.intrinsics, name="intrinsics"),
+    }
+    suitability = self.extra_outputs.get(depth_map.SUITABILITY_OUTPUT)
+    if suitability is not None:
+      out["suitability"] = tf.identity(tf.cast(
+          suitability(resized, training=False), tf.float32),
+                                       name="suitability")
+    return out
+
   def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
     """{signature name: concrete function} for tf.saved_model.save."""
-    return {
+    out = {
         SERVING_DEFAULT: self.serve_image_bytes.get_concrete_function(),
         PREDICT_IMAGES: self.predict_images.get_concrete_function(),
         PREDICT_VERTICES: self.predict_vertices.get_concrete_function(),
     }
+    if self.has_depth:
+      out[PREDICT_DEPTH] = self.predict_depth.get_concrete_function()
+    return out
 
 
 def _shape_list(shape: tf.TensorShape):

@@ -1,7 +1,10 @@
 """Multi-view sets (synthetic_multiview, w300_lp, multipie, ...).
 
 Landmark NME per |yaw| bin, pose-angle errors, vertex error after rigid
-alignment, depth error without alignment, render PSNR/SSIM on the face mask,
+alignment, depth error with and without a per-image scale-shift alignment
+(and, for a model with a depth network such as --method=depthnet, the same
+two for that network's depth: depthnet_depth_error_mm and
+depthnet_depth_error_aligned_mm), render PSNR/SSIM on the face mask,
 epipolar error and relative-rotation error of the predicted poses on
 (target, source) view pairs -- each when the set has the ground truth it
 needs (docs/evaluation.md).
@@ -22,6 +25,7 @@ import tensorflow_datasets as tfds
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation.protocols import common
 from mgc_tf.evaluation.results import EvaluationResult
+from mgc_tf.geometry import depth_map
 from mgc_tf.inference import reconstructor as reconstructor_lib
 
 #: A view counts as occluded when occluders cover more than this fraction
@@ -31,7 +35,10 @@ TRUE_LANDMARKS_KEY = "landmarks_true"
 OCCLUDED_FRACTION_KEY = "occluded_fraction"
 _PER_IMAGE_MEANS = ("roll_error_deg", "yaw_error_deg", "pitch_error_deg",
                     "vertex_error_mm")
-_PER_IMAGE_FINITE_MEANS = ("depth_error_mm", "render_psnr_db", "render_ssim")
+_PER_IMAGE_FINITE_MEANS = ("depth_error_mm", "depth_error_aligned_mm",
+                           "depthnet_depth_error_mm",
+                           "depthnet_depth_error_aligned_mm",
+                           "render_psnr_db", "render_ssim")
 _PER_PAIR_MEANS = ("epipolar_error_px", "relative_rotation_error_deg")
 
 
@@ -110,6 +117,15 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
       true_depth = np.concatenate([example["depth"] for example in chunk])
       values.add("depth_error_mm",
                  metrics.depth_error(output.depth.numpy(), true_depth))
+      values.add("depth_error_aligned_mm",
+                 metrics.aligned_depth_error(output.depth.numpy(), true_depth))
+      if depth_map.NORMALIZED_OUTPUT in predictor.outputs:
+        depthnet = _depthnet_depth(predictor, images, face.translation,
+                                   true_depth.shape[1])
+        values.add("depthnet_depth_error_mm",
+                   metrics.depth_error(depthnet, true_depth))
+        values.add("depthnet_depth_error_aligned_mm",
+                   metrics.aligned_depth_error(depthnet, true_depth))
     _pair_metrics(values, chunk, views, pose, face.intrinsics.numpy(),
                   has_pose, landmarks_key, occluded[-1])
     num_examples += len(chunk)
@@ -156,6 +172,21 @@ def _summarise(values: common.Accumulator, predicted_landmarks: np.ndarray,
       if name in values:
         result[name] = reduce(values.values(name)[selected])
   return result
+
+
+def _depthnet_depth(predictor, crops: np.ndarray, translation, size: int
+                    ) -> np.ndarray:
+  """[N, size, size, 1] depth (mm) of a depth method's network for crops
+  [N, H, H, 3] uint8: D' at the model's side S, resized (nearest) to the
+  ground truth's side, made camera z with the reconstructor's t_z."""
+  predicted = predictor.predict(
+      reconstructor_lib.model_inputs(crops, predictor.image_size))
+  normalized = tf.constant(predicted[depth_map.NORMALIZED_OUTPUT],
+                           tf.float32)
+  if normalized.shape[1] != size:
+    normalized = tf.image.resize(normalized, [size, size], method="nearest")
+  return depth_map.denormalize_depth(normalized,
+                                     np.asarray(translation)[:, 2]).numpy()
 
 
 def _pair_metrics(values: common.Accumulator, chunk: List[dict],
