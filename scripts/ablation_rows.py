@@ -10,4 +10,5 @@ ROWS = {
     "full_no_covisible": "full, face mask instead of covisible map",
     "full": "full MGCNet",
     "sir": "full MGCNet + SIR (--sir_weight)",
+    "depthnet": "depthnet (Shu et al.; g supervised by ground truth)",
 }
