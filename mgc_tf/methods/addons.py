@@ -18,7 +18,6 @@ networks, extra features and descriptions. The trainer sees one method.
 """
 
 import abc
-import dataclasses
 from typing import Any, ClassVar, Dict, Mapping, Sequence, Tuple
 
 import tensorflow as tf
@@ -190,6 +189,5 @@ def validate(config) -> Any:
   return config
 
 
-def field(default, help_text: str):
-  """A config field with its flag help."""
-  return dataclasses.field(default=default, metadata={"help": help_text})
+# A config field with its flag help (one definition for methods and add-ons).
+field = base.field

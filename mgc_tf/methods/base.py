@@ -21,8 +21,8 @@ builds one from `--method=NAME` and its config section (a frozen dataclass,
 
 import abc
 import dataclasses
-from typing import (Any, ClassVar, Dict, Mapping, NamedTuple, Optional,
-                    Sequence, Tuple)
+from typing import (Any, ClassVar, Dict, List, Mapping, NamedTuple,
+                    Optional, Sequence, Tuple)
 
 import tensorflow as tf
 
@@ -198,3 +198,19 @@ def weighted_total(terms: Mapping[str, tf.Tensor],
            for name, value in terms.items()
            if stage.term_on(name) and weights.get(name, 0.0)]
   return tf.add_n(parts) if parts else tf.constant(0.0)
+
+
+def field(default, help_text: str):
+  """A field of a method's (or add-on's) config dataclass with its flag help
+  (every field becomes a flag: `mgc_tf.training.config`)."""
+  return dataclasses.field(default=default, metadata={"help": help_text})
+
+
+def negative_fields(config, suffixes: Tuple[str, ...] = ("_weight",)
+                    ) -> List[str]:
+  """"--name must be >= 0, got v" for each field of the config dataclass
+  whose name ends with one of `suffixes` (every field for ("",)) and whose
+  value is negative; for a config's `validate`."""
+  return [f"--{f.name} must be >= 0, got {getattr(config, f.name)}"
+          for f in dataclasses.fields(config)
+          if f.name.endswith(suffixes) and getattr(config, f.name) < 0]

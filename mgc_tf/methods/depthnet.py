@@ -58,8 +58,7 @@ G_TERMS = ("coefficients", "pair_consistency", "reprojection")
 F_TERMS = ("depth_l1", "normals", "depth_3dmm", "photo", "suitability_reg")
 
 
-def _field(default, help_text: str):
-  return dataclasses.field(default=default, metadata={"help": help_text})
+_field = base.field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,10 +97,7 @@ class DepthNetConfig:
       False, "Add a last stage 'joint' training g, f and h on every term.")
 
   def validate(self) -> "DepthNetConfig":
-    problems = [f"--{f.name} must be >= 0, got {getattr(self, f.name)}"
-                for f in dataclasses.fields(self)
-                if (f.name.endswith("_weight") or f.name.endswith("_steps"))
-                and getattr(self, f.name) < 0]
+    problems = base.negative_fields(self, ("_weight", "_steps"))
     if self.occlusion_threshold <= 0:
       problems.append("--occlusion_threshold must be > 0, got "
                       f"{self.occlusion_threshold}")

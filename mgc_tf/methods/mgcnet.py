@@ -26,8 +26,7 @@ class DepthReference(str, enum.Enum):
   TARGET = "target"
 
 
-def _field(default, help_text: str):
-  return dataclasses.field(default=default, metadata={"help": help_text})
+_field = base.field
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +79,7 @@ class MGCNetConfig:
         landmark_nose_mouth=self.landmark_nose_mouth_weight)
 
   def validate(self) -> "MGCNetConfig":
-    problems = [f"--{f.name} must be >= 0, got {getattr(self, f.name)}"
-                for f in dataclasses.fields(self)
-                if f.name.endswith("_weight") and getattr(self, f.name) < 0]
+    problems = base.negative_fields(self)
     if problems:
       raise ValueError("; ".join(problems))
     return self

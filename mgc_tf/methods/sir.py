@@ -87,9 +87,7 @@ class SIRConfig:
       "lambda of eq. 19: centre weight exp(-lambda |expression|).")
 
   def validate(self) -> "SIRConfig":
-    problems = [f"--{f.name} must be >= 0, got {getattr(self, f.name)}"
-                for f in dataclasses.fields(self)
-                if getattr(self, f.name) < 0]
+    problems = base.negative_fields(self, ("",))
     if self.sir_num_classes < 2:
       problems.append(f"--sir_num_classes must be >= 2, got "
                       f"{self.sir_num_classes}")
@@ -203,10 +201,7 @@ class SIRMethodConfig:
       "(the paper: no; their landmarks are detected).")
 
   def validate(self) -> "SIRMethodConfig":
-    problems = [f"--{f.name} must be >= 0, got {getattr(self, f.name)}"
-                for f in dataclasses.fields(self)
-                if (f.name.endswith("_weight") or f.name.endswith("_steps"))
-                and getattr(self, f.name) < 0]
+    problems = base.negative_fields(self, ("_weight", "_steps"))
     if problems:
       raise ValueError("; ".join(problems))
     return self
