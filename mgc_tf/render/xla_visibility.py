@@ -261,69 +261,91 @@ def visibility(clip: tf.Tensor,
     ends = tf.cumsum(areas)
     starts = ends - areas
     total = tf.reduce_sum(areas)
-    num_triangles_flat = tf.shape(areas, out_type=tf.int64)[0]
-    # Per triangle: edge matrix, box origin and width, first candidate, image.
-    image_of = tf.repeat(tf.range(batch, dtype=tf.int64), num_faces)
-    ints = tf.concat([
-        tf.reshape(m, [-1, 9]),
-        tf.cast(tf.reshape(tf.stack([left, bottom, box_w], -1), [-1, 3]),
-                tf.int64),
-        starts[:, tf.newaxis],
-        image_of[:, tf.newaxis],
-    ], axis=-1)  # [T, 14]
+    num_triangles_flat = tf.shape(areas)[0]
+    # Pixel ids fit int32 when the batch is known to be small enough; int32
+    # halves the memory traffic of every per-candidate pixel op.
+    static_batch = clip.shape[0]
+    if static_batch is not None and static_batch * num_pixels < 2**31:
+      pixel_dtype = tf.int32
+    else:
+      pixel_dtype = tf.int64
+    # Per-triangle columns, each gathered on its own: one [T, 14] gather
+    # copied 14 int64 per candidate and slicing its columns copied them again.
+    m = tf.reshape(m, [-1, 9])
+    edge_x = [m[:, 3 * k] for k in range(3)]
+    edge_y = [m[:, 3 * k + 1] for k in range(3)]
+    # m[2] * (the fixed-point 1 of the pixel's w) once per triangle instead of
+    # once per candidate; int64 products are exact, as in the kernel.
+    edge_c = [m[:, 3 * k + 2] * _FIXED_ONE for k in range(3)]
+    left_t = tf.reshape(left, [-1])
+    bottom_t = tf.reshape(bottom, [-1])
+    box_w_t = tf.maximum(tf.reshape(box_w, [-1]), 1)
+    image_of = tf.repeat(tf.range(batch, dtype=pixel_dtype), num_faces)
+    # The pixel id of each box's first pixel.
+    origin_t = (image_of * num_pixels + tf.cast(bottom_t * width + left_t,
+                                                pixel_dtype))
+    face_t = tf.tile(tf.range(num_faces, dtype=tf.int64), [batch])
     depth_terms = tf.reshape(tf.concat([z, w], -1), [-1, 6])  # [T, 6]
-    centres_x = tf.constant(pixel_centres_fixed(width))
-    centres_y = tf.constant(pixel_centres_fixed(height))
-    num_faces64 = tf.cast(num_faces, tf.int64)
+    depth_cols = [depth_terms[:, k] for k in range(6)]
+    # One extra centre per axis: a slot past the last candidate reads its
+    # (possibly empty) owner's box origin, which may sit at column `width` or
+    # row `height`; it is never accepted, and the padding spares clipping.
+    centres_x = tf.constant(np.append(pixel_centres_fixed(width), 0))
+    centres_y = tf.constant(np.append(pixel_centres_fixed(height), 0))
     ones = tf.ones_like(starts, tf.int32)
-    slots = tf.range(capacity, dtype=tf.int64)
+    slots = tf.range(capacity, dtype=tf.int32)
     num_segments = batch * num_pixels
+    int32_max = np.iinfo(np.int32).max
 
     def one_pass(index, best):
       first = index * capacity
       # Which triangle owns each slot: count the triangles that start at or
       # before it. Those that start before the pass count at slot 0, those
       # after it nowhere.
-      mark_at = starts - first
-      mark_at = tf.where(mark_at < 0, tf.zeros_like(mark_at), mark_at)
+      offset = first - starts  # [T]: slot 0 of the pass in each box
+      mark_at = tf.where(offset > 0, tf.zeros_like(offset), -offset)
       mark_at = tf.where(mark_at >= capacity, -tf.ones_like(mark_at), mark_at)
       marks = tf.math.unsorted_segment_sum(ones, tf.cast(mark_at, tf.int32),
                                            capacity)
-      owner = tf.cast(tf.cumsum(marks) - 1, tf.int64)  # [C]
-      in_range = tf.logical_and(first + slots < total, owner >= 0)
+      owner = tf.cumsum(marks) - 1  # [C] int32
       owner = tf.clip_by_value(owner, 0, num_triangles_flat - 1)
-      data = tf.gather(ints, owner)  # [C, 14]
-      local = first + slots - data[:, 12]
-      box_width = tf.maximum(data[:, 11], 1)
-      ix = data[:, 9] + local % box_width
-      iy = data[:, 10] + local // box_width
-      ix = tf.clip_by_value(ix, 0, width - 1)
-      iy = tf.clip_by_value(iy, 0, height - 1)
-      cx = tf.gather(centres_x, ix)
-      cy = tf.gather(centres_y, iy)
-      edges = [data[:, 3 * k] * cx + data[:, 3 * k + 1] * cy +
-               data[:, 3 * k + 2] * _FIXED_ONE for k in range(3)]
+      remaining = tf.cast(tf.minimum(total - first, capacity), tf.int32)
+      in_range = slots < remaining
+      # The candidate's index in its owner's box, in int32: it is below the
+      # box area (<= H W) for candidates in range; the others read 0, the
+      # box origin (offsets of boxes outside the pass are clamped, unused).
+      offset32 = tf.cast(tf.clip_by_value(offset, -int32_max, int32_max),
+                         tf.int32)
+      local = slots + tf.gather(offset32, owner)
+      local = tf.where(in_range, local, tf.zeros_like(local))
+      box_width = tf.gather(box_w_t, owner)
+      row = local // box_width
+      col = local - row * box_width
+      cx = tf.gather(centres_x, tf.gather(left_t, owner) + col)
+      cy = tf.gather(centres_y, tf.gather(bottom_t, owner) + row)
+      edges = [tf.gather(edge_x[k], owner) * cx +
+               tf.gather(edge_y[k], owner) * cy + tf.gather(edge_c[k], owner)
+               for k in range(3)]
+      # All three >= 0 and one > 0: no sign bit in their OR, and not all 0.
       inside = tf.logical_and(
-          tf.logical_and(edges[0] >= 0, edges[1] >= 0),
-          tf.logical_and(edges[2] >= 0, tf.logical_or(
-              tf.logical_or(edges[0] > 0, edges[1] > 0), edges[2] > 0)))
+          tf.bitwise.bitwise_or(tf.bitwise.bitwise_or(edges[0], edges[1]),
+                                edges[2]) > 0, in_range)
       one_over_w = tf.cast(edges[0] + edges[1] + edges[2], tf.float32)
       safe = tf.where(inside, one_over_w, tf.ones_like(one_over_w))
       b = [tf.cast(e, tf.float32) / safe for e in edges]
-      terms = tf.gather(depth_terms, owner)  # [C, 6]: z0 z1 z2 w0 w1 w2
-      clip_z = (_mul(b[0], terms[:, 0]) + _mul(b[1], terms[:, 1])) + _mul(
-          b[2], terms[:, 2])
-      clip_w = (_mul(b[0], terms[:, 3]) + _mul(b[1], terms[:, 4])) + _mul(
-          b[2], terms[:, 5])
+      t = [tf.gather(col_k, owner) for col_k in depth_cols]  # z0 z1 z2 w0 w1 w2
+      clip_z = (_mul(b[0], t[0]) + _mul(b[1], t[1])) + _mul(b[2], t[2])
+      clip_w = (_mul(b[0], t[3]) + _mul(b[1], t[4])) + _mul(b[2], t[5])
       depth = clip_z / clip_w
       # The kernel skips z < -1 and z > 1, then inserts only if z is below
       # the cleared buffer's 1 (so NaN never enters).
       accept = tf.logical_and(
-          tf.logical_and(in_range, inside),
-          tf.logical_and(depth >= -1.0, depth < 1.0))
-      face = owner - data[:, 13] * num_faces64
-      key = (tf.cast(_order_key(depth), tf.int64) * (2**32)) + face
-      pixel = data[:, 13] * num_pixels + iy * width + ix
+          inside, tf.logical_and(depth >= -1.0, depth < 1.0))
+      key = tf.bitwise.bitwise_or(
+          tf.bitwise.left_shift(tf.cast(_order_key(depth), tf.int64), 32),
+          tf.gather(face_t, owner))
+      pixel = tf.gather(origin_t, owner) + tf.cast(row * width + col,
+                                                   pixel_dtype)
       segment = tf.where(accept, pixel, -tf.ones_like(pixel))
       nearest = tf.math.unsorted_segment_min(key, segment, num_segments)
       return index + 1, tf.minimum(best, nearest)
