@@ -111,78 +111,83 @@ def _to_fixed(value: tf.Tensor) -> tf.Tensor:
 
 
 def _bounding_box(x, y, z, w, height: int, width: int):
-  """The kernel's `ComputeTriangleBoundingBox`, on [..., 3] corner values.
+  """The kernel's `ComputeTriangleBoundingBox`.
+
+  Args:
+    x, y, z, w: lists of 3 [...] float32 tensors, the corners' clip values
+      (lists, not a [..., 3] tensor: on CPU, slicing or concatenating along a
+      short last axis copies with a slow strided loop).
+    height, width: the image size.
 
   Returns:
     (left, right, bottom, top) int32 [...]: pixel columns [left, right) and
     rows [bottom, top), clamped to the image.
   """
   width_f, height_f = float(width), float(height)
-  visible = tf.logical_and(w > 0, z >= -w)  # [..., 3]
-  xs, ys, ok = [x], [y], [visible]
-  ws = [w]
+  visible = [tf.logical_and(w[i] > 0, z[i] >= -w[i]) for i in range(3)]
+  xs, ys, ws, ok = list(x), list(y), list(w), list(visible)
   # Near-plane points of each edge from a visible corner i to a hidden one
   # j, in the kernel's argument order (the visible corner first).
   for i, j in ((0, 1), (0, 2), (1, 2), (1, 0), (2, 0), (2, 1)):
-    xi, yi, zi, wi = x[..., i], y[..., i], z[..., i], w[..., i]
-    xj, yj, zj, wj = x[..., j], y[..., j], z[..., j], w[..., j]
+    xi, yi, zi, wi = x[i], y[i], z[i], w[i]
+    xj, yj, zj, wj = x[j], y[j], z[j], w[j]
     denom = ((zi - zj) + wi) - wj
     use = tf.logical_and(
-        tf.logical_and(visible[..., i], tf.logical_not(visible[..., j])),
+        tf.logical_and(visible[i], tf.logical_not(visible[j])),
         tf.not_equal(denom, 0.0))
     t = (zi + wi) / tf.where(use, denom, tf.ones_like(denom))
-    xs.append((xi + _mul(t, xj - xi))[..., tf.newaxis])
-    ys.append((yi + _mul(t, yj - yi))[..., tf.newaxis])
-    ws.append((wi + _mul(t, wj - wi))[..., tf.newaxis])
-    ok.append(use[..., tf.newaxis])
-  xs, ys, ws = tf.concat(xs, -1), tf.concat(ys, -1), tf.concat(ws, -1)
-  ok = tf.concat(ok, -1)  # [..., 9]
-  safe_w = tf.where(ok, ws, tf.ones_like(ws))
-  px = (0.5 * (xs / safe_w + 1.0)) * width_f
-  py = (0.5 * (ys / safe_w + 1.0)) * height_f
-  # The kernel takes std::min/max with the running bound, which ignore NaN.
-  ok_x = tf.logical_and(ok, tf.logical_not(tf.math.is_nan(px)))
-  ok_y = tf.logical_and(ok, tf.logical_not(tf.math.is_nan(py)))
+    xs.append(xi + _mul(t, xj - xi))
+    ys.append(yi + _mul(t, yj - yi))
+    ws.append(wi + _mul(t, wj - wi))
+    ok.append(use)
+  left = right = bottom = top = None
+  # The kernel takes std::min/max with the running bound, which ignore NaN;
+  # NaN and unused points are masked out before an element-wise min/max
+  # (order-free on the remaining values, so equal to the kernel's).
+  for xk, yk, wk, okk in zip(xs, ys, ws, ok):
+    safe_w = tf.where(okk, wk, tf.ones_like(wk))
+    px = (0.5 * (xk / safe_w + 1.0)) * width_f
+    py = (0.5 * (yk / safe_w + 1.0)) * height_f
+    ok_x = tf.logical_and(okk, tf.logical_not(tf.math.is_nan(px)))
+    ok_y = tf.logical_and(okk, tf.logical_not(tf.math.is_nan(py)))
+    lo_x = tf.where(ok_x, tf.clip_by_value(tf.floor(px), 0.0, width_f),
+                    width_f)
+    hi_x = tf.where(ok_x, tf.clip_by_value(tf.math.ceil(px), 0.0, width_f),
+                    0.0)
+    lo_y = tf.where(ok_y, tf.clip_by_value(tf.floor(py), 0.0, height_f),
+                    height_f)
+    hi_y = tf.where(ok_y, tf.clip_by_value(tf.math.ceil(py), 0.0, height_f),
+                    0.0)
+    if left is None:
+      left, right, bottom, top = lo_x, hi_x, lo_y, hi_y
+    else:
+      left, right = tf.minimum(left, lo_x), tf.maximum(right, hi_x)
+      bottom, top = tf.minimum(bottom, lo_y), tf.maximum(top, hi_y)
+  return tuple(tf.cast(v, tf.int32) for v in (left, right, bottom, top))
 
-  def low(p, keep, size):
-    v = tf.clip_by_value(tf.floor(p), 0.0, size)
-    return tf.reduce_min(tf.where(keep, v, size), axis=-1)
 
-  def high(p, keep, size):
-    v = tf.clip_by_value(tf.math.ceil(p), 0.0, size)
-    return tf.reduce_max(tf.where(keep, v, 0.0), axis=-1)
-
-  left = tf.cast(low(px, ok_x, width_f), tf.int32)
-  right = tf.cast(high(px, ok_x, width_f), tf.int32)
-  bottom = tf.cast(low(py, ok_y, height_f), tf.int32)
-  top = tf.cast(high(py, ok_y, height_f), tf.int32)
-  return left, right, bottom, top
-
-
-def _edge_matrix(x, y, w, culling_mode: int) -> tf.Tensor:
-  """The kernel's `ComputeUnnormalizedMatrixInverse`: [..., 9] int64."""
-  fx, fy, fw = _to_fixed(x), _to_fixed(y), _to_fixed(w)
-  x0, x1, x2 = fx[..., 0], fx[..., 1], fx[..., 2]
-  y0, y1, y2 = fy[..., 0], fy[..., 1], fy[..., 2]
-  w0, w1, w2 = fw[..., 0], fw[..., 1], fw[..., 2]
-  m = tf.stack([
+def _edge_matrix(x, y, w, culling_mode: int):
+  """The kernel's `ComputeUnnormalizedMatrixInverse`: a list of 9 int64."""
+  x0, x1, x2 = (_to_fixed(v) for v in x)
+  y0, y1, y2 = (_to_fixed(v) for v in y)
+  w0, w1, w2 = (_to_fixed(v) for v in w)
+  m = [
       y1 * w2 - w1 * y2, x2 * w1 - w2 * x1, x1 * y2 - y1 * x2,
       y2 * w0 - w2 * y0, x0 * w2 - w0 * x2, x2 * y0 - y2 * x0,
       y0 * w1 - w0 * y1, x1 * w0 - w1 * x0, x0 * y1 - y0 * x1,
-  ], axis=-1)
+  ]
   if culling_mode == KERNEL_BACK:
     return m
   if culling_mode == KERNEL_NONE:
-    det = tf.cast(x0 * m[..., 0] + x1 * m[..., 3] + x2 * m[..., 6],
-                  tf.float32)
-    multiplier = tf.where(det < 0.0, -1.0, 1.0)[..., tf.newaxis]
+    det = tf.cast(x0 * m[0] + x1 * m[3] + x2 * m[6], tf.float32)
+    multiplier = tf.where(det < 0.0, -1.0, 1.0)
   elif culling_mode == KERNEL_FRONT:
     multiplier = tf.constant(-1.0)
   else:
     raise ValueError(f"culling_mode must be 0, 1 or 2. Received: "
                      f"culling_mode={culling_mode}")
   # `m_inv[i] *= multiplier` in C++: int64 -> float32, multiply, truncate.
-  return tf.cast(tf.cast(m, tf.float32) * multiplier, tf.int64)
+  return [tf.cast(tf.cast(v, tf.float32) * multiplier, tf.int64) for v in m]
 
 
 def _order_key(z: tf.Tensor) -> tf.Tensor:
@@ -247,15 +252,18 @@ def visibility(clip: tf.Tensor,
                        f"image_size={image_size}")
 
     # Triangle setup, [B, F, ...].
-    corners = tf.gather(clip, triangles, axis=1)  # [B, F, 3, 4]
-    x, y, z, w = (corners[..., 0], corners[..., 1], corners[..., 2],
-                  corners[..., 3])
+    # Coordinate-major [4, B, V], then one [4, B, F] gather per corner, so
+    # every (coordinate, corner) is a contiguous [B, F] slice.
+    clip_t = tf.transpose(clip, [2, 0, 1])
+    per_corner = [tf.gather(clip_t, triangles[:, c], axis=2)
+                  for c in range(3)]
+    x, y, z, w = ([per_corner[c][k] for c in range(3)] for k in range(4))
     left, right, bottom, top = _bounding_box(x, y, z, w, height, width)
     box_w, box_h = right - left, top - bottom
     valid = tf.logical_and(box_w > 0, box_h > 0)
     areas = tf.where(valid, tf.cast(box_w, tf.int64) * tf.cast(box_h, tf.int64),
                      tf.zeros([], tf.int64))
-    m = _edge_matrix(x, y, w, culling_mode)  # [B, F, 9]
+    m = [tf.reshape(v, [-1]) for v in _edge_matrix(x, y, w, culling_mode)]
 
     areas = tf.reshape(areas, [-1])  # [T], T = B F
     ends = tf.cumsum(areas)
@@ -271,12 +279,11 @@ def visibility(clip: tf.Tensor,
       pixel_dtype = tf.int64
     # Per-triangle columns, each gathered on its own: one [T, 14] gather
     # copied 14 int64 per candidate and slicing its columns copied them again.
-    m = tf.reshape(m, [-1, 9])
-    edge_x = [m[:, 3 * k] for k in range(3)]
-    edge_y = [m[:, 3 * k + 1] for k in range(3)]
+    edge_x = [m[3 * k] for k in range(3)]
+    edge_y = [m[3 * k + 1] for k in range(3)]
     # m[2] * (the fixed-point 1 of the pixel's w) once per triangle instead of
     # once per candidate; int64 products are exact, as in the kernel.
-    edge_c = [m[:, 3 * k + 2] * _FIXED_ONE for k in range(3)]
+    edge_c = [m[3 * k + 2] * _FIXED_ONE for k in range(3)]
     left_t = tf.reshape(left, [-1])
     bottom_t = tf.reshape(bottom, [-1])
     box_w_t = tf.maximum(tf.reshape(box_w, [-1]), 1)
@@ -285,8 +292,7 @@ def visibility(clip: tf.Tensor,
     origin_t = (image_of * num_pixels + tf.cast(bottom_t * width + left_t,
                                                 pixel_dtype))
     face_t = tf.tile(tf.range(num_faces, dtype=tf.int64), [batch])
-    depth_terms = tf.reshape(tf.concat([z, w], -1), [-1, 6])  # [T, 6]
-    depth_cols = [depth_terms[:, k] for k in range(6)]
+    depth_cols = [tf.reshape(v, [-1]) for v in z + w]  # z0 z1 z2 w0 w1 w2
     # One extra centre per axis: a slot past the last candidate reads its
     # (possibly empty) owner's box origin, which may sit at column `width` or
     # row `height`; it is never accepted, and the padding spares clipping.
