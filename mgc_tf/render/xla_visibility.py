@@ -190,6 +190,50 @@ def _edge_matrix(x, y, w, culling_mode: int):
   return [tf.cast(tf.cast(v, tf.float32) * multiplier, tf.int64) for v in m]
 
 
+def _sees_no_pixel(m, left, right, bottom, top, height: int, width: int):
+  """[T] bool: triangles that provably pass no pixel of their box.
+
+  Exact culling before candidates are made (back faces, in the kernel's
+  culling modes, and slivers whose box misses them): each edge value
+  e_k = m[3k] cx + m[3k+1] cy + m[3k+2] 2^16 is affine in the pixel centre,
+  so over the box's centres it peaks at a corner. A pixel is inside only if
+  every e_k >= 0 and their sum is > 0; a triangle with some e_k < 0 at all
+  four corners, or a sum <= 0 at all four, sees no pixel. Integer
+  arithmetic on the very matrix the candidates use, so the test is exact; it
+  applies only where |m| < 2^43, which keeps these int64 bounds (at most
+  9 2^59) from overflowing (the kernel's values do not overflow there either).
+
+  Args:
+    m: list of 9 [T] int64, the edge matrices (`_edge_matrix`), flat.
+    left, right, bottom, top: [T] int32 boxes (`_bounding_box`), flat.
+    height, width: the image size.
+
+  Returns:
+    [T] bool, True for triangles that can be dropped.
+  """
+  centres_x = tf.constant(np.append(pixel_centres_fixed(width), 0))
+  centres_y = tf.constant(np.append(pixel_centres_fixed(height), 0))
+  # Empty boxes may have right <= left; they are dropped anyway.
+  x_lo = tf.gather(centres_x, left)
+  x_hi = tf.gather(centres_x, tf.maximum(right - 1, 0))
+  y_lo = tf.gather(centres_y, bottom)
+  y_hi = tf.gather(centres_y, tf.maximum(top - 1, 0))
+
+  def peak(a, b, c):
+    return (tf.maximum(a * x_lo, a * x_hi) + tf.maximum(b * y_lo, b * y_hi) +
+            c * _FIXED_ONE)
+
+  small = None
+  for v in m:
+    ok = tf.logical_and(v > -2**43, v < 2**43)
+    small = ok if small is None else tf.logical_and(small, ok)
+  empty = peak(m[0] + m[3] + m[6], m[1] + m[4] + m[7],
+               m[2] + m[5] + m[8]) <= 0
+  for k in range(3):
+    empty = tf.logical_or(empty, peak(m[3 * k], m[3 * k + 1], m[3 * k + 2]) < 0)
+  return tf.logical_and(small, empty)
+
+
 def _order_key(z: tf.Tensor) -> tf.Tensor:
   """float32 -> int32 with the same order (-0 and +0 equal, as in C++)."""
   z = tf.where(tf.equal(z, 0.0), tf.zeros_like(z), z)
@@ -261,9 +305,15 @@ def visibility(clip: tf.Tensor,
     left, right, bottom, top = _bounding_box(x, y, z, w, height, width)
     box_w, box_h = right - left, top - bottom
     valid = tf.logical_and(box_w > 0, box_h > 0)
-    areas = tf.where(valid, tf.cast(box_w, tf.int64) * tf.cast(box_h, tf.int64),
-                     tf.zeros([], tf.int64))
     m = [tf.reshape(v, [-1]) for v in _edge_matrix(x, y, w, culling_mode)]
+    left, right, bottom, top, box_w = (
+        tf.reshape(v, [-1]) for v in (left, right, bottom, top, box_w))
+    valid = tf.logical_and(tf.reshape(valid, [-1]),
+                           tf.logical_not(_sees_no_pixel(
+                               m, left, right, bottom, top, height, width)))
+    areas = tf.where(valid, tf.cast(box_w, tf.int64) *
+                     tf.cast(tf.reshape(box_h, [-1]), tf.int64),
+                     tf.zeros([], tf.int64))
 
     areas = tf.reshape(areas, [-1])  # [T], T = B F
     ends = tf.cumsum(areas)
@@ -284,9 +334,8 @@ def visibility(clip: tf.Tensor,
     # m[2] * (the fixed-point 1 of the pixel's w) once per triangle instead of
     # once per candidate; int64 products are exact, as in the kernel.
     edge_c = [m[3 * k + 2] * _FIXED_ONE for k in range(3)]
-    left_t = tf.reshape(left, [-1])
-    bottom_t = tf.reshape(bottom, [-1])
-    box_w_t = tf.maximum(tf.reshape(box_w, [-1]), 1)
+    left_t, bottom_t = left, bottom
+    box_w_t = tf.maximum(box_w, 1)
     image_of = tf.repeat(tf.range(batch, dtype=pixel_dtype), num_faces)
     # The pixel id of each box's first pixel.
     origin_t = (image_of * num_pixels + tf.cast(bottom_t * width + left_t,
