@@ -336,11 +336,6 @@ def visibility(clip: tf.Tensor,
     edge_c = [m[3 * k + 2] * _FIXED_ONE for k in range(3)]
     left_t, bottom_t = left, bottom
     box_w_t = tf.maximum(box_w, 1)
-    image_of = tf.repeat(tf.range(batch, dtype=pixel_dtype), num_faces)
-    # The pixel id of each box's first pixel.
-    origin_t = (image_of * num_pixels + tf.cast(bottom_t * width + left_t,
-                                                pixel_dtype))
-    face_t = tf.tile(tf.range(num_faces, dtype=tf.int64), [batch])
     depth_cols = [tf.reshape(v, [-1]) for v in z + w]  # z0 z1 z2 w0 w1 w2
     # One extra centre per axis: a slot past the last candidate reads its
     # (possibly empty) owner's box origin, which may sit at column `width` or
@@ -382,8 +377,10 @@ def visibility(clip: tf.Tensor,
       box_width = take(box_w_t, owner_nd)
       row = local // box_width
       col = local - row * box_width
-      cx = tf.gather(centres_x, take(left_t, owner_nd) + col)
-      cy = tf.gather(centres_y, take(bottom_t, owner_nd) + row)
+      ix = take(left_t, owner_nd) + col
+      iy = take(bottom_t, owner_nd) + row
+      cx = tf.gather(centres_x, ix)
+      cy = tf.gather(centres_y, iy)
       edges = [take(edge_x[k], owner_nd) * cx +
                take(edge_y[k], owner_nd) * cy + take(edge_c[k], owner_nd)
                for k in range(3)]
@@ -402,11 +399,15 @@ def visibility(clip: tf.Tensor,
       # the cleared buffer's 1 (so NaN never enters).
       accept = tf.logical_and(
           inside, tf.logical_and(depth >= -1.0, depth < 1.0))
+      # Image and face from the flat triangle id: int32 arithmetic is
+      # cheaper than two more gathers.
+      image = owner // num_faces
+      face = owner - image * num_faces
       key = tf.bitwise.bitwise_or(
           tf.bitwise.left_shift(tf.cast(_order_key(depth), tf.int64), 32),
-          take(face_t, owner_nd))
-      pixel = take(origin_t, owner_nd) + tf.cast(row * width + col,
-                                                   pixel_dtype)
+          tf.cast(face, tf.int64))
+      pixel = (tf.cast(image, pixel_dtype) * num_pixels +
+               tf.cast(iy * width + ix, pixel_dtype))
       segment = tf.where(accept, pixel, -tf.ones_like(pixel))
       nearest = tf.math.unsorted_segment_min(key, segment, num_segments)
       return index + 1, tf.minimum(best, nearest)
