@@ -20,8 +20,11 @@ so that both give the same triangle on every pixel:
   clip w, the near/far test, and the depth test where an equal depth keeps
   the lower triangle id.
 
-How: every triangle's bounding box is cut into candidate (pixel, triangle)
-pairs, laid end to end over the whole batch (no loop over images). Pass p
+How: triangles that provably pass no pixel of their box are dropped first
+(exact integer bounds on their edge functions at the box corners: back faces
+in the kernel's culling modes, slivers); every other triangle's bounding box
+is cut into candidate (pixel, triangle) pairs, laid end to end over the whole
+batch (no loop over images). Pass p
 handles candidates [p C, (p + 1) C) for a capacity C sized from the inputs:
 a scatter of each triangle's first candidate plus a cumulative sum says
 which triangle owns each candidate (`tf.searchsorted` would make XLA compare
