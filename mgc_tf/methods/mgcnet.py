@@ -16,6 +16,7 @@ import tensorflow as tf
 from mgc_tf.losses import identity as identity_lib
 from mgc_tf.losses import mgc_loss
 from mgc_tf.methods import base
+from mgc_tf.models import face_chips
 
 _PAPER = mgc_loss.MGCLossWeights()
 
@@ -61,6 +62,12 @@ class MGCNetConfig:
       "dlib", "Face-recognition network of the identity loss: 'dlib' "
       "(dlib's ResNet from the preprocess extra; docs/face_embedding.md), "
       "'none' (off), or the path of a .keras/.h5/SavedModel network.")
+  identity_chip: face_chips.ChipPlacement = _field(
+      face_chips.ChipPlacement.FIXED,
+      "How dlib's 150 px chip is cut from the crop for the identity loss: "
+      "'fixed' (one transform for every face) or 'landmarks' (placed by each "
+      "view's landmarks, as dlib does; closer to dlib's own chips, "
+      "docs/face_embedding.md).")
 
   def loss_weights(self) -> mgc_loss.MGCLossWeights:
     """The `MGCLossWeights` these settings describe."""
@@ -97,7 +104,9 @@ class MGCNet(base.Method):
     self.loss = mgc_loss.MGCLoss(
         self.decoder, config.loss_weights(),
         identity_loss=identity_lib.IdentityLoss.from_spec(
-            config.identity_model),
+            config.identity_model,
+            chip_placement=face_chips.ChipPlacement(
+                config.identity_chip).value),
         use_covisible_map=config.use_covisible_map,
         depth_reference=DepthReference(config.depth_reference).value,
         global_batch_size=self.setup.global_batch_size)

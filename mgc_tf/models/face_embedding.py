@@ -102,7 +102,8 @@ class FaceEmbedding:
     source: description of where the network came from, for messages.
     chip: optional `[B, H, W, 3] -> [B, h, w, 3]` function used instead of
       the resize (e.g. `face_chips.cut_chips`, which cuts dlib's chip from
-      an aligned crop, differentiably).
+      an aligned crop, differentiably); called with `landmarks=` [B, 68, 2]
+      when the caller gives landmarks (to place each chip by its face).
   """
 
   def __init__(self,
@@ -326,9 +327,13 @@ class FaceEmbedding:
     return cls.from_keras_model(model, input_size=input_size,
                                 source=f"'{path}'", **kwargs)
 
-  def preprocess(self, images, name: str = "preprocess_face_embedding"
-                 ) -> tf.Tensor:
-    """`[B, H, W, 3]` RGB in [0, 1] -> `[B, h, w, 3]` network input."""
+  def preprocess(self, images, landmarks=None,
+                 name: str = "preprocess_face_embedding") -> tf.Tensor:
+    """`[B, H, W, 3]` RGB in [0, 1] -> `[B, h, w, 3]` network input.
+
+    `landmarks` ([B, 68, 2] in the images' pixels, optional) go to the
+    `chip` function; a network without one resizes and ignores them.
+    """
     with tf.name_scope(name):
       images = tf.convert_to_tensor(images)
       if not images.dtype.is_floating:
@@ -337,7 +342,8 @@ class FaceEmbedding:
         raise ValueError(f"`images` must have shape [B, H, W, 3]. Received: "
                          f"images.shape={tuple(images.shape)}")
       if self.chip is not None:
-        images = self.chip(images)
+        images = (self.chip(images) if landmarks is None else
+                  self.chip(images, landmarks=landmarks))
       if tuple(images.shape[1:3]) != self.input_size:
         images = tf.image.resize(images, self.input_size, method="bilinear")
       if self.bgr:
@@ -349,18 +355,21 @@ class FaceEmbedding:
         images = (images - mean) / std
       return images
 
-  def __call__(self, images, name: str = "face_embedding") -> tf.Tensor:
+  def __call__(self, images, landmarks=None,
+               name: str = "face_embedding") -> tf.Tensor:
     """Embeds images.
 
     Args:
       images: `[B, H, W, 3]` RGB in [0, 1].
+      landmarks: optional `[B, 68, 2]` landmarks in the images' pixels, for
+        a `chip` function that places chips by them (see `preprocess`).
       name: name scope of the ops.
 
     Returns:
       `[B, D]` embeddings (as the network returns them, not normalised).
     """
     with tf.name_scope(name):
-      inputs = self.preprocess(images)
+      inputs = self.preprocess(images, landmarks)
       embeddings = self._frozen_network(inputs)
       if embeddings.shape.rank is not None and embeddings.shape.rank != 2:
         raise ValueError(
