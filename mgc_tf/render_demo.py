@@ -5,8 +5,9 @@
       [--rasterizer=auto|kernel|xla]
 
 Rows are random faces (identity, expression, albedo, lighting drawn from the
-model's prior), columns the yaw angles. Without --face_model the embedded
-synthetic model is used.
+model's prior; a blendshape model gets a few shapes per face), columns the
+yaw angles. Without --face_model the embedded synthetic model is used;
+`--face_model=embedded-ict-light-v1` renders the packaged ICT-FaceKit Light.
 """
 
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
@@ -27,7 +28,8 @@ _NUM_FACES = flags.DEFINE_integer("num_faces", 3, "Random faces (rows).")
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed of the coefficients.")
 _FACE_MODEL = flags.DEFINE_string(
     "face_model", None,
-    "Face model file (.npz, Deep3D .mat, MGCNet .h5); default: embedded.")
+    "Face model file (.npz, Deep3D .mat, MGCNet .h5), or a packaged model's "
+    "name (embedded-synthetic-v1, the default; embedded-ict-light-v1).")
 _YAWS = flags.DEFINE_list("yaw_degrees", ["-60", "0", "60"],
                           "Yaw angles (columns), degrees.")
 _SIZE = flags.DEFINE_integer("size", 224, "Output tile side, pixels.")
@@ -39,15 +41,32 @@ _RASTERIZER = flags.DEFINE_string(
 def random_coefficients(layout, num_faces: int, seed: int,
                         id_scale: float = 1.0, exp_scale: float = 0.7,
                         albedo_scale: float = 0.7,
-                        light_scale: float = 0.15) -> np.ndarray:
-  """[num_faces, K] coefficients drawn from the prior, frontal default pose."""
+                        light_scale: float = 0.15,
+                        blendshape: bool = False,
+                        blendshapes_per_face: int = 3) -> np.ndarray:
+  """[num_faces, K] coefficients drawn from the prior, frontal default pose.
+
+  PCA expressions are drawn like identity, N(0, exp_scale^2) per mode;
+  blendshape weights (`blendshape`, meant for [0, 1]) as an expression an
+  animator would set: `blendshapes_per_face` random shapes at weights
+  uniform in [0.3, 0.8], the others 0.
+  """
   rng = np.random.default_rng(seed)
   coeffs = np.zeros([num_faces, layout.size], np.float32)
   s = layout.slices()
   coeffs[:, s["identity"]] = id_scale * rng.standard_normal(
       [num_faces, layout.id_rank])
-  coeffs[:, s["expression"]] = exp_scale * rng.standard_normal(
-      [num_faces, layout.exp_rank])
+  if blendshape:
+    weights = np.zeros([num_faces, layout.exp_rank], np.float32)
+    for face in range(num_faces):
+      chosen = rng.choice(layout.exp_rank, size=min(blendshapes_per_face,
+                                                    layout.exp_rank),
+                          replace=False)
+      weights[face, chosen] = rng.uniform(0.3, 0.8, len(chosen))
+    coeffs[:, s["expression"]] = weights
+  else:
+    coeffs[:, s["expression"]] = exp_scale * rng.standard_normal(
+        [num_faces, layout.exp_rank])
   coeffs[:, s["albedo"]] = albedo_scale * rng.standard_normal(
       [num_faces, layout.albedo_rank])
   # White light from a random direction (bands 1-3) with mild higher-order
@@ -80,7 +99,8 @@ def render_grid(face_model, yaws_degrees: Sequence[float], num_faces: int,
 
   decoder = face_decoder.FaceDecoder(face_model)
   layout = decoder.layout
-  base = random_coefficients(layout, num_faces, seed)
+  base = random_coefficients(layout, num_faces, seed,
+                             blendshape=face_model.is_blendshape)
   rows = []
   for yaw in yaws_degrees:
     coeffs = base.copy()

@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import numpy as np
+from scipy import spatial
 import pytest
 
 from mgc_tf.facemodel import expressions
@@ -158,7 +159,9 @@ def albedo_source(model_points_mm, landmarks, seed=0):
   points = 0.8 * model_points_mm[order] @ rotation.T + [5.0, -3.0, 40.0]
   inverse = np.argsort(order)
   v = points.shape[0]
-  triangles = np.array([[0, 1, 2]])
+  # A mesh over those points (front view), so that each ICT vertex's nearest
+  # surface point is its own copy.
+  triangles = spatial.Delaunay(model_points_mm[order][:, :2]).simplices
   return FaceModel.create(
       mean_shape=points, id_basis=np.zeros([v, 3, 1]),
       exp_basis=np.zeros([v, 3, 1]),
@@ -338,9 +341,10 @@ def test_masks_camera_and_albedo(folder):
   model = load_tiny(folder, albedo_from=source)
   # Every vertex found its shuffled, similarity-moved copy.
   inverse = np.argsort(order)
-  np.testing.assert_array_equal(model.mean_albedo, source.mean_albedo[inverse])
-  np.testing.assert_array_equal(model.albedo_basis,
-                                source.albedo_basis[inverse])
+  np.testing.assert_allclose(model.mean_albedo, source.mean_albedo[inverse],
+                             rtol=1e-6, atol=1e-7)
+  np.testing.assert_allclose(model.albedo_basis, source.albedo_basis[inverse],
+                             rtol=1e-6, atol=1e-7)
   np.testing.assert_array_equal(np.flatnonzero(model.front_mask),
                                 np.arange(NUM_NARROW))
   lips = np.zeros(NUM_FACE, bool)
@@ -788,3 +792,86 @@ def test_the_repository_folder_is_found_too(folder):
                                        ict_region="face")
   assert model.is_blendshape and model.id_rank == 1
   assert model.num_vertices == NUM_ALL  # the tiny mesh is all "face area"
+
+
+# --- the packaged model (embedded-ict-light-v1) ---------------------------------
+
+
+def test_packaged_model_loads_by_name_with_its_notice():
+  from mgc_tf.facemodel import embedded_ict  # pylint: disable=g-import-not-at-top
+  assert os.path.getsize(embedded_ict.ASSET_PATH) <= 10 * 2**20
+  with open(embedded_ict.NOTICE_PATH) as f:
+    notice = f.read()
+  assert "MIT License" in notice and "Institute for Creative" in notice
+  model = load_face_model(embedded_ict.MODEL_NAME)
+  assert model is load_face_model("embedded-ict-light-v1")  # cached
+  assert model.name.startswith("embedded-ict-light-v1: ICT-FaceKit Light")
+  assert (model.num_vertices, model.id_rank, model.exp_rank,
+          model.albedo_rank) == (12549, 100, 53, 80)
+  assert model.is_blendshape and model.expression_names[0] == "browDown_L"
+  assert np.all((model.mean_albedo > 0.0) & (model.mean_albedo < 1.0))
+  # The mean face is a face: nose tip in front, chin below the mouth.
+  landmarks = model.mean_shape[model.landmark_indices]
+  assert np.argmax(landmarks[:, 2]) == 30
+  assert landmarks[8, 1] < landmarks[57, 1] < landmarks[33, 1]
+  # The other packaged name is the synthetic model, also the default.
+  assert load_face_model("embedded-synthetic-v1") is load_face_model(None)
+
+
+def test_packaged_file_round_trip_and_albedo_source_check(folder, tmp_path):
+  from mgc_tf.facemodel import embedded_ict  # pylint: disable=g-import-not-at-top
+  points_mm = face_points_cm() * 10.0
+  source, _ = albedo_source(points_mm, landmark_table())
+  model = load_tiny(folder, albedo_from=source)
+  surface_map = ict.albedo_surface_map(source, model.mean_shape,
+                                       model.landmark_indices)
+  path = str(tmp_path / "ict.npz")
+  embedded_ict.write_embedded_ict(model, surface_map, source, path)
+  with open(path, "rb") as f:
+    first = f.read()
+  embedded_ict.write_embedded_ict(model, surface_map, source, path)
+  with open(path, "rb") as f:
+    assert f.read() == first  # the same input gives the same bytes
+  read = embedded_ict.read_embedded_ict(path, albedo_from=source)
+  # float16 bases: within half a unit in the last place of their values.
+  for name in ("id_basis", "exp_basis"):
+    stored, exact = getattr(read, name), getattr(model, name)
+    np.testing.assert_allclose(stored, exact,
+                               atol=np.abs(exact).max() * 2.0**-11)
+  np.testing.assert_allclose(read.mean_albedo, model.mean_albedo, atol=1e-6)
+  np.testing.assert_allclose(read.albedo_basis, model.albedo_basis,
+                             atol=1e-6)
+  for name in ("mean_shape", "triangles", "landmark_indices", "front_mask",
+               "default_pose"):
+    np.testing.assert_array_equal(getattr(read, name), getattr(model, name))
+  assert read.expression_names == model.expression_names
+  # Another albedo source (e.g. a changed synthetic model): an error that
+  # says how to rebuild, never a silently different albedo.
+  other, _ = albedo_source(points_mm, landmark_table(), seed=1)
+  with pytest.raises(FaceModelError, match="build_embedded_ict"):
+    embedded_ict.read_embedded_ict(path, albedo_from=other)
+  with pytest.raises(FaceModelError, match="missing"):
+    embedded_ict.read_embedded_ict(str(tmp_path / "absent.npz"))
+
+
+def test_build_script_errors_are_one_line(tmp_path):
+  script = os.path.join(REPO_ROOT, "scripts", "build_embedded_ict.py")
+  for args in ([], [f"--input={tmp_path}/nowhere"]):
+    result = subprocess.run([sys.executable, script] + args,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error:")
+    assert "Traceback" not in result.stderr
+
+
+def test_packaged_file_is_what_the_script_makes_of_the_real_folder(tmp_path):
+  if not REAL_FOLDER:
+    pytest.skip("set MGC_TF_ICT_FACEKIT to ICT-FaceKit's FaceXModel folder")
+  from mgc_tf.facemodel import embedded_ict  # pylint: disable=g-import-not-at-top
+  output = tmp_path / "ict_light_v1.npz"
+  subprocess.run([sys.executable,
+                  os.path.join(REPO_ROOT, "scripts", "build_embedded_ict.py"),
+                  f"--input={REAL_FOLDER}", f"--output={output}"],
+                 check=True, capture_output=True)
+  with open(embedded_ict.ASSET_PATH, "rb") as f:
+    assert output.read_bytes() == f.read()

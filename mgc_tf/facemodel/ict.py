@@ -267,6 +267,25 @@ def _landmarks(config: dict, landmark_indices) -> np.ndarray:
   return ids.astype(np.int64)
 
 
+def albedo_surface_map(albedo_from: FaceModel, points: np.ndarray,
+                       landmarks: np.ndarray) -> transfer.SurfaceMap:
+  """Where on `albedo_from`'s surface each ICT vertex takes its albedo.
+
+  Args:
+    albedo_from: the model whose albedo is carried over.
+    points: [V, 3] ICT mean shape, mm.
+    landmarks: [68] ICT landmark vertex ids.
+
+  Returns:
+    The `transfer.SurfaceMap` after the alignment of the inner 51
+    landmarks (`ALIGNMENT_LANDMARKS`).
+  """
+  return transfer.nearest_surface_map(
+      albedo_from.mean_shape, albedo_from.triangles,
+      albedo_from.landmark_indices, points, landmarks,
+      use=ALIGNMENT_LANDMARKS)
+
+
 def load_ict_facekit(folder: str,
                      id_rank: int = NUM_IDENTITIES,
                      exp_names: Optional[Sequence[str]] = None,
@@ -291,7 +310,7 @@ def load_ict_facekit(folder: str,
     landmark_indices: 68 vertex ids of the full mesh (default:
       vertex_indices.json's idx_to_landmark_verts, else the README's list).
     albedo_from: the model whose albedo (mean and basis) is carried over by
-      `transfer.nearest_vertex_map` after a similarity alignment of the
+      `transfer.nearest_surface_map` after a similarity alignment of the
       inner landmarks (`ALIGNMENT_LANDMARKS`); default the embedded
       synthetic model.
 
@@ -347,12 +366,10 @@ def load_ict_facekit(folder: str,
     # Imported here: building the synthetic model is only needed now.
     from mgc_tf.facemodel import synthetic  # pylint: disable=g-import-not-at-top
     albedo_from = synthetic.embedded_face_model()
-  vertex_map = transfer.nearest_vertex_map(
-      albedo_from.mean_shape, albedo_from.landmark_indices, points, landmarks,
-      use=ALIGNMENT_LANDMARKS)
+  surface_map = albedo_surface_map(albedo_from, points, landmarks)
   logging.info("ICT albedo from %s: landmark RMS %.1f mm after alignment, "
-               "median vertex distance %.1f mm.", albedo_from.name,
-               vertex_map.landmark_rms, np.median(vertex_map.distances))
+               "median distance to its surface %.1f mm.", albedo_from.name,
+               surface_map.landmark_rms, np.median(surface_map.distances))
 
   # The embedded model's camera: the 5 alignment points on the template.
   from mgc_tf.facemodel.synthetic.landmarks import template_pose  # pylint: disable=g-import-not-at-top
@@ -362,8 +379,8 @@ def load_ict_facekit(folder: str,
         mean_shape=points,
         id_basis=id_basis,
         exp_basis=exp_basis,
-        mean_albedo=albedo_from.mean_albedo[vertex_map.source_ids],
-        albedo_basis=albedo_from.albedo_basis[vertex_map.source_ids],
+        mean_albedo=surface_map.apply(albedo_from.mean_albedo),
+        albedo_basis=surface_map.apply(albedo_from.albedo_basis),
         triangles=triangles,
         landmark_indices=landmarks,
         skin_mask=skin_mask(points, landmarks, eyeballs[keep]),

@@ -757,15 +757,24 @@ def _ict_folder(path: str) -> str:
       f"the FaceXModel folder of {ict.ICT_URL}: {ict.CONVERT_COMMAND}")
 
 
+def embedded_model_names() -> Tuple[str, ...]:
+  """The names `load_face_model` takes for the models inside the package."""
+  from mgc_tf.facemodel import embedded_ict  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import synthetic  # pylint: disable=g-import-not-at-top
+  return (synthetic.MODEL_NAME, embedded_ict.MODEL_NAME)
+
+
 def load_face_model(path: Optional[str]) -> FaceModel:
   """Loads a face model, choosing the reader by file extension.
 
   Args:
     path: `.npz` (native, written by `FaceModel.save` or the converter),
       `.mat` (Deep3DFaceReconstruction's BFM_model_front.mat), `.h5`/`.hdf5`
-      (MGCNet's bfm09_trim_exp_uv_presplit.h5), or ICT-FaceKit Light's
-      FaceXModel folder (read in about 15 s; convert it once to .npz). None
-      or "" gives the embedded synthetic model, which needs no download.
+      (MGCNet's bfm09_trim_exp_uv_presplit.h5), ICT-FaceKit Light's
+      FaceXModel folder (read in about 15 s; convert it once to .npz), or
+      the name of a model inside the package: "embedded-synthetic-v1" or
+      "embedded-ict-light-v1" (ICT-FaceKit Light, `embedded_ict`). None or
+      "" gives the embedded synthetic model, which needs no download.
 
   Returns:
     The FaceModel.
@@ -773,10 +782,15 @@ def load_face_model(path: Optional[str]) -> FaceModel:
   Raises:
     FaceModelError: unknown extension, or a missing or malformed file.
   """
-  if not path:
-    # Imported here: the synthetic model is only needed without a file.
-    from mgc_tf.facemodel import synthetic  # pylint: disable=g-import-not-at-top
+  # Imported here: the embedded models are only needed without a file.
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import embedded_ict
+  from mgc_tf.facemodel import synthetic
+  # pylint: enable=g-import-not-at-top
+  if not path or path == synthetic.MODEL_NAME:
     return synthetic.embedded_face_model()
+  if path == embedded_ict.MODEL_NAME:
+    return embedded_ict.embedded_ict_face_model()
   if os.path.isdir(path):
     from mgc_tf.facemodel import ict  # pylint: disable=g-import-not-at-top
     return ict.load_ict_facekit(_ict_folder(path))
@@ -792,6 +806,7 @@ def load_face_model(path: Optional[str]) -> FaceModel:
       "(written by `python -m mgc_tf.convert_face_model --input=<file> "
       "--output=model.npz`), Deep3DFaceReconstruction's BFM_model_front.mat, "
       "MGCNet's bfm09_trim_exp_uv_presplit.h5, ICT-FaceKit's FaceXModel "
-      "folder, or nothing for the embedded "
+      "folder, the name of an embedded model "
+      f"({', '.join(embedded_model_names())}), or nothing for the embedded "
       f"synthetic model. {CONVERT_BFM2009_COMMAND} converts the original "
       f"BFM 2009 files ({BFM2009_URL}).")

@@ -72,7 +72,9 @@ class TrainConfig:
                              "Periodic evaluation set ('' turns it off).")
   eval_split: str = _field("test", "Split of --eval_dataset.")
   face_model: Optional[str] = _field(
-      None, "Face-model file (.npz/.mat/.h5); default: embedded.")
+      None, "Face-model file (.npz/.mat/.h5), ICT-FaceKit FaceXModel folder, "
+      "or a packaged model's name: embedded-synthetic-v1 (the default) or "
+      "embedded-ict-light-v1 (ICT-FaceKit Light, docs/face_models.md).")
   backbone: Backbone = _field(Backbone.RESNET50, "Encoder backbone.")
   backbone_weights: str = _field("none", "imagenet | none | PATH.")
   image_size: int = _field(224, "Training crop side, pixels.")
