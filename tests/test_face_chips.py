@@ -85,6 +85,11 @@ def test_landmark_placement_is_the_least_squares_similarity():
                                             - 0.5)
     np.testing.assert_allclose(small_chip, (big_chip + 0.5) / 2 - 0.5,
                                atol=1e-3)
+  # A sample without landmarks (zeros) gets the fixed transform, finite.
+  none = face_chips.landmark_chip_transforms(tf.zeros([1, 68, 2]),
+                                             112, 75).numpy()[0]
+  np.testing.assert_allclose(none[:2], face_chips.crop_to_chip_transform(
+      112, 75), atol=1e-6)
   with pytest.raises(ValueError, match="Received: landmarks.shape"):
     face_chips.landmark_chip_transforms(tf.zeros([1, 5, 2]))
 

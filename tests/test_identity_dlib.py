@@ -98,3 +98,26 @@ def test_chips_placed_by_landmarks_use_each_views_landmarks(
                                                  fixed_distance)
   with pytest.raises(ValueError, match="landmarks"):
     identity_lib.IdentityLoss.from_spec("dlib", chip_placement="eyes")
+
+
+def test_fixed_images_loss_equals_the_full_one(dlib_loss, astronaut_crop,
+                                               astronaut_landmarks):
+  crops = tf.constant(np.stack([astronaut_crop, astronaut_crop[:, ::-1]]))
+  landmarks = tf.constant(np.stack([astronaut_landmarks] * 2))
+  rendered = tf.Variable(tf.clip_by_value(crops * 0.9 + 0.05, 0.0, 1.0))
+  for loss in (dlib_loss, identity_lib.IdentityLoss.from_spec(
+      "dlib", chip_placement="landmarks")):
+    fixed = loss.for_fixed_images(crops, landmarks)
+    values, gradients = [], []
+    for each in (loss, fixed):
+      with tf.GradientTape() as tape:
+        value = each(crops, rendered, landmarks)
+      values.append(value.numpy())
+      gradients.append(tape.gradient(value, rendered).numpy())
+    np.testing.assert_allclose(values[1], values[0], atol=1e-6)
+    np.testing.assert_allclose(gradients[1], gradients[0], atol=1e-6)
+    assert np.abs(gradients[0]).max() > 0
+  with pytest.raises(ValueError, match="2 fixed images"):
+    dlib_loss.for_fixed_images(crops)(crops[:1], rendered[:1])
+  off = identity_lib.IdentityLoss.from_spec("none")
+  assert off.for_fixed_images(crops) is off

@@ -209,18 +209,21 @@ class Fitter:
     self.decoder = decoder
     self.config = config
     self.identity_loss = identity_loss or identity_lib.IdentityLoss(None)
-    self._losses = {}
 
-  def _loss(self, landmarks_known: bool) -> mgc_loss.MGCLoss:
-    """The MGCLoss; without landmarks their term is weighted 0."""
-    if landmarks_known not in self._losses:
-      weights = self.config.weights
-      if not landmarks_known:
-        weights = dataclasses.replace(weights, landmark=0.0, epipolar=0.0)
-      self._losses[landmarks_known] = mgc_loss.MGCLoss(
-          self.decoder, weights, identity_loss=self.identity_loss,
-          use_covisible_map=self.config.use_covisible_map)
-    return self._losses[landmarks_known]
+  def _loss(self, images: tf.Tensor, landmarks: Optional[tf.Tensor]
+            ) -> mgc_loss.MGCLoss:
+    """The MGCLoss of one fit; without landmarks their term is weighted 0.
+
+    The images are fixed during a fit, so the identity term embeds them
+    once (`IdentityLoss.for_fixed_images`) and each step only the renders.
+    """
+    weights = self.config.weights
+    if landmarks is None:
+      weights = dataclasses.replace(weights, landmark=0.0, epipolar=0.0)
+    return mgc_loss.MGCLoss(
+        self.decoder, weights,
+        identity_loss=self.identity_loss.for_fixed_images(images, landmarks),
+        use_covisible_map=self.config.use_covisible_map)
 
   def problem(self, images, landmarks=None, mode: FitMode = FitMode.PHOTOS,
               initial: Optional[np.ndarray] = None, skin=None
@@ -266,7 +269,7 @@ class Fitter:
     flags = tf.Variable(tf.fill([batch], min(flag, 1)), trainable=False)
     variables = FitVariables(layout, initial, shared=joint,
                              translation_unit_mm=self.config.translation_unit_mm)
-    loss = self._loss(landmarks_known)
+    loss = self._loss(images, landmarks if landmarks_known else None)
     smooth = mode == FitMode.VIDEO and count > 1
     config = self.config
     optimizer = tf.keras.optimizers.Adam(config.learning_rate)

@@ -172,3 +172,48 @@ class IdentityLoss:
                                   landmarks=chip_landmarks)
       embeddings = tf.cast(embeddings, images.dtype)
       return cosine_distance(embeddings[:batch], embeddings[batch:])
+
+  def for_fixed_images(self, images, landmarks=None) -> "IdentityLoss":
+    """The same loss for a caller whose input images never change (fitting):
+    their embeddings are computed once, here, and each call embeds only the
+    renders (half the network's work per step).
+
+    Args:
+      images: `[B, H, W, 3]` the input images, RGB in [0, 1].
+      landmarks: optional `[B, 68, 2]` their landmarks (pixels).
+
+    Returns:
+      An `IdentityLoss` whose calls must pass these images (in this order;
+      they are checked by shape only) and return what this loss returns.
+      Itself when the term is off.
+    """
+    if self.embedding is None:
+      return self
+    return _FixedImagesIdentityLoss(self, images, landmarks)
+
+
+class _FixedImagesIdentityLoss(IdentityLoss):
+  """`IdentityLoss.for_fixed_images`: the images' embeddings precomputed."""
+
+  def __init__(self, loss: IdentityLoss, images, landmarks=None):
+    super().__init__(loss.embedding, loss.chip_by_landmarks)
+    images = tf.cast(tf.convert_to_tensor(images), tf.float32)
+    self._chip_landmarks = (
+        tf.cast(landmarks, tf.float32)
+        if self.chip_by_landmarks and landmarks is not None else None)
+    self._image_embeddings = tf.constant(
+        self.embedding(images, landmarks=self._chip_landmarks))
+
+  def __call__(self, images, rendered_images, landmarks=None,
+               name: str = "identity_loss") -> tf.Tensor:
+    del landmarks  # The fixed images' own, given at construction.
+    with tf.name_scope(name):
+      if images.shape[0] not in (None, self._image_embeddings.shape[0]):
+        raise ValueError(
+            f"This identity loss was made for {self._image_embeddings.shape[0]}"
+            f" fixed images; received {images.shape[0]}.")
+      rendered_images = tf.cast(rendered_images, tf.float32)
+      rendered = self.embedding(rendered_images,
+                                landmarks=self._chip_landmarks)
+      return cosine_distance(self._image_embeddings,
+                             tf.cast(rendered, tf.float32))

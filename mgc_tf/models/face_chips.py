@@ -155,7 +155,9 @@ def landmark_chip_transforms(landmarks: tf.Tensor,
 
   Returns:
     [B, 3, 3] float32 matrices (last row 0, 0, 1): crop pixels -> chip
-    pixels.
+    pixels. A face whose five points (nearly) coincide, e.g. all-zero
+    landmarks of a sample that has none, gets the fixed transform
+    (`crop_to_chip_transform`) instead.
   """
   landmarks = tf.cast(tf.convert_to_tensor(landmarks), tf.float32)
   if landmarks.shape.rank != 3 or landmarks.shape[1:] != (68, 2):
@@ -172,6 +174,10 @@ def landmark_chip_transforms(landmarks: tf.Tensor,
   p = points - source_mean
   q = target - target_mean
   norm = tf.reduce_sum(p ** 2, axis=[1, 2])
+  # A real face's five points spread over thousands of px^2 (eyes ~50 px
+  # apart); below 100 there is no face to place by (e.g. zeros).
+  valid = norm > 100.0
+  norm = tf.where(valid, norm, tf.ones_like(norm))
   # a = sum q conj(p) / sum |p|^2 with points as complex numbers.
   a_re = tf.reduce_sum(q[:, 0] * p[..., 0] + q[:, 1] * p[..., 1], 1) / norm
   a_im = tf.reduce_sum(q[:, 1] * p[..., 0] - q[:, 0] * p[..., 1], 1) / norm
@@ -182,8 +188,12 @@ def landmark_chip_transforms(landmarks: tf.Tensor,
   per_face = tf.stack([tf.stack([a_re, -a_im, b_x], -1),
                        tf.stack([a_im, a_re, b_y], -1),
                        tf.stack([zeros, zeros, ones], -1)], axis=1)
-  return (tf.constant(from_150, tf.float32) @ per_face @
-          tf.constant(to_224, tf.float32))
+  placed = (tf.constant(from_150, tf.float32) @ per_face @
+            tf.constant(to_224, tf.float32))
+  fixed = tf.constant(np.vstack([crop_to_chip_transform(crop_size,
+                                                        chip_size),
+                                 [0, 0, 1]]), tf.float32)
+  return tf.where(valid[:, None, None], placed, fixed[None])
 
 
 def cut_chips(crops: tf.Tensor, chip_size: int = CHIP_SIZE,
