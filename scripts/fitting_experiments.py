@@ -48,6 +48,9 @@ _IDENTITY = flags.DEFINE_string("identity_network", "dlib",
                                 "Identity term network (dlib / none).")
 _OUTPUT = flags.DEFINE_string("output_dir", "results/fitting", "Where to.")
 _PARTS = flags.DEFINE_list("parts", ["synthetic", "real"], "Which parts.")
+_SKIN = flags.DEFINE_boolean(
+    "skin", True, "Weight the render term by the images' skin probability "
+    "(the set's stored map; as training does).")
 _STARTS = flags.DEFINE_list("starts", ["prediction"],
                             "Synthetic fits start from: prediction, mean.")
 
@@ -77,6 +80,8 @@ def synthetic(predictor, fitter, log):
     images = example["images"].astype(np.float32) / 255.0
     landmarks = example["landmarks"].astype(np.float32)
     truth = example["coefficients"]
+    skin = (example["skin"].astype(np.float32) / 255.0 if _SKIN.value
+            else None)
     # The model takes its own crop size (64); the fit runs on the set's.
     predicted = predictor.coefficients(reconstructor_lib.model_inputs(
         example["images"], predictor.image_size))
@@ -87,7 +92,8 @@ def synthetic(predictor, fitter, log):
       for mode, name in ((fitting.FitMode.PHOTOS, "alone"),
                          (fitting.FitMode.SET, "joint")):
         began = time.perf_counter()
-        result = fitter.fit(images, landmarks, mode=mode, initial=start)
+        result = fitter.fit(images, landmarks, mode=mode, initial=start,
+                            skin=skin)
         seconds.append(time.perf_counter() - began)
         errors[f"fit_{name}_from_{start_name}"] += vertex_errors(
             decoder, result.coefficients, truth)

@@ -20,6 +20,12 @@ again on a new machine (the records are kept in the repository; the
 checkpoints are not). Same seed = same initialisation and data order in
 every row (the configs set --deterministic). A method's row is one more
 flagfile in the configs folder and one more entry in --plan.
+
+Several runners may work through the same plan at once (one per free core):
+each claims a (row, seed) before training it (`<run>/runner.claim`, made
+atomically, holding its pid) and skips those another live runner holds; a
+claim whose runner is gone is taken over (the run resumes from its
+checkpoint).
 """
 
 import os
@@ -127,6 +133,64 @@ def keep_verification(run_dir: str, dataset: str, prefix: str) -> None:
         prefix + "_verification.json")
 
 
+CLAIM_FILE = "runner.claim"
+
+
+def _alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def claim(run_dir: str) -> bool:
+  """Claims `run_dir` for this process; False if another live runner has it.
+
+  The claim file is created with O_EXCL; one left by a dead runner is
+  replaced (at most one of several runners replacing it wins).
+  """
+  os.makedirs(run_dir, exist_ok=True)
+  path = os.path.join(run_dir, CLAIM_FILE)
+  for _ in range(2):
+    try:
+      descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      try:
+        with open(path) as f:
+          holder = int(f.read().strip() or 0)
+      except (OSError, ValueError):
+        holder = 0
+      if holder == os.getpid():
+        return True
+      if holder and _alive(holder):
+        return False
+      # A dead runner's claim: move it aside atomically, then try again.
+      try:
+        os.replace(path, f"{path}.stale.{os.getpid()}")
+        os.remove(f"{path}.stale.{os.getpid()}")
+      except FileNotFoundError:
+        pass
+      continue
+    with os.fdopen(descriptor, "w") as f:
+      f.write(str(os.getpid()))
+    return True
+  return False
+
+
+def release(run_dir: str) -> None:
+  """Removes this process's claim on `run_dir` (if it holds it)."""
+  path = os.path.join(run_dir, CLAIM_FILE)
+  try:
+    with open(path) as f:
+      if f.read().strip() == str(os.getpid()):
+        os.remove(path)
+  except FileNotFoundError:
+    pass
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -146,19 +210,24 @@ def main(argv):
           and os.path.exists(os.path.join(run_dir, "checkpoint"))):
         keep_verification(run_dir, dataset, prefix)
       continue
-    if not _DRY_RUN.value:
-      os.makedirs(run_dir, exist_ok=True)
-    started = time.time()
-    run([sys.executable, "-m", "mgc_tf.train", f"--flagfile={flagfile}",
-         f"--seed={seed}", f"--model_dir={run_dir}", "--export_dir="],
-        os.path.join(run_dir, "train.log"))
-    evaluate(run_dir, dataset)
-    keep_verification(run_dir, dataset, prefix)
-    if _DRY_RUN.value:
+    if not _DRY_RUN.value and not claim(run_dir):
+      print(f"{row} seed {seed}: another runner has it; skipped", flush=True)
       continue
-    keep_records(run_dir, eval_json_name(dataset), prefix)
-    print(f"{row} seed {seed}: finished in "
-          f"{(time.time() - started) / 60:.1f} min", flush=True)
+    try:
+      started = time.time()
+      run([sys.executable, "-m", "mgc_tf.train", f"--flagfile={flagfile}",
+           f"--seed={seed}", f"--model_dir={run_dir}", "--export_dir="],
+          os.path.join(run_dir, "train.log"))
+      evaluate(run_dir, dataset)
+      keep_verification(run_dir, dataset, prefix)
+      if _DRY_RUN.value:
+        continue
+      keep_records(run_dir, eval_json_name(dataset), prefix)
+      print(f"{row} seed {seed}: finished in "
+            f"{(time.time() - started) / 60:.1f} min", flush=True)
+    finally:
+      if not _DRY_RUN.value:
+        release(run_dir)
 
 
 if __name__ == "__main__":

@@ -157,3 +157,28 @@ def test_runner_also_keeps_face_verification(tmp_path):
   assert run_ablation.eval_json_name("synthetic_multiview/v2_small",
                                      "verification") == (
       "eval_synthetic_multiview-v2_small_verification_test.json")
+
+
+def test_runners_claim_runs_and_take_over_a_dead_runners(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  run_dir = str(tmp_path / "full" / "seed1")
+  assert run_ablation.claim(run_dir)
+  assert run_ablation.claim(run_dir)  # its own claim
+  path = os.path.join(run_dir, run_ablation.CLAIM_FILE)
+  # A live other runner's claim is respected.
+  other = subprocess.Popen(["sleep", "30"])
+  try:
+    with open(path, "w") as f:
+      f.write(str(other.pid))
+    assert not run_ablation.claim(run_dir)
+    run_ablation.release(run_dir)  # not ours: left alone
+    assert os.path.exists(path)
+  finally:
+    other.kill()
+    other.wait()
+  # Once that runner is gone, its claim is taken over.
+  assert run_ablation.claim(run_dir)
+  with open(path) as f:
+    assert f.read() == str(os.getpid())
+  run_ablation.release(run_dir)
+  assert not os.path.exists(path)
