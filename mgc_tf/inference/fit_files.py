@@ -6,7 +6,10 @@ images or frames without a usable face are skipped and counted, never a
 crash. A folder is taken as ONE person's photo set; with dlib's
 face-recognition network available, images whose face is not the set's
 majority person (descriptor distance above dlib's 0.6 to the set's medoid)
-are skipped as "another person" (`mgc_tf.fitting.people`). Then one fit (`Fitter.fit`) and, per image,
+are skipped as "another person" (`mgc_tf.fitting.people`). Then one fit
+(`Fitter.fit`, its render term weighted by each crop's skin probability,
+`faces2d.skin`, as training weights it by the datasets' stored maps) and,
+per image,
 the files `infer` writes (`mgc_tf.inference.outputs.write_face`, the overlay)
 plus `fit_loss.json` and `fit_loss.png` (the loss curve).
 """
@@ -125,6 +128,14 @@ def crop_landmarks(crops) -> Optional[np.ndarray]:
   return np.stack([crop.landmarks for crop in crops])
 
 
+def crop_skin(crops) -> np.ndarray:
+  """[N, S, S, 1] float32 skin probability of FaceCrops' images (the map
+  the datasets store for training, `faces2d.skin.skin_probability`)."""
+  from mgc_tf.faces2d import skin  # pylint: disable=g-import-not-at-top
+  return np.stack([skin.skin_probability(crop.image)
+                   for crop in crops])[..., None].astype(np.float32)
+
+
 def fit_faces(faces: List[FaceImage], fitter: fitter_lib.Fitter,
               mode: fitter_lib.FitMode, initial: Optional[np.ndarray] = None,
               show_progress: bool = True) -> fitter_lib.FitResult:
@@ -132,7 +143,8 @@ def fit_faces(faces: List[FaceImage], fitter: fitter_lib.Fitter,
   crops = [face.crop for face in faces]
   images = np.stack([crop.image for crop in crops]).astype(np.float32)
   return fitter.fit(images / 255.0, crop_landmarks(crops), mode=mode,
-                    initial=initial, show_progress=show_progress,
+                    initial=initial, skin=crop_skin(crops),
+                    show_progress=show_progress,
                     description=f"fit {len(faces)} "
                     f"{'image' if len(faces) == 1 else 'images'}")
 
@@ -147,6 +159,7 @@ def refiner(fitter: fitter_lib.Fitter, show_progress: bool = False
     images = np.stack([crop.image for crop in crops]).astype(np.float32)
     return fitter.fit(images / 255.0, crop_landmarks(crops),
                       mode=fitter_lib.FitMode.PHOTOS, initial=coefficients,
+                      skin=crop_skin(crops),
                       show_progress=show_progress,
                       description="refine").coefficients
 
