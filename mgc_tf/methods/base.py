@@ -42,11 +42,16 @@ class Stage:
     steps: steps in this stage; 0 means "until max_steps" (last stage only).
     networks: names of the networks whose variables train; None: all.
     terms: names of the objective terms that are on; None: all.
+    frozen: "network/layer" paths of nested layers (direct layers of a
+      network, e.g. "reconstructor/resnet18_backbone") whose variables stay
+      fixed although their network trains; the objective should run them in
+      inference mode (their batch-norm statistics stay too).
   """
   name: str
   steps: int = 0
   networks: Optional[Tuple[str, ...]] = None
   terms: Optional[Tuple[str, ...]] = None
+  frozen: Tuple[str, ...] = ()
 
   def term_on(self, name: str) -> bool:
     return self.terms is None or name in self.terms
