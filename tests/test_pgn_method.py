@@ -110,10 +110,15 @@ def _grads(method, networks, batch, stage):
   return out, moved
 
 
-def test_each_stage_reaches_its_networks_and_terms(decoder):
+def _three_stages(decoder):
+  """(method with stages pgn/single/multi, its networks, a batch)."""
   method = _method(decoder, stage_pgn_steps=1, stage_single_steps=1)
   networks = {n: registry.build(s) for n, s in method.network_specs().items()}
-  batch = _batch(method, decoder)
+  return method, networks, _batch(method, decoder)
+
+
+def test_each_stage_reaches_its_networks_and_terms(decoder):
+  method, networks, batch = _three_stages(decoder)
   pgn_stage, single, multi = method.stages()
   out, moved = _grads(method, networks, batch, pgn_stage)
   assert set(out.terms) == {"pgn_landmarks"}
@@ -136,14 +141,12 @@ def test_each_stage_reaches_its_networks_and_terms(decoder):
 
 
 def test_multi_stage_fuses_identity_over_views(decoder):
-  method = _method(decoder, stage_pgn_steps=1, stage_single_steps=1)
-  networks = {n: registry.build(s) for n, s in method.network_specs().items()}
+  method, networks, batch = _three_stages(decoder)
   # Make the head's identity output depend on the features.
   head = networks["reconstructor"].get_layer("head")
   kernel = head.kernel.numpy()
   kernel[:] = np.random.default_rng(0).normal(0, 0.05, kernel.shape)
   head.kernel.assign(kernel)
-  batch = _batch(method, decoder)
   batch["images"] = tf.concat([batch["images"][:, :1],
                                1.0 - batch["images"][:, 1:]], axis=1)
   _, single, multi = method.stages()
@@ -180,9 +183,7 @@ def _steps(method, networks, batch, stage, steps, learning_rate):
 
 
 def test_short_run_lowers_the_active_terms_and_freezes_the_rest(decoder):
-  method = _method(decoder, stage_pgn_steps=1, stage_single_steps=1)
-  networks = {n: registry.build(s) for n, s in method.network_specs().items()}
-  batch = _batch(method, decoder)
+  method, networks, batch = _three_stages(decoder)
   pgn_stage, single, _ = method.stages()
   first, last = _steps(method, networks, batch, pgn_stage, 6, 1e-3)
   assert last["pgn_landmarks"] < first["pgn_landmarks"], (first, last)

@@ -189,6 +189,14 @@ class Method(abc.ABC):
       training: the networks' training mode (batch norm, dropout).
     """
 
+  def batch_terms(self, per_sample: Mapping[str, tf.Tensor]
+                  ) -> Dict[str, tf.Tensor]:
+    """name -> [B] per-sample term  =>  name -> scalar: summed over the
+    local batch and divided by the global batch size (see `Objective`)."""
+    denominator = float(self.setup.global_batch_size)
+    return {name: tf.reduce_sum(value) / denominator
+            for name, value in per_sample.items()}
+
   def summary_images(self, objective: Objective,
                      batch: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
     """name -> [M, H, W, 3] images for TensorBoard (default: none)."""
