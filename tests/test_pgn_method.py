@@ -212,3 +212,53 @@ def test_trainer_rejects_unknown_frozen_layers(decoder):
   with pytest.raises(ValueError, match="must be 'network/layer'"):
     trainer_lib._check_stages(  # pylint: disable=protected-access
         (base.Stage("x", frozen=("ghost/layer",)),), networks, 10)
+
+
+@pytest.mark.slow
+def test_trainer_stage_schedule_freezes_what_it_says(tmp_path, capsys):
+  """Through the trainer and its checkpoints: 'pgn' moves the encoder and
+  the PGN but not the head; 'single' and 'multi' move the head only (the
+  encoder's weights and batch-norm statistics and the PGN stay)."""
+  # pylint: disable=g-import-not-at-top
+  import test_depthnet_method as depthnet_tests
+  from mgc_tf.data import prepare
+  from mgc_tf.training import config as config_lib
+  data_dir = str(tmp_path / "tfds")
+  prepare.ensure_synthetic(depthnet_tests.TINY, data_dir)
+  model_dir = str(tmp_path / "run")
+  config = config_lib.TrainConfig(
+      model_dir=model_dir, method="pgn", dataset=depthnet_tests.TINY,
+      data_dir=data_dir, eval_dataset="", build_data_if_missing=False,
+      backbone="resnet18", image_size=SIZE, batch_size=2, num_views=3,
+      learning_rate=1e-3, max_steps=6, augment=False, shuffle_buffer=1,
+      log_every=1, summary_every=1, image_summary_every=0,
+      checkpoint_every=1, keep_checkpoints=10,
+      method_config=pgn.PGNConfig(**SMALL, stage_pgn_steps=2,
+                                  stage_single_steps=2)).validate()
+  trainer = trainer_lib.Trainer(config, pgn.PGNMethod)
+  last = trainer.train()
+  out = capsys.readouterr().out
+  assert "Stage 1/3 'pgn': steps 0 -> 2" in out
+  assert "Stage 3/3 'multi': steps 4 -> 6" in out
+  assert all(np.isfinite(last[f"loss/{t}"]) for t in pgn.MULTI_VIEW_TERMS)
+  specs = trainer.network_specs
+  at = {step: depthnet_tests._weights_at(model_dir, step, specs)  # pylint: disable=protected-access
+        for step in range(1, 7)}
+  networks = {n: registry.build(s) for n, s in specs.items()}
+  encoder = networks["reconstructor"].get_layer("resnet18_backbone")
+  encoder_ids = {id(v) for v in encoder.variables}
+  in_encoder = [id(v) in encoder_ids
+                for v in networks["reconstructor"].variables]
+
+  def part(step, which):
+    values = at[step]["reconstructor"]
+    return [v for v, e in zip(values, in_encoder) if e == (which == "encoder")]
+
+  changed = depthnet_tests._changed  # pylint: disable=protected-access
+  assert changed(part(1, "encoder"), part(2, "encoder"))
+  assert changed(at[1]["pgn"], at[2]["pgn"])
+  assert not changed(part(1, "head"), part(2, "head"))
+  for a, b in ((2, 4), (4, 6)):
+    assert not changed(part(a, "encoder"), part(b, "encoder"))
+    assert not changed(at[a]["pgn"], at[b]["pgn"])
+    assert changed(part(a, "head"), part(b, "head"))

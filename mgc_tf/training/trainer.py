@@ -697,8 +697,11 @@ class Trainer:
     end = (start + stage.steps) if stage.steps else self.config.max_steps
     print(f"Stage {index + 1}/{len(self.stages)} {stage.name!r}: steps "
           f"{start} -> {end} (from {step}); training "
-          f"{', '.join(stage.networks or self.networks)}; terms "
-          f"{', '.join(stage.terms) if stage.terms else 'all'}", flush=True)
+          f"{', '.join(stage.networks or self.networks)}"
+          + "".join(f" (fixed: {path})" for path in getattr(stage, "frozen",
+                                                             ()))
+          + f"; terms {', '.join(stage.terms) if stage.terms else 'all'}",
+          flush=True)
 
   def _image_summaries(self, writer, batch, step: int,
                        stage_index: int) -> None:
