@@ -199,3 +199,29 @@ def test_region_weight_map():
   w = landmark.region_weight_map(points, 32, radius=2.0).numpy()[0, ..., 0]
   assert w[20, 10] == 5.0 and w[20, 12] == 5.0 and w[20, 13] == 1.0
   assert (w == 5.0).sum() == 13  # the pixels of a radius-2 disc
+
+
+def test_flow_network_by_path(tmp_path):
+  import keras  # pylint: disable=g-import-not-at-top
+  a = keras.Input((16, 16, 3))
+  b = keras.Input((16, 16, 3))
+  difference = keras.layers.Subtract()([b, a])
+  flow_out = keras.layers.Conv2D(2, 1, use_bias=False,
+                                 kernel_initializer="ones")(difference)
+  path = str(tmp_path / "flow.keras")
+  keras.Model([a, b], flow_out).save(path)
+  estimator = flow.load_flow_network(path)
+  x = tf.zeros([1, 16, 16, 3])
+  y = tf.fill([1, 16, 16, 3], 0.5)
+  np.testing.assert_allclose(estimator(x, y).numpy(), 1.5, atol=1e-6)
+  # Gradients reach the images.
+  with tf.GradientTape() as tape:
+    tape.watch(y)
+    value = tf.reduce_sum(estimator(x, y))
+  assert float(tf.reduce_sum(tape.gradient(value, y))) > 0
+  with pytest.raises(FileNotFoundError, match="no file or directory"):
+    flow.load_flow_network(str(tmp_path / "missing.keras"))
+  with pytest.raises(ValueError, match="neither a Keras file"):
+    flow.load_flow_network(str(tmp_path))
+  with pytest.raises(ValueError, match="Bad LucasKanadeFlow"):
+    flow.LucasKanadeFlow(window=4)
