@@ -27,6 +27,25 @@ _C1 = math.sqrt(3.0) / math.sqrt(4.0 * math.pi)
 _C2 = 3.0 * math.sqrt(5.0) / math.sqrt(12.0 * math.pi)
 
 
+def face_normals(vertices: tf.Tensor, triangles: tf.Tensor,
+                 name: str = "face_normals") -> tf.Tensor:
+  """Unit triangle normals, (v1 - v0) x (v2 - v0) normalised.
+
+  Args:
+    vertices: [B, V, 3] float32 points.
+    triangles: [F, 3] int32, counter-clockwise seen from the front, so the
+      normals point out of the front.
+
+  Returns:
+    [B, F, 3] float32 unit normals (0 for degenerate triangles).
+  """
+  with tf.name_scope(name):
+    corners = tf.gather(vertices, triangles, axis=1)  # [B, F, 3, 3]
+    normals = tf.linalg.cross(corners[:, :, 1] - corners[:, :, 0],
+                              corners[:, :, 2] - corners[:, :, 0])
+    return tf.math.l2_normalize(normals, axis=-1, epsilon=1e-12)
+
+
 def vertex_normals(vertices: tf.Tensor, triangles: tf.Tensor,
                    vertex_triangles: tf.Tensor,
                    name: str = "vertex_normals") -> tf.Tensor:
@@ -43,13 +62,10 @@ def vertex_normals(vertices: tf.Tensor, triangles: tf.Tensor,
     [B, V, 3] float32 unit normals (0 for vertices without triangles).
   """
   with tf.name_scope(name):
-    corners = tf.gather(vertices, triangles, axis=1)  # [B, F, 3, 3]
-    face_normals = tf.linalg.cross(corners[:, :, 1] - corners[:, :, 0],
-                                   corners[:, :, 2] - corners[:, :, 0])
-    face_normals = tf.math.l2_normalize(face_normals, axis=-1, epsilon=1e-12)
     # Append a zero normal for the padding id F.
-    face_normals = tf.pad(face_normals, [[0, 0], [0, 1], [0, 0]])
-    summed = tf.reduce_sum(tf.gather(face_normals, vertex_triangles, axis=1),
+    padded = tf.pad(face_normals(vertices, triangles), [[0, 0], [0, 1],
+                                                        [0, 0]])
+    summed = tf.reduce_sum(tf.gather(padded, vertex_triangles, axis=1),
                            axis=2)
     return tf.math.l2_normalize(summed, axis=-1, epsilon=1e-12)
 

@@ -5,6 +5,8 @@ Modules:
   rotation: Euler angles (rz, ry, rx) <-> R = Rx Ry Rz, pose vectors.
   epipolar: relative pose, essential / fundamental matrices, symmetric
             epipolar distance.
+  landmark_pose: PGN's closed-form pose from 3D landmarks (eq. 4) and its
+            conversion to our pinhole camera.
 
 Conventions (DESIGN.md section 4): OpenCV camera axes (x right, y down,
 z forward), millimetres, pixels as (x, y), radians; X_c = R X + t.

@@ -15,6 +15,7 @@ Modules:
                    and is re-exported here.
   epipolar:        symmetric epipolar distance of ground-truth landmarks
                    under the predicted relative pose.
+  census:          soft census transform and Hamming distance (PGN eq. 9).
 """
 
 from mgc_tf.losses.epipolar import epipolar_loss

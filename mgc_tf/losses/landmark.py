@@ -103,3 +103,38 @@ def landmark_loss(landmarks,
 
     squared = tf.reduce_sum(tf.square(landmarks - landmarks_gt), axis=-1)
     return tf.reduce_mean(weights * squared, axis=-1)
+
+
+#: iBUG 68 indices of the eyes, nose and whole mouth (PGN's weighted regions).
+EYES_NOSE_MOUTH_INDICES = tuple(range(27, 48)) + tuple(range(48, 68))
+
+
+def region_weight_map(landmarks, image_size: int, radius: float,
+                      weight: float = 5.0,
+                      indices=EYES_NOSE_MOUTH_INDICES,
+                      name: str = "region_weight_map") -> tf.Tensor:
+  """PGN's W (eqs. 9-10): `weight` near the given landmarks, 1 elsewhere.
+
+  A pixel is in the region when it lies within `radius` pixels of one of
+  the landmarks `indices` (by default eyes, nose and mouth), a disc-union
+  stand-in for the regions of PRNet's UV weight mask.
+
+  Args:
+    landmarks: [B, 68, 2] (x, y) crop pixels.
+    image_size: S, the square crop's side.
+    radius: pixels.
+    weight: the value inside the region.
+
+  Returns:
+    [B, S, S, 1] float32, no gradient.
+  """
+  with tf.name_scope(name):
+    points = tf.gather(tf.stop_gradient(tf.cast(landmarks, tf.float32)),
+                       list(indices), axis=1)  # [B, L', 2]
+    xs, ys = tf.meshgrid(tf.range(image_size, dtype=tf.float32),
+                         tf.range(image_size, dtype=tf.float32))
+    grid = tf.reshape(tf.stack([xs, ys], -1), [1, -1, 1, 2])
+    squared = tf.reduce_sum(tf.square(grid - points[:, None]), -1)
+    near = tf.reduce_min(squared, axis=-1) <= radius * radius  # [B, SS]
+    values = tf.where(near, float(weight), 1.0)
+    return tf.reshape(values, [-1, image_size, image_size, 1])

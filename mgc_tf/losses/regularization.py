@@ -23,6 +23,12 @@ raw value that left [0, 1] back (w_box = 10 by default: a raw value 0.1 out
 costs 0.1, more than the pull of any weight inside). It is a constraint, not
 a preference, so it does not scale with w_beta.
 
+`norm="l1"` gives PGN's eq. 12 instead (Liu et al.): the same weights on
+sums of absolute values, lambda_r sum |alpha_i / sigma_i| +
+lambda_r / 2 sum |beta_i / sigma_i|, i.e. identity_weight 1, expression
+weight 0.5, albedo weight 0 (the coefficients are already divided by their
+standard deviations).
+
 Shape glossary: B batch, K coefficients (see `CoefficientLayout`).
 """
 
@@ -35,6 +41,7 @@ DEFAULT_IDENTITY_WEIGHT = 1.0
 DEFAULT_EXPRESSION_WEIGHT = 0.8
 DEFAULT_ALBEDO_WEIGHT = 3e-3
 DEFAULT_BLENDSHAPE_BOX_WEIGHT = 10.0
+NORMS = ("l2", "l1")
 
 
 def regularization_loss(
@@ -45,8 +52,9 @@ def regularization_loss(
     albedo_weight: float = DEFAULT_ALBEDO_WEIGHT,
     expression_kind: str = expressions.PCA,
     blendshape_box_weight: float = DEFAULT_BLENDSHAPE_BOX_WEIGHT,
+    norm: str = "l2",
     name: str = "regularization_loss") -> tf.Tensor:
-  """Per-sample weighted squared norms of the 3DMM coefficient groups.
+  """Per-sample weighted squared (or L1) norms of the 3DMM coefficient groups.
 
   Pose and lighting coefficients are not regularized. For a blendshape
   model the expression group gets the box prior of the module docstring.
@@ -61,15 +69,20 @@ def regularization_loss(
       prior) or "blendshape" (box prior).
     blendshape_box_weight: w_box, weight of the squared distance of raw
       blendshape values to [0, 1] (blendshape models only).
+    norm: "l2" (squared norms, MGCNet) or "l1" (sums of absolute values,
+      PGN eq. 12).
     name: name scope of the ops.
 
   Returns:
-    `[B]` tensor, in squared standard deviations, dtype of `coefficients`.
+    `[B]` tensor, in squared standard deviations ("l2") or standard
+    deviations ("l1"), dtype of `coefficients`.
 
   Raises:
     ValueError: if the last axis of `coefficients` is not `layout.size`, or
-      `expression_kind` is unknown.
+      `expression_kind` or `norm` is unknown.
   """
+  if norm not in NORMS:
+    raise ValueError(f"norm must be one of {NORMS}. Received: norm={norm!r}")
   if expression_kind not in expressions.KINDS:
     raise ValueError(f"expression_kind must be one of {expressions.KINDS}. "
                      f"Received: expression_kind={expression_kind!r}")
@@ -82,12 +95,14 @@ def regularization_loss(
                        f"coefficients.shape={tuple(coefficients.shape)}")
     groups = layout.split(coefficients)
 
-    def squared_norm(group):
-      return tf.reduce_sum(tf.square(groups[group]), axis=-1)
+    elementwise = tf.square if norm == "l2" else tf.abs
 
-    loss = (identity_weight * squared_norm("identity") +
-            expression_weight * squared_norm("expression") +
-            albedo_weight * squared_norm("albedo"))
+    def group_norm(group):
+      return tf.reduce_sum(elementwise(groups[group]), axis=-1)
+
+    loss = (identity_weight * group_norm("identity") +
+            expression_weight * group_norm("expression") +
+            albedo_weight * group_norm("albedo"))
     if expression_kind == expressions.BLENDSHAPE:
       loss += blendshape_box_weight * blendshape_box_penalty(
           groups["expression"])

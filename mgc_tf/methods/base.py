@@ -42,11 +42,16 @@ class Stage:
     steps: steps in this stage; 0 means "until max_steps" (last stage only).
     networks: names of the networks whose variables train; None: all.
     terms: names of the objective terms that are on; None: all.
+    frozen: "network/layer" paths of nested layers (direct layers of a
+      network, e.g. "reconstructor/resnet18_backbone") whose variables stay
+      fixed although their network trains; the objective should run them in
+      inference mode (their batch-norm statistics stay too).
   """
   name: str
   steps: int = 0
   networks: Optional[Tuple[str, ...]] = None
   terms: Optional[Tuple[str, ...]] = None
+  frozen: Tuple[str, ...] = ()
 
   def term_on(self, name: str) -> bool:
     return self.terms is None or name in self.terms
@@ -183,6 +188,14 @@ class Method(abc.ABC):
       stage: the current `Stage` (its terms are the ones that are on).
       training: the networks' training mode (batch norm, dropout).
     """
+
+  def batch_terms(self, per_sample: Mapping[str, tf.Tensor]
+                  ) -> Dict[str, tf.Tensor]:
+    """name -> [B] per-sample term  =>  name -> scalar: summed over the
+    local batch and divided by the global batch size (see `Objective`)."""
+    denominator = float(self.setup.global_batch_size)
+    return {name: tf.reduce_sum(value) / denominator
+            for name, value in per_sample.items()}
 
   def summary_images(self, objective: Objective,
                      batch: Mapping[str, Any]) -> Dict[str, tf.Tensor]:

@@ -213,9 +213,7 @@ class DepthNetMethod(base.Method):
           networks, run, batch, flat, coefficients, multi_view, b, n, s,
           details))
 
-    denominator = float(self.setup.global_batch_size)
-    terms = {name: tf.reduce_sum(value) / denominator
-             for name, value in terms_per_sample.items()}
+    terms = self.batch_terms(terms_per_sample)
     total = base.weighted_total(terms, self.config.weights(), stage)
     return base.Objective(total=total, terms=terms, details=details)
 

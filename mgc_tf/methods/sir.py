@@ -290,9 +290,7 @@ class SIR(base.Method):
           sigma[..., 1:], renders.mask)) * sample_weight
     else:
       per["perceptual"] = tf.zeros([b])
-    denominator = float(self.setup.global_batch_size)
-    terms = {name: tf.reduce_sum(value) / denominator
-             for name, value in per.items()}
+    terms = self.batch_terms(per)
     return base.Objective(
         total=base.weighted_total(terms, self.weights(), stage), terms=terms,
         details={"renders": renders, "sigma": sigma},

@@ -29,6 +29,8 @@ import h5py
 import keras
 
 BACKBONES = ("resnet50", "resnet18", "mobilenet_v2")
+#: Width of each backbone's pooled feature vector (a head's input).
+FEATURE_DIMS = {"resnet50": 2048, "resnet18": 512, "mobilenet_v2": 1280}
 MIN_IMAGE_SIZE = 32  # Keras applications refuse smaller inputs.
 
 # Where keras.applications (Keras 3) fetches the include_top=False ImageNet

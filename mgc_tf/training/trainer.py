@@ -134,7 +134,7 @@ class Trainer:
       self.rejected_batches = tf.Variable(0, dtype=tf.int64, trainable=False,
                                           name="rejected_batches")
     self.stages = tuple(self.method.stages())
-    _check_stages(self.stages, list(self.networks), config.max_steps)
+    _check_stages(self.stages, self.networks, config.max_steps)
     # The reconstructor keeps the checkpoint key "model" (runs written
     # before the method layer restore unchanged); other networks are
     # "network_<name>".
@@ -161,12 +161,16 @@ class Trainer:
     worker's, or under multi-worker training any worker's)."""
     return self._stopping
 
-  def _trainable_variables(self, names) -> List[tf.Variable]:
-    """Trainable variables of the named networks (None: all), in order."""
+  def _trainable_variables(self, names, frozen=()) -> List[tf.Variable]:
+    """Trainable variables of the named networks (None: all), in order,
+    less those of the nested layers named "network/layer" in `frozen`."""
     chosen = [n for n in self.networks if names is None or n in names]
+    fixed = {id(v) for path in frozen
+             for v in _nested_layer(self.networks, path).trainable_variables}
     variables = []
     for name in chosen:
-      variables.extend(self.networks[name].trainable_variables)
+      variables.extend(v for v in self.networks[name].trainable_variables
+                       if id(v) not in fixed)
     return variables
 
   def _non_trainable_variables(self) -> List[tf.Variable]:
@@ -288,7 +292,8 @@ class Trainer:
     strategy = self.strategy
     clip = self.config.clip_grad_norm
     mixed = self.config.mixed_precision
-    variables = self._trainable_variables(stage.networks)
+    variables = self._trainable_variables(stage.networks,
+                                          getattr(stage, "frozen", ()))
 
     def train_step(batch):
       # A step that is not applied must leave every variable as it was.
@@ -692,8 +697,11 @@ class Trainer:
     end = (start + stage.steps) if stage.steps else self.config.max_steps
     print(f"Stage {index + 1}/{len(self.stages)} {stage.name!r}: steps "
           f"{start} -> {end} (from {step}); training "
-          f"{', '.join(stage.networks or self.networks)}; terms "
-          f"{', '.join(stage.terms) if stage.terms else 'all'}", flush=True)
+          f"{', '.join(stage.networks or self.networks)}"
+          + "".join(f" (fixed: {path})" for path in getattr(stage, "frozen",
+                                                             ()))
+          + f"; terms {', '.join(stage.terms) if stage.terms else 'all'}",
+          flush=True)
 
   def _image_summaries(self, writer, batch, step: int,
                        stage_index: int) -> None:
@@ -731,6 +739,24 @@ def _check_stages(stages, networks, max_steps: int) -> None:
     if unknown:
       raise ValueError(f"Stage {stage.name!r} trains unknown networks "
                        f"{sorted(unknown)}; the method has {list(networks)}.")
+    for path in getattr(stage, "frozen", ()):
+      _nested_layer(networks, path)
+
+
+def _nested_layer(networks, path: str):
+  """The layer "network/layer" (a direct layer of a network), e.g.
+  "reconstructor/resnet18_backbone"; ValueError naming the choices."""
+  network, _, layer = path.partition("/")
+  if network not in networks or not layer:
+    raise ValueError(f"Frozen layer {path!r} must be 'network/layer' with a "
+                     f"network of {sorted(networks)}.")
+  if not isinstance(networks, dict):  # names only (a check before building)
+    return None
+  names = [l.name for l in networks[network].layers]
+  if layer not in names:
+    raise ValueError(f"Frozen layer {path!r}: {network!r} has no layer "
+                     f"{layer!r} (layers: {', '.join(names)}).")
+  return networks[network].get_layer(layer)
 
 
 def _prefixed(metrics: Dict[str, float], prefix: str) -> Dict[str, float]:
