@@ -72,9 +72,11 @@ def composed(name: str, addon_configs=None):
 from mgc_tf.methods import addons
 from mgc_tf.methods import depthnet
 from mgc_tf.methods import mgcnet
+from mgc_tf.methods import self_augmentation
 from mgc_tf.methods import sir
 
 register(mgcnet.MGCNet)
 register(sir.SIR)
 register_addon(sir.SIRAddOn)
+register_addon(self_augmentation.SelfAugmentationAddOn)
 register(depthnet.DepthNetMethod)
