@@ -72,6 +72,7 @@ def composed(name: str, addon_configs=None):
 from mgc_tf.methods import addons
 from mgc_tf.methods import depthnet
 from mgc_tf.methods import mgcnet
+from mgc_tf.methods import robust
 from mgc_tf.methods import self_augmentation
 from mgc_tf.methods import sir
 
@@ -80,3 +81,4 @@ register(sir.SIR)
 register_addon(sir.SIRAddOn)
 register_addon(self_augmentation.SelfAugmentationAddOn)
 register(depthnet.DepthNetMethod)
+register(robust.Robust)
