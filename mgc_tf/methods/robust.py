@@ -43,6 +43,7 @@ from typing import Any, Dict, Mapping
 
 import tensorflow as tf
 
+from mgc_tf.evaluation import render_quality
 from mgc_tf.facemodel import graph
 from mgc_tf.facemodel import shading
 from mgc_tf.losses import attribute as attribute_lib
@@ -213,6 +214,45 @@ class Robust(base.Method):
       return coarse
     return tf.clip_by_value(tf.add_n(outputs) / float(len(outputs)), 0.0, 1.0)
 
+  def render_albedo(self, face, albedo: tf.Tensor,
+                    images: tf.Tensor) -> renderer.RenderOutput:
+    """Renders a decoded face with another albedo [M, V, 3] (shaded with
+    its SH lighting) over images [M, S, S, 3]."""
+    s = images.shape[1]
+    colors = shading.sh_shade(albedo, face.normals, face.lighting)
+    return renderer.render_mesh(face.vertices, colors, self.decoder.triangles,
+                                face.intrinsics, (s, s), background=images)
+
+  def texture_quality(self, networks: Mapping[str, Any],
+                      images: tf.Tensor) -> Dict[str, Any]:
+    """Render PSNR / SSIM of the refined texture against the coarse one.
+
+    Args:
+      networks: the trained networks.
+      images: [M, S, S, 3] crops in [0, 1].
+
+    Returns:
+      {"psnr_coarse", "psnr_refined" (dB), "ssim_coarse", "ssim_refined"}:
+      [M] float64 NumPy arrays, each on the face mask of its render
+      (`mgc_tf.evaluation.render_quality`); the shape, pose and lighting are
+      the same for both, only the albedo differs.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    coefficients = tf.cast(networks[base.RECONSTRUCTOR](images,
+                                                        training=False),
+                           tf.float32)
+    face = self.decoder.decode(coefficients, image_size=images.shape[1])
+    out = {}
+    for name, albedo in (("coarse", face.albedo),
+                         ("refined", self.fine_albedo(
+                             networks, face.albedo, images, False))):
+      render = self.render_albedo(face, albedo, images)
+      out[f"psnr_{name}"] = render_quality.masked_psnr(
+          render.image.numpy(), images.numpy(), render.mask.numpy())
+      out[f"ssim_{name}"] = render_quality.masked_ssim(
+          render.image.numpy(), images.numpy(), render.mask.numpy())
+    return out
+
   def objective(self, networks, batch, stage, training=True):
     images = tf.convert_to_tensor(batch["images"], tf.float32)
     b, n, s = images.shape[0], images.shape[1], images.shape[2]
@@ -222,10 +262,7 @@ class Robust(base.Method):
                            tf.float32)
     face = self.decoder.decode(coefficients, image_size=s)
     albedo = self.fine_albedo(networks, face.albedo, flat, training)
-    colors = shading.sh_shade(albedo, face.normals, face.lighting)
-    render = renderer.render_mesh(face.vertices, colors,
-                                  self.decoder.triangles, face.intrinsics,
-                                  (s, s), background=flat)
+    render = self.render_albedo(face, albedo, flat)
     mask_weights = None
     if self.face_mask == FaceMask.SKIN:
       mask_weights = tf.reshape(tf.cast(batch["skin"], tf.float32),
@@ -235,27 +272,21 @@ class Robust(base.Method):
                                 [b * n, s, s, 1])
 
     def per_sample(per_view):  # [B*N] -> [B], mean over views
-      return tf.reduce_mean(tf.reshape(tf.cast(per_view, tf.float32),
-                                       [b, n]), axis=1)
+      return base.view_mean(per_view, b, n)
 
-    to_reference = float(self.decoder.image_size) / float(s)
     per = {
         "photo": per_sample(photometric.render_loss(
             flat, render.image, render.mask, mask_weights)),
         "identity": per_sample(self.identity(flat, render.image)),
         "attribute": per_sample(self.attribute(flat, render.image)),
-        "landmark": per_sample(landmark_lib.landmark_loss(
-            face.landmarks_2d,
-            tf.reshape(tf.cast(batch["landmarks"], tf.float32),
-                       [b * n, -1, 2]),
-            weights=self.landmark_weights)) * to_reference**2,
+        "landmark": per_sample(base.reference_landmark_loss(
+            self.decoder, face.landmarks_2d, batch["landmarks"],
+            self.landmark_weights, s)),
         "regularization": per_sample(regularization.regularization_loss(
             coefficients, self.decoder.layout,
             expression_kind=self.decoder.expression_kind)),
     }
-    denominator = float(self.setup.global_batch_size)
-    terms = {name: tf.reduce_sum(value) / denominator
-             for name, value in per.items()}
+    terms = base.batch_terms(per, self.setup.global_batch_size)
     return base.Objective(
         total=base.weighted_total(terms, self.weights(), stage), terms=terms,
         details={"render": render, "fine_albedo": albedo,
@@ -267,9 +298,7 @@ class Robust(base.Method):
     b, n, s = images.shape[0], images.shape[1], images.shape[2]
 
     def side_by_side(views):  # [B*N, S, S, C] -> [B, S, N*S, C]
-      views = tf.reshape(views, [b, n, s, s, views.shape[-1]])
-      views = tf.transpose(views, [0, 2, 1, 3, 4])
-      return tf.reshape(views, [b, s, n * s, views.shape[-1]])
+      return base.side_by_side(views, b, n)
 
     return {
         "inputs": side_by_side(tf.reshape(images, [b * n, s, s, 3])),
