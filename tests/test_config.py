@@ -87,5 +87,5 @@ def test_a_shared_flag_must_agree_on_its_default():
 def test_mgcnet_is_the_registered_default_method():
   assert config_lib.TrainConfig.method == "mgcnet"
   assert methods.get("mgcnet") is mgcnet.MGCNet
-  with pytest.raises(ValueError, match="known: depthnet, mgcnet, sir"):
-    methods.get("pgn")
+  with pytest.raises(ValueError, match="known: depthnet, mgcnet, "):
+    methods.get("no_such_method")
