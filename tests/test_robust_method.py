@@ -112,6 +112,12 @@ def test_objective_terms_and_face_mask(built, decoder, feature_net):
   assert float(out.terms["identity"]) > 0 and float(out.terms["attribute"]) > 0
   expected = sum(float(out.terms[n]) * w for n, w in method.weights().items())
   assert float(out.total) == pytest.approx(expected, rel=1e-5)
+  panels = method.summary_images(out, batch)
+  assert {name: tuple(p.shape) for name, p in panels.items()} == {
+      "inputs": (2, SIZE, 3 * SIZE, 3), "render_overlay": (2, SIZE, 3 * SIZE,
+                                                          3)}
+  np.testing.assert_allclose(panels["inputs"][0, :, SIZE:2 * SIZE].numpy(),
+                             batch["images"][0, 1].numpy())
   # eq. 6 with M = rendered mask x skin: the per-view loss, by hand.
   render = out.details["render"]
   flat = tf.reshape(batch["images"], [6, SIZE, SIZE, 3])
