@@ -23,6 +23,7 @@ if __name__ == "__main__":
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
 _quiet.quiet_start()  # before anything imports TensorFlow
 
+import dataclasses
 import sys
 
 from absl import app
@@ -56,6 +57,14 @@ _STEPS = flags.DEFINE_integer("steps", 100, "Optimiser iterations.",
                               lower_bound=0)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 0.02,
                                     "Adam's learning rate.")
+_REGULARIZATION = flags.DEFINE_float(
+    "regularization_weight", 1e-4,
+    "Weight of the coefficient prior when fitting from the mean face (the "
+    "paper's training weight).")
+_PREDICTION_REGULARIZATION = flags.DEFINE_float(
+    "prediction_regularization_weight", 1e-2,
+    "Weight of the coefficient prior when fitting from a model's prediction "
+    "(--model_dir / --saved_model; docs/fitting.md says why it differs).")
 _IDENTITY_NETWORK = flags.DEFINE_string(
     "identity_network", "dlib", "Face-embedding network of the identity "
     "term and of the same-person check: dlib, none, or a model's path.")
@@ -110,7 +119,10 @@ def main(argv):
     config = fitting.FitConfig(
         steps=_STEPS.value, learning_rate=_LEARNING_RATE.value,
         pose_smoothness=_POSE_SMOOTHNESS.value,
-        expression_smoothness=_EXPRESSION_SMOOTHNESS.value)
+        expression_smoothness=_EXPRESSION_SMOOTHNESS.value,
+        weights=dataclasses.replace(fitting.FitConfig().weights,
+                                    regularization=_REGULARIZATION.value),
+        prediction_regularization=_PREDICTION_REGULARIZATION.value)
     predictor = None
     if _MODEL_DIR.value or _SAVED_MODEL.value:
       predictor = reconstructor_lib.Reconstructor.from_args(

@@ -18,6 +18,7 @@ Reads the run read-only. Writes results/fitting/fitting_<part>.json and
 the figures. Numbers are as measured (CPU, small budgets).
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -51,6 +52,16 @@ _PARTS = flags.DEFINE_list("parts", ["synthetic", "real"], "Which parts.")
 _SKIN = flags.DEFINE_boolean(
     "skin", True, "Weight the render term by the images' skin probability "
     "(the set's stored map; as training does).")
+_SPLIT = flags.DEFINE_string(
+    "split", "test", "Split of the synthetic part (choose settings on "
+    "'train', report on 'test').")
+_MODES = flags.DEFINE_list("modes", ["alone", "joint"],
+                           "Synthetic fits: each view alone, 3 jointly.")
+_REGULARIZATION = flags.DEFINE_float(
+    "regularization_weight", None,
+    "Weight of the coefficient prior in every fit, from a prediction or the "
+    "mean (default: FitConfig's: 1e-2 from a prediction, the paper's 1e-4 "
+    "from the mean face).")
 _STARTS = flags.DEFINE_list("starts", ["prediction"],
                             "Synthetic fits start from: prediction, mean.")
 
@@ -69,11 +80,11 @@ def vertex_errors(decoder, coefficients, truth):
 def synthetic(predictor, fitter, log):
   """Per-image vertex errors of prediction and fits (module docstring)."""
   builder = pipeline.load_builder(pipeline.SourceSpec(_DATASET.value))
-  dataset = builder.as_dataset(split="test", shuffle_files=False)
+  dataset = builder.as_dataset(split=_SPLIT.value, shuffle_files=False)
   errors = {"prediction": []}
   for start in _STARTS.value:
-    errors[f"fit_alone_from_{start}"] = []
-    errors[f"fit_joint_from_{start}"] = []
+    for name in _MODES.value:
+      errors[f"fit_{name}_from_{start}"] = []
   decoder = predictor.decoder
   seconds = []
   for index, example in enumerate(tfds_numpy(dataset.take(_EXAMPLES.value))):
@@ -91,6 +102,8 @@ def synthetic(predictor, fitter, log):
       start = starts[start_name]
       for mode, name in ((fitting.FitMode.PHOTOS, "alone"),
                          (fitting.FitMode.SET, "joint")):
+        if name not in _MODES.value:
+          continue
         began = time.perf_counter()
         result = fitter.fit(images, landmarks, mode=mode, initial=start,
                             skin=skin)
@@ -100,19 +113,21 @@ def synthetic(predictor, fitter, log):
     log(f"example {index}: " + ", ".join(
         f"{k} {np.mean(v[-3:]):.2f}" for k, v in errors.items()))
   means = {name: float(np.mean(v)) for name, v in errors.items()}
-  report = {"dataset": builder.info.full_name, "examples": _EXAMPLES.value,
+  report = {"dataset": builder.info.full_name, "split": _SPLIT.value,
+            "examples": _EXAMPLES.value,
             "images": len(errors["prediction"]),
             "vertex_error_mm": means,
             "vertex_error_mm_per_image": errors,
             "seconds_per_fit_mean": float(np.mean(seconds))}
   for start in _STARTS.value:
     if start == "prediction":
-      report["fit_alone_vs_prediction_percent"] = 100.0 * (
-          means["fit_alone_from_prediction"] / means["prediction"] - 1)
-      report["fit_joint_vs_prediction_percent"] = 100.0 * (
-          means["fit_joint_from_prediction"] / means["prediction"] - 1)
-    report[f"joint_vs_alone_from_{start}_percent"] = 100.0 * (
-        means[f"fit_joint_from_{start}"] / means[f"fit_alone_from_{start}"] - 1)
+      for name in _MODES.value:
+        report[f"fit_{name}_vs_prediction_percent"] = 100.0 * (
+            means[f"fit_{name}_from_prediction"] / means["prediction"] - 1)
+    if len(_MODES.value) == 2:
+      report[f"joint_vs_alone_from_{start}_percent"] = 100.0 * (
+          means[f"fit_joint_from_{start}"] /
+          means[f"fit_alone_from_{start}"] - 1)
   return report
 
 
@@ -141,7 +156,9 @@ def real(predictor, fitter, output_dir, log):
     crop = finder.find(rgb, all_faces=False)[0]
     crops[name] = crop
     image = crop.image[None].astype(np.float32) / 255.0
-    result = fitter.fit(image, crop.landmarks[None])
+    result = fitter.fit(image, crop.landmarks[None],
+                        skin=(fit_files.crop_skin([crop]) if _SKIN.value
+                              else None))
     fitted[name] = result
     predicted[name] = predictor.coefficients(
         reconstructor_lib.model_inputs(crop.image[None],
@@ -209,9 +226,21 @@ def main(argv):
   identity_loss = identity_lib.IdentityLoss.from_spec(_IDENTITY.value)
   report = {"model": predictor.description,
             "identity": identity_loss.describe()}
+  weights = fitting.FitConfig().weights
+  prediction_regularization = fitting.FitConfig().prediction_regularization
+  if _REGULARIZATION.value is not None:
+    weights = dataclasses.replace(weights,
+                                  regularization=_REGULARIZATION.value)
+    prediction_regularization = _REGULARIZATION.value
+  report["regularization_weight"] = {
+      "from_mean": weights.regularization,
+      "from_prediction": prediction_regularization}
   if "synthetic" in _PARTS.value:
     fitter = fitting.Fitter(predictor.decoder,
-                            fitting.FitConfig(steps=_STEPS.value),
+                            fitting.FitConfig(
+                                steps=_STEPS.value, weights=weights,
+                                prediction_regularization=(
+                                    prediction_regularization)),
                             identity_loss)
     report["synthetic"] = synthetic(predictor, fitter, log)
     report["synthetic"]["steps"] = _STEPS.value
@@ -222,13 +251,17 @@ def main(argv):
                "aligned vertex error (mm)")
   if "real" in _PARTS.value:
     fitter = fitting.Fitter(predictor.decoder,
-                            fitting.FitConfig(steps=_REAL_STEPS.value),
+                            fitting.FitConfig(
+                                steps=_REAL_STEPS.value, weights=weights,
+                                prediction_regularization=(
+                                    prediction_regularization)),
                             identity_loss)
     report["real"] = real(predictor, fitter, _OUTPUT.value, log)
   for part in _PARTS.value:
     # One file per part, so that the parts can run at the same time.
     with open(os.path.join(_OUTPUT.value, f"fitting_{part}.json"), "w") as f:
       json.dump({"model": report["model"], "identity": report["identity"],
+                 "regularization_weight": report["regularization_weight"],
                  part: report[part]}, f, indent=1)
   log(json.dumps({k: v for k, v in report.items()
                   if k != "synthetic"}, indent=1))

@@ -92,6 +92,21 @@ def test_fitting_a_render_from_the_mean_recovers_pose_and_lowers_the_loss(
   assert after < 1.0  # pixels of the 64 px crop
 
 
+def test_the_prior_is_stronger_from_a_prediction_than_from_the_mean(decoder):
+  config = fitting.FitConfig()
+  assert config.regularization(from_prediction=False) == 1e-4  # the paper's
+  assert config.regularization(from_prediction=True) == 1e-2
+  assert fitting.FitConfig(prediction_regularization=None).regularization(
+      True) == 1e-4
+  with pytest.raises(ValueError, match="prediction_regularization"):
+    fitting.FitConfig(prediction_regularization=-1.0)
+  fitter = fitting.Fitter(decoder, config)
+  images = tf.zeros([1, 64, 64, 3])
+  for from_prediction, expected in ((False, 1e-4), (True, 1e-2)):
+    loss = fitter._loss(images, None, from_prediction)  # pylint: disable=protected-access
+    assert loss.weights.regularization == expected
+
+
 def test_set_shares_identity_and_albedo_and_photos_do_not(decoder):
   truth = _coefficients(decoder, 2, yaws=[-0.3, 0.3])
   images, landmarks = _render(decoder, truth)
