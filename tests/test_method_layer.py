@@ -190,3 +190,28 @@ def test_a_method_that_needs_missing_features_is_refused(data_dir, tmp_path):
                                 NeedsDepth)
   with pytest.raises(ValueError, match=r"needs the batch features \['depth_gt'\]"):
     trainer.train()
+
+
+def test_every_package_builder_is_found_without_importing_the_methods():
+  import glob  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  package = os.path.dirname(os.path.dirname(registry.__file__))
+  registering = set()
+  for path in glob.glob(os.path.join(package, "**", "*.py"), recursive=True):
+    with open(path, encoding="utf-8") as f:
+      if re.search(r"^@registry\.register\(", f.read(), re.MULTILINE):
+        relative = os.path.relpath(path, os.path.dirname(package))
+        registering.add(relative[:-3].replace(os.sep, "."))
+  assert registering == set(registry.PACKAGE_BUILDER_MODULES)
+  # What evaluate/infer/export do: rebuild a run's networks by name in a
+  # process that never imported mgc_tf.methods.
+  script = ("import sys; from mgc_tf.models import registry; "
+            "net = registry.build(registry.NetworkSpec('depth_unet', "
+            "{'image_size': 32, 'filters': 4, 'levels': 2})); "
+            "assert 'mgc_tf.methods' not in sys.modules; print(net.name)")
+  result = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, check=False,
+                          cwd=os.path.dirname(package))
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -10,14 +10,28 @@ called with. The trainer writes the specs into `model.json`; the
 
     model = registry.build(NetworkSpec("my_head", {"image_size": 64,
                                                    "units": 8}))
+
+The package's own builders live in the modules of `PACKAGE_BUILDER_MODULES`;
+`build` imports them the first time a name is missing, so that a command
+which rebuilds a run (evaluate, infer, export) finds every method's networks
+without importing the methods.
 """
 
 import dataclasses
+import importlib
 from typing import Any, Callable, Dict
 
 import keras
 
 _BUILDERS: Dict[str, Callable[..., keras.Model]] = {}
+#: Every module of mgc_tf that registers builders (a test checks the list).
+PACKAGE_BUILDER_MODULES = (
+    "mgc_tf.models.reconstructor",
+    "mgc_tf.models.unet",
+    "mgc_tf.models.sir_heads",
+    "mgc_tf.models.pgn",
+    "mgc_tf.models.gcn",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,6 +76,10 @@ def names():
 def build(spec: NetworkSpec, **overrides) -> keras.Model:
   """Builds the network a spec describes (overrides replace kwargs)."""
   builder = _BUILDERS.get(spec.builder)
+  if builder is None:
+    for module in PACKAGE_BUILDER_MODULES:
+      importlib.import_module(module)
+    builder = _BUILDERS.get(spec.builder)
   if builder is None:
     raise KeyError(f"No network builder named {spec.builder!r} is registered "
                    f"(known: {', '.join(names())}). Import the module that "
