@@ -1,5 +1,6 @@
 """mgc_tf.Reconstructor: the Python front door over a run or an export."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import mgc_tf
 from mgc_tf.facemodel import loaders
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.models import description as description_lib
+from mgc_tf.models import registry
 from mgc_tf.facemodel import decoder as face_decoder
 
 
@@ -118,6 +120,13 @@ def test_model_description_round_trips_and_rejects_other_formats():
       outputs={"depth": {"network": "d", "description": "[N,S,S,1] mm"}})
   again = description_lib.ModelDescription.from_json(described.to_json())
   assert again == described
+  # "inference" is written only when a method sets it, so the model.json of
+  # every other method (and its resume check) is unchanged.
+  assert "inference" not in json.loads(described.to_json())
+  solved = dataclasses.replace(described, inference=registry.NetworkSpec(
+      "pgn_solved_pose", {"focal_length": 1.5}))
+  assert description_lib.ModelDescription.from_json(
+      solved.to_json()) == solved
   text = json.loads(described.to_json())
   text["format"] = 99
   with pytest.raises(description_lib.ModelDescriptionError, match="format"):

@@ -53,6 +53,7 @@ def make_evaluate_fn(dataset: str, split: str, data_dir, max_batches: int
           trainer.networks, trainer.decoder, trainer.config.image_size,
           outputs={name: spec.network
                    for name, spec in trainer.method.outputs().items()},
+          inference=trainer.method.inference_spec(),
           description="the model being trained")
     builder = state["builder"]
     max_examples = 0

@@ -81,7 +81,8 @@ class FaceDecoder:
     v = face_model.num_vertices
     # Bases as [K, 3V] so a batch decodes with one matmul.
     def flat_basis(basis):
-      return tf.constant(np.transpose(basis, [2, 0, 1]).reshape([-1, 3 * v]))
+      return tf.constant(np.transpose(basis, [2, 0, 1]).reshape(
+          [basis.shape[2], 3 * basis.shape[0]]))
     self.mean_shape = tf.constant(face_model.mean_shape.reshape([1, 3 * v]))
     self.id_basis = flat_basis(face_model.id_basis)
     self.exp_basis = flat_basis(face_model.exp_basis)
@@ -90,6 +91,13 @@ class FaceDecoder:
     self.triangles = tf.constant(face_model.triangles)
     self.vertex_triangles = tf.constant(face_model.vertex_triangles)
     self.landmark_indices = tf.constant(face_model.landmark_indices)
+    # The landmark rows alone, so a landmark-only decode (a pose solve at
+    # inference) neither computes nor captures the whole mesh's bases.
+    rows = np.asarray(face_model.landmark_indices)
+    self._landmark_mean = tf.constant(
+        face_model.mean_shape[rows].reshape([1, -1]))
+    self._landmark_id_basis = flat_basis(face_model.id_basis[rows])
+    self._landmark_exp_basis = flat_basis(face_model.exp_basis[rows])
     self.skin_mask = tf.constant(face_model.skin_mask)
     self.default_pose = tf.constant(face_model.default_pose)
     self.focal_length = float(face_model.focal_length)
@@ -127,6 +135,15 @@ class FaceDecoder:
     flat = (self.mean_shape + tf.matmul(id_coeffs, self.id_basis) +
             tf.matmul(self.expression_weights(exp_coeffs), self.exp_basis))
     return tf.reshape(flat, [-1, self.num_vertices, 3])
+
+  def landmark_shape(self, id_coeffs: tf.Tensor, exp_coeffs: tf.Tensor
+                     ) -> tf.Tensor:
+    """[B, K_id], [B, K_exp] -> [B, L, 3] the landmark vertices of `shape`
+    (model space, mm), from the landmark rows of the bases only."""
+    flat = (self._landmark_mean + tf.matmul(id_coeffs, self._landmark_id_basis)
+            + tf.matmul(self.expression_weights(exp_coeffs),
+                        self._landmark_exp_basis))
+    return tf.reshape(flat, [-1, self._landmark_mean.shape[1] // 3, 3])
 
   def albedo(self, albedo_coeffs: tf.Tensor) -> tf.Tensor:
     """[B, K_alb] -> [B, V, 3] albedo clipped to [0, 1]."""

@@ -93,20 +93,29 @@ class Reconstructor:
   @classmethod
   def from_networks(cls, networks: Dict[str, object], decoder,
                     image_size: int, outputs: Optional[Dict[str, str]] = None,
-                    description: str = "model in memory", **kwargs
-                    ) -> "Reconstructor":
+                    description: str = "model in memory",
+                    inference: Optional[registry.NetworkSpec] = None,
+                    **kwargs) -> "Reconstructor":
     """Keras networks in memory (e.g. the trainer's), run in float32.
 
     Args:
       networks: name -> keras.Model taking [N, S, S, 3]; "reconstructor"
-        gives the coefficients.
+        gives the coefficients unless `inference` says otherwise.
       decoder: its `FaceDecoder`.
       image_size: S.
       outputs: extra output name -> the network that gives it.
       description: one line for logs.
+      inference: the method's `inference_spec()` (model.json's
+        "inference"): a builder of images -> coefficients over `networks`
+        and `decoder`; None: the reconstructor.
     """
     outputs = dict(outputs or {})
     model = networks[RECONSTRUCTOR]
+    if inference is not None:
+      try:
+        model = registry.build(inference, networks=networks, decoder=decoder)
+      except KeyError as error:
+        raise TrainedModelError(error.args[0]) from error
     size = int(image_size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3],
@@ -165,6 +174,9 @@ class Reconstructor:
                for name, spec in description.outputs.items()}
     needed = [RECONSTRUCTOR] + [n for n in dict.fromkeys(outputs.values())
                                 if n != RECONSTRUCTOR]
+    if description.inference is not None:
+      # Its builder may read any of the networks.
+      needed += [n for n in description.networks if n not in needed]
     networks = {}
     for name in needed:
       spec = description.networks[name]
@@ -191,7 +203,7 @@ class Reconstructor:
         networks, decoder, description.image_size, outputs=outputs,
         description=(f"checkpoint {checkpoint} (step {int(step.numpy())})"),
         step=int(step.numpy()), checkpoint_path=checkpoint,
-        model_description=description)
+        model_description=description, inference=description.inference)
 
   @classmethod
   def from_saved_model(cls, path: str, face_model: Optional[str] = None
@@ -373,11 +385,13 @@ def _load_face_model(path: Optional[str],
 def save_run(model_dir: str, networks: Dict[str, object],
              specs: Dict[str, registry.NetworkSpec], face_model,
              image_size: int, step: int = 0, method: str = "mgcnet",
-             face_model_path: Optional[str] = None) -> str:
+             face_model_path: Optional[str] = None,
+             inference: Optional[registry.NetworkSpec] = None) -> str:
   """Writes a run directory `from_run` reads: model.json + ckpt-<step>.
 
   For networks trained outside the trainer (a test, a conversion script);
-  the trainer writes its own. Returns the checkpoint path.
+  the trainer writes its own. `inference` is the method's
+  `inference_spec()`. Returns the checkpoint path.
   """
   import mgc_tf  # pylint: disable=g-import-not-at-top
   decoder = face_decoder.FaceDecoder(face_model)
@@ -386,7 +400,8 @@ def save_run(model_dir: str, networks: Dict[str, object],
       face_model_path=face_model_path, face_model_name=face_model.name,
       face_model_fingerprint=face_model.fingerprint(),
       coefficients=description_lib.layout_sizes(decoder.layout),
-      networks=dict(specs), mgc_tf_version=mgc_tf.__version__))
+      networks=dict(specs), mgc_tf_version=mgc_tf.__version__,
+      inference=inference))
   step_variable = tf.Variable(step, dtype=tf.int64, name="step")
   tracked = {"network_" + name: net for name, net in networks.items()
              if name != RECONSTRUCTOR}

@@ -18,7 +18,7 @@ networks, extra features and descriptions. The trainer sees one method.
 """
 
 import abc
-from typing import Any, ClassVar, Dict, Mapping, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 
@@ -124,6 +124,9 @@ class WithAddOns(base.Method):
 
   def outputs(self) -> Dict[str, base.OutputSpec]:
     return self.method.outputs()
+
+  def inference_spec(self) -> Optional[registry.NetworkSpec]:
+    return self.method.inference_spec()
 
   def describe(self) -> str:
     parts = [self.method.describe()] + [a.describe() for a in self.addons]

@@ -176,6 +176,14 @@ class Method(abc.ABC):
     """Extra inference outputs beside the coefficients (e.g. a depth map)."""
     return {}
 
+  def inference_spec(self) -> Optional[registry.NetworkSpec]:
+    """How inference computes the [B, K] coefficients from the trained
+    networks: a builder (`registry.register`) that also takes `networks=`
+    (name -> built network) and `decoder=` and returns images [B, S, S, 3]
+    -> coefficients [B, K]. None (the default): the reconstructor's output.
+    Written to model.json; export, evaluation and inference all use it."""
+    return None
+
   @abc.abstractmethod
   def objective(self, networks: Mapping[str, Any], batch: Mapping[str, Any],
                 stage: Stage, training: bool = True) -> Objective:

@@ -23,13 +23,13 @@ images); no term here touches them, so the head's albedo and lighting stay
 at their initial ~0 (mean albedo under the ambient light) and inference
 shows the geometry with the mean albedo.
 
-Inference: the exported network is the reconstructor alone (every product
-entry point reads [B, K] coefficients from it). Its head's pose slot is
-trained to follow the landmark-solved pose (term `pose_head`, an L1 on
-(rz, ry, rx) in radians and t in the head's 100 mm units, with the solved
-pose held fixed), so an exported model gives full coefficients whose pose
-is the head's approximation of the PGN's solved pose, not the solve itself
-(docs/pgn.md says what that costs).
+Inference: as in training, the pose is solved from the PGN's landmarks:
+`inference_spec()` names `mgc_tf.models.pgn.build_solved_pose_reconstructor`
+(written to model.json), which export, evaluation and inference build over
+the restored networks. The head's own pose slot is still trained to follow
+the solve (term `pose_head`, an L1 on (rz, ry, rx) in radians and t in the
+head's 100 mm units, with the solved pose held fixed); it is unused at
+inference (docs/pgn.md).
 
 Terms (per sample, summed over the batch and divided by the global batch):
   pgn_landmarks   the PGN's supervision: L1 of X_UV to the labels, x and y
@@ -205,13 +205,21 @@ class PGNMethod(base.Method):
                           frozen=frozen))
     return tuple(out)
 
+  def inference_spec(self) -> registry.NetworkSpec:
+    """Inference solves the pose from the PGN's landmarks, as training
+    does (`mgc_tf.models.pgn.build_solved_pose_reconstructor`)."""
+    return registry.NetworkSpec("pgn_solved_pose", {
+        "backbone_layer": self.backbone_name,
+        "head_layers": [HEAD_LAYER, reconstructor_lib.HEAD_NAME],
+        "focal_length": float(self.focal),
+        "principal_point": self.setup.image_size / 2.0})
+
   def describe(self) -> str:
     flow = (self.flow.describe() if hasattr(self.flow, "describe") else
             f"flow network {self.config.pgn_flow_network}")
     return (f"pgn: shared encoder = the reconstructor's backbone, PGN UV "
-            f"decoder; pose solved from landmarks (eq. 4); flow: {flow}; "
-            "the exported reconstructor's pose is its head's, trained to "
-            "follow the solved pose.")
+            f"decoder; pose solved from landmarks (eq. 4), in training "
+            f"and at inference; flow: {flow}.")
 
   # --- objective ----------------------------------------------------------
 
@@ -257,18 +265,10 @@ class PGNMethod(base.Method):
         pooled = tf.reduce_mean(tf.reshape(features, [b, n, -1]), axis=1)
         fused = layout.split(head(pooled))["identity"]  # [B, K_id]
         groups["identity"] = tf.repeat(fused, n, axis=0)
-      shape = self.decoder.shape(groups["identity"], groups["expression"])
-      model_landmarks = tf.gather(shape, self.decoder.landmark_indices,
-                                  axis=1)
-      affine = landmark_pose.affine_from_landmarks(model_landmarks,
-                                                   landmarks_uv)
-      solved = landmark_pose.pose_from_landmarks(
-          model_landmarks, landmarks_uv, self.focal, s / 2.0)
-      # Offsets from the default pose, angles wrapped into (-pi, pi] (the
-      # default rx is pi, the solve may return -pi).
-      offset = solved - self.decoder.default_pose
-      pose = tf.concat([tf.atan2(tf.sin(offset[:, :3]),
-                                 tf.cos(offset[:, :3])), offset[:, 3:]], -1)
+      solve = pgn_models.solve_pose(groups, landmarks_uv, self.decoder,
+                                    self.focal, s / 2.0)
+      affine, model_landmarks, pose = (solve.affine, solve.model_landmarks,
+                                       solve.pose)
       fitted = tf.einsum("bij,blj->bli", affine[..., :3], model_landmarks) + (
           affine[:, None, :, 3])
       terms_per_sample["landmarks"] = self.to_reference * per_view(
@@ -282,7 +282,7 @@ class PGNMethod(base.Method):
       unit[3:] = reconstructor_lib.TRANSLATION_UNIT_MM
       terms_per_sample["pose_head"] = per_view(tf.reduce_sum(
           tf.abs(groups["pose"] - tf.stop_gradient(pose)) / unit, axis=-1))
-      coefficients = layout.join({**groups, "pose": pose})
+      coefficients = solve.coefficients
       if any(stage.term_on(t) for t in MULTI_VIEW_TERMS):
         terms_per_sample.update(self._multi_view_terms(
             batch, images, coefficients, features, encoder, b, n, s,

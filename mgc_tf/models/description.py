@@ -10,7 +10,11 @@ networks, load the face model and restore the weights:
      "networks": {"reconstructor": {"builder": "reconstructor",
                                     "kwargs": {...}}},
      "outputs": {"depth": {"network": "depth", "description": "..."}},
+     "inference": {"builder": "pgn_solved_pose", "kwargs": {...}},
      "mgc_tf_version": "0.1.0"}
+
+("inference" only for a method whose coefficients at inference are not the
+reconstructor's output: `Method.inference_spec`.)
 """
 
 import dataclasses
@@ -43,6 +47,10 @@ class ModelDescription:
       "reconstructor" is always there.
     outputs: extra inference outputs, name -> {"network", "description"}.
     mgc_tf_version: the version that wrote it.
+    inference: how inference computes the coefficients from the networks
+      (`Method.inference_spec`, e.g. the PGN's pose solve); None: the
+      reconstructor's output. Written only when set, so the model.json of
+      every other method is unchanged.
   """
   method: str
   image_size: int
@@ -53,14 +61,17 @@ class ModelDescription:
   networks: Dict[str, registry.NetworkSpec]
   outputs: Dict[str, Dict[str, str]] = dataclasses.field(default_factory=dict)
   mgc_tf_version: str = ""
+  inference: Optional[registry.NetworkSpec] = None
 
   @property
   def backbone(self) -> str:
     return self.networks["reconstructor"].kwargs.get("backbone", "")
 
   def to_json(self) -> str:
+    extra = ({} if self.inference is None else
+             {"inference": self.inference.to_dict()})
     return json.dumps({
-        "format": FORMAT, "method": self.method,
+        **extra, "format": FORMAT, "method": self.method,
         "image_size": self.image_size,
         "face_model": {"path": self.face_model_path,
                        "name": self.face_model_name,
@@ -88,7 +99,9 @@ class ModelDescription:
           networks={k: registry.NetworkSpec.from_dict(v)
                     for k, v in values["networks"].items()},
           outputs=values.get("outputs", {}),
-          mgc_tf_version=values.get("mgc_tf_version", ""))
+          mgc_tf_version=values.get("mgc_tf_version", ""),
+          inference=(registry.NetworkSpec.from_dict(values["inference"])
+                     if values.get("inference") else None))
     except (KeyError, TypeError, ValueError, json.JSONDecodeError) as error:
       if isinstance(error, ModelDescriptionError):
         raise

@@ -18,11 +18,13 @@ untrained decoder predicts the mean face's landmarks and the closed-form
 pose is well defined from the first step.
 """
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import keras
 import numpy as np
+import tensorflow as tf
 
+from mgc_tf.geometry import landmark_pose
 from mgc_tf.models import registry
 
 INPUT_NAME = "features"
@@ -122,3 +124,108 @@ def build_uv_decoder(feature_dim: int, image_size: int,
                               template.tolist(), float(image_size),
                               dtype="float32", name=OUTPUT_NAME)(position_map)
   return keras.Model(features, landmarks, name="pgn")
+
+
+# ------------------------------------------------ the pose solve at inference
+
+class LandmarkSolve(NamedTuple):
+  """What `solve_pose` gives.
+
+  Attributes:
+    coefficients: [B, K] the head's coefficients with the pose slot replaced
+      by the solved pose's offset from the face model's default pose.
+    pose: [B, 6] that offset: (rz, ry, rx) radians wrapped into (-pi, pi],
+      (tx, ty, tz) mm.
+    affine: [B, 3, 4] T of eq. 4 (model landmarks, mm -> X_UV, pixels).
+    model_landmarks: [B, L, 3] the landmark vertices of the coefficients'
+      identity and expression, model space, mm.
+  """
+  coefficients: tf.Tensor
+  pose: tf.Tensor
+  affine: tf.Tensor
+  model_landmarks: tf.Tensor
+
+
+def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
+               principal_point: float) -> LandmarkSolve:
+  """The PGN's pose: eq. 4 between the model's landmarks and X_UV, in closed
+  form (`mgc_tf.geometry.landmark_pose`).
+
+  Args:
+    groups: the layout's groups of [B, K] coefficients (`layout.split`);
+      their pose is replaced.
+    landmarks_uv: [B, L, 3] X_UV, crop pixels.
+    decoder: the face model's `FaceDecoder`.
+    focal_length: F of the crop's camera, pixels.
+    principal_point: c, pixels (the crop's centre).
+  """
+  model_landmarks = decoder.landmark_shape(groups["identity"],
+                                           groups["expression"])
+  landmarks_uv = tf.cast(landmarks_uv, tf.float32)
+  affine = landmark_pose.affine_from_landmarks(model_landmarks, landmarks_uv)
+  solved = landmark_pose.pose_from_landmarks(
+      model_landmarks, landmarks_uv, focal_length, principal_point)
+  # Offsets from the default pose, angles wrapped into (-pi, pi] (the
+  # default rx is pi, the solve may return -pi).
+  offset = solved - decoder.default_pose
+  pose = tf.concat([tf.atan2(tf.sin(offset[:, :3]), tf.cos(offset[:, :3])),
+                    offset[:, 3:]], -1)
+  coefficients = decoder.layout.join({**groups, "pose": pose})
+  return LandmarkSolve(coefficients, pose, affine, model_landmarks)
+
+
+class SolvedPoseCoefficients(keras.layers.Layer):
+  """[B, K] head coefficients, [B, L, 3] X_UV -> [B, K] with the solved pose
+  (`solve_pose`). Holds the face model's decoder, so it is rebuilt from
+  model.json rather than saved as a Keras layer."""
+
+  def __init__(self, decoder, focal_length: float, principal_point: float,
+               **kwargs):
+    super().__init__(**kwargs)
+    self.decoder = decoder
+    self.focal_length = float(focal_length)
+    self.principal_point = float(principal_point)
+
+  def call(self, inputs):
+    predicted, landmarks_uv = inputs
+    groups = self.decoder.layout.split(tf.cast(predicted, tf.float32))
+    return solve_pose(groups, landmarks_uv, self.decoder, self.focal_length,
+                      self.principal_point).coefficients
+
+  def compute_output_shape(self, input_shapes):
+    return input_shapes[0]
+
+
+@registry.register("pgn_solved_pose")
+def build_solved_pose_reconstructor(backbone_layer: str, head_layers:
+                                    Sequence[str], focal_length: float,
+                                    principal_point: float, *, networks,
+                                    decoder, reconstructor: str =
+                                    "reconstructor", pgn: str = "pgn"
+                                    ) -> keras.Model:
+  """images [B, S, S, 3] -> [B, K] coefficients whose pose is the PGN's solve.
+
+  The exported and evaluated model of `--method=pgn`: the reconstructor's
+  encoder gives the features, its head the identity, expression, albedo
+  and lighting, the PGN decoder X_UV, and `solve_pose` the pose. Shares
+  every weight with the two networks (nothing new to restore).
+
+  Args:
+    backbone_layer: the encoder's layer name in the reconstructor.
+    head_layers: the head's layer names, applied in order to the features.
+    focal_length, principal_point: the crop camera's F and c, pixels.
+    networks: name -> the built (restored) networks.
+    decoder: the face model's `FaceDecoder`.
+    reconstructor, pgn: the two networks' names in `networks`.
+  """
+  model = networks[reconstructor]
+  images = keras.Input(model.input_shape[1:], dtype="float32", name="image")
+  features = model.get_layer(backbone_layer)(images)
+  predicted = features
+  for name in head_layers:
+    predicted = model.get_layer(name)(predicted)
+  landmarks_uv = networks[pgn](features)
+  coefficients = SolvedPoseCoefficients(
+      decoder, focal_length, principal_point, dtype="float32",
+      name="solved_pose_coefficients")([predicted, landmarks_uv])
+  return keras.Model(images, coefficients, name="pgn_solved_pose")

@@ -515,7 +515,8 @@ class Trainer:
         outputs={name: {"network": spec.network,
                         "description": spec.description}
                  for name, spec in self.method.outputs().items()},
-        mgc_tf_version=mgc_tf.__version__)
+        mgc_tf_version=mgc_tf.__version__,
+        inference=self.method.inference_spec())
 
   def _write_config(self):
     """config.json and model.json, each written atomically."""
