@@ -252,6 +252,27 @@ def test_export_serves_depth_and_infer_writes_png_and_ply(data_dir, tmp_path):
     header = f.read().split("end_header\n")[0]
   assert f"element vertex {(arrays['depth_mm'] > 0).sum()}" in header
 
+  # What `python -m mgc_tf.infer` does on a photo: find the face, write its
+  # depth beside the mesh.
+  # pylint: disable=g-import-not-at-top
+  from skimage import data as skimage_data
+  from mgc_tf.inference import faces as faces_lib
+  from mgc_tf.inference import images as images_lib
+  photo = str(tmp_path / "astronaut.png")
+  cv2.imwrite(photo, cv2.cvtColor(skimage_data.astronaut(),
+                                  cv2.COLOR_RGB2BGR))
+  out = str(tmp_path / "infer")
+  written = images_lib.infer_images([photo], out, model,
+                                    faces_lib.make_face_finder(),
+                                    show_progress=False, log=lambda _: None)
+  assert written.faces == 1
+  depth_png = [f for f in os.listdir(out) if f.endswith("_depth.png")]
+  assert len(depth_png) == 1 and any(f.endswith("_depth.ply")
+                                     for f in os.listdir(out))
+  png = cv2.imread(os.path.join(out, depth_png[0]), cv2.IMREAD_UNCHANGED)
+  assert png.dtype == np.uint16 and png.shape == (SIZE, SIZE)
+  assert (png > 0).any()
+
   # Evaluation: DepthNet's depth error beside the 3DMM render's.
   builder = pipeline.load_builder(pipeline.parse_sources(
       TINY, data_dir=data_dir)[0], data_dir)

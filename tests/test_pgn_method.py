@@ -207,6 +207,31 @@ def test_short_run_lowers_the_active_terms_and_freezes_the_rest(decoder):
       np.testing.assert_array_equal(a, b)
 
 
+def test_similarity_fit_charges_what_the_affine_fit_absorbs(decoder):
+  """Eq. 8 with the paper's affine T is blind to an affine deformation of
+  the face (a face squeezed to a fifth of its width fits exactly); the
+  similarity fit (our default) charges it, and both are ~0 on the face's
+  own landmarks."""
+  from mgc_tf.models import pgn as pgn_models  # pylint: disable=g-import-not-at-top
+  method = _method(decoder)
+  groups = decoder.layout.split(tf.zeros([1, decoder.layout.size]))
+  template = tf.constant(method.template()[None], tf.float32)
+  squeezed = template * tf.constant([0.2, 1.0, 1.0]) + tf.constant(
+      [0.8 * SIZE / 2, 0.0, 0.0])
+
+  def residual(target, fit):
+    solve = pgn_models.solve_pose(groups, target, decoder, method.focal,
+                                  SIZE / 2.0, fit=fit)
+    return float(tf.reduce_mean(tf.abs(solve.fitted - target)))
+
+  for fit in pgn_models.LANDMARK_FITS:
+    assert residual(template, fit) < 0.3, fit  # perspective, not affine
+  assert residual(squeezed, "affine") < 0.3
+  assert residual(squeezed, "similarity") > 1.0
+  with pytest.raises(ValueError, match="pgn_landmark_fit must be one of"):
+    pgn.PGNConfig(pgn_landmark_fit="rigid").validate()
+
+
 def test_inference_solves_the_pose_as_training_does(decoder, tmp_path):
   """From a run directory and from its SavedModel, the coefficients are
   those the objective decodes (the pose solved from the PGN's landmarks),

@@ -115,16 +115,20 @@ def _reconstruct_and_write(images: List[_Image], output_dir: str, predictor,
                            result: ImagesResult, refine=None) -> None:
   """Predicts (refines), renders and writes the faces of a few images."""
   crops = [crop for image in images for crop in image.crops]
-  coefficients = reconstruct.predict_coefficients(
+  extras = reconstruct.predict_outputs(
       predictor, [crop.image for crop in crops], batch_size)
+  coefficients = extras.pop("coefficients")
   if refine is not None:
     coefficients = refine(crops, coefficients)
   decoder = predictor.decoder
   face_number = 0
   for image in images:
     count = len(image.crops)
+    rows = slice(face_number, face_number + count)
+    # The method's extra outputs (a depth map) go with their faces.
     recon = reconstruct.reconstruct(
-        decoder, coefficients[face_number:face_number + count])
+        decoder, coefficients[rows],
+        extras={name: values[rows] for name, values in extras.items()})
     face_number += count
     predicted, detected = [], []
     for k, crop in enumerate(image.crops):

@@ -98,6 +98,9 @@ class PGNConfig:
   pgn_flow_weight: float = _field(0.2, "lambda_f, eq. 10 flow consistency.")
   pgn_semantic_weight: float = _field(
       10.0, "lambda_s, eq. 11 semantic (encoder cosine) consistency.")
+  pgn_landmark_fit: str = _field(
+      "similarity", "The fit in eq. 8's |T X - X_UV|: 'similarity' (f R X "
+      "+ t; default, see docs/pgn.md) or 'affine' (the paper's T).")
   pgn_regularization_weight: float = _field(
       1.0, "lambda_r, eq. 12 L1 of identity and expression / std.")
   pgn_pose_head_weight: float = _field(
@@ -134,6 +137,10 @@ class PGNConfig:
     if self.pgn_decoder_filters < 8:
       problems.append("--pgn_decoder_filters must be >= 8, got "
                       f"{self.pgn_decoder_filters}")
+    if self.pgn_landmark_fit not in pgn_models.LANDMARK_FITS:
+      problems.append("--pgn_landmark_fit must be one of "
+                      f"{', '.join(pgn_models.LANDMARK_FITS)}, got "
+                      f"{self.pgn_landmark_fit!r}")
     if problems:
       raise ValueError("; ".join(problems))
     return self
@@ -266,13 +273,11 @@ class PGNMethod(base.Method):
         fused = layout.split(head(pooled))["identity"]  # [B, K_id]
         groups["identity"] = tf.repeat(fused, n, axis=0)
       solve = pgn_models.solve_pose(groups, landmarks_uv, self.decoder,
-                                    self.focal, s / 2.0)
-      affine, model_landmarks, pose = (solve.affine, solve.model_landmarks,
-                                       solve.pose)
-      fitted = tf.einsum("bij,blj->bli", affine[..., :3], model_landmarks) + (
-          affine[:, None, :, 3])
+                                    self.focal, s / 2.0,
+                                    fit=self.config.pgn_landmark_fit)
+      pose = solve.pose
       terms_per_sample["landmarks"] = self.to_reference * per_view(
-          tf.reduce_sum(tf.abs(fitted - landmarks_uv), axis=[1, 2]))
+          tf.reduce_sum(tf.abs(solve.fitted - landmarks_uv), axis=[1, 2]))
       terms_per_sample["regularization"] = per_view(
           regularization.regularization_loss(
               layout.join({**groups, "pose": tf.zeros_like(pose)}), layout,

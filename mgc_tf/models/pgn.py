@@ -139,15 +139,25 @@ class LandmarkSolve(NamedTuple):
     affine: [B, 3, 4] T of eq. 4 (model landmarks, mm -> X_UV, pixels).
     model_landmarks: [B, L, 3] the landmark vertices of the coefficients'
       identity and expression, model space, mm.
+    fitted: [B, L, 3] the model landmarks mapped into X_UV's frame by the
+      fit eq. 8 compares with X_UV: T X ("affine", the paper's) or
+      f R X + t ("similarity": the scaled rotation of T and the
+      translation that best goes with it).
   """
   coefficients: tf.Tensor
   pose: tf.Tensor
   affine: tf.Tensor
   model_landmarks: tf.Tensor
+  fitted: tf.Tensor
+
+
+AFFINE, SIMILARITY = "affine", "similarity"
+LANDMARK_FITS = (AFFINE, SIMILARITY)
 
 
 def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
-               principal_point: float) -> LandmarkSolve:
+               principal_point: float, fit: str = SIMILARITY
+               ) -> LandmarkSolve:
   """The PGN's pose: eq. 4 between the model's landmarks and X_UV, in closed
   form (`mgc_tf.geometry.landmark_pose`).
 
@@ -158,11 +168,23 @@ def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
     decoder: the face model's `FaceDecoder`.
     focal_length: F of the crop's camera, pixels.
     principal_point: c, pixels (the crop's centre).
+    fit: which fit `fitted` holds (`LANDMARK_FITS`); the pose is the same.
   """
+  if fit not in LANDMARK_FITS:
+    raise ValueError(f"fit must be one of {LANDMARK_FITS}; got {fit!r}.")
   model_landmarks = decoder.landmark_shape(groups["identity"],
                                            groups["expression"])
   landmarks_uv = tf.cast(landmarks_uv, tf.float32)
   affine = landmark_pose.affine_from_landmarks(model_landmarks, landmarks_uv)
+  if fit == AFFINE:
+    fitted = tf.einsum("bij,blj->bli", affine[..., :3], model_landmarks) + (
+        affine[:, None, :, 3])
+  else:
+    scale, rotation, _ = landmark_pose.similarity_from_affine(affine)
+    rotated = scale[:, None, None] * tf.einsum("bij,blj->bli", rotation,
+                                               model_landmarks)
+    fitted = rotated + tf.reduce_mean(landmarks_uv - rotated, axis=1,
+                                      keepdims=True)
   solved = landmark_pose.pose_from_landmarks(
       model_landmarks, landmarks_uv, focal_length, principal_point)
   # Offsets from the default pose, angles wrapped into (-pi, pi] (the
@@ -171,7 +193,7 @@ def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
   pose = tf.concat([tf.atan2(tf.sin(offset[:, :3]), tf.cos(offset[:, :3])),
                     offset[:, 3:]], -1)
   coefficients = decoder.layout.join({**groups, "pose": pose})
-  return LandmarkSolve(coefficients, pose, affine, model_landmarks)
+  return LandmarkSolve(coefficients, pose, affine, model_landmarks, fitted)
 
 
 class SolvedPoseCoefficients(keras.layers.Layer):
