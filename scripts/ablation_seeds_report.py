@@ -67,6 +67,13 @@ CLAIMS = (
      "yaw_error_deg", "pgn", "full"),
     ("pose from PGN landmarks helps most at large yaw (NME 60-90)",
      "nme/60-90", "pgn", "full"),
+    ("DepthNet's per-pixel depth beats the 3DMM render's (aligned depth "
+     "error, same runs)", ("depthnet_depth_error_aligned_mm",
+                           "depth_error_aligned_mm"), "depthnet", "depthnet"),
+    ("depthnet's 3DMM network g against MGCNet (vertex error)",
+     "vertex_error_mm", "depthnet", "full"),
+    ("depthnet's 3DMM network g against MGCNet (NME)", "nme/mean",
+     "depthnet", "full"),
     ("self-augmentation makes occluded views' 3D error lower",
      "occluded/vertex_error_mm", "robust", "full"),
     ("self-augmentation makes occluded views' NME lower",
@@ -131,18 +138,28 @@ def table(records, columns) -> str:
 
 
 def verdict(records, claim, metric, better, other) -> str:
+  """One line: `better` against `other` on `metric` (or, for a pair of
+  metrics (m_better, m_other), m_better of `better` against m_other of
+  `other`: two outputs of the same runs)."""
   if better not in records or other not in records:
     return f"- {claim}: not run yet ({better} vs {other})."
-  a, sa = mean_std([m.get(metric) for m in records[better].values()])
-  b, sb = mean_std([m.get(metric) for m in records[other].values()])
+  metric_a, metric_b = (metric if isinstance(metric, tuple)
+                        else (metric, metric))
+  a, sa = mean_std([m.get(metric_a) for m in records[better].values()])
+  b, sb = mean_std([m.get(metric_b) for m in records[other].values()])
   if a is None or b is None:
-    return f"- {claim}: {metric} missing."
-  higher = metric.endswith(HIGHER_IS_BETTER)
+    return f"- {claim}: {metric_a} or {metric_b} missing."
+  higher = metric_a.endswith(HIGHER_IS_BETTER)
   gain = (a - b) if higher else (b - a)
   digits = 3 if higher else 2
-  text = (f"- {claim}: {metric} {b:.{digits}f} ({other}) -> {a:.{digits}f} "
-          f"({better}), {gain:+.{digits}f} {'higher' if higher else 'lower'} "
-          f"({100 * gain / b:+.1f}%)")
+  if metric_a == metric_b:
+    text = (f"- {claim}: {metric_a} {b:.{digits}f} ({other}) -> "
+            f"{a:.{digits}f} ({better})")
+  else:
+    text = (f"- {claim} ({better}): {metric_b} {b:.{digits}f} -> "
+            f"{metric_a} {a:.{digits}f}")
+  text += (f", {gain:+.{digits}f} {'higher' if higher else 'lower'} "
+           f"({100 * gain / b:+.1f}%)")
   if sa is None or sb is None:
     return text + "; one seed in a row, so no std to judge it against."
   na, nb = len(records[better]), len(records[other])

@@ -119,6 +119,20 @@ def test_report_means_stds_and_verdicts(tmp_path):
                                          "full", "full_no_covisible")
 
 
+def test_report_compares_two_outputs_of_the_same_runs(tmp_path):
+  folder = str(tmp_path)
+  for seed, (net, render) in enumerate([(9.0, 10.0), (9.2, 10.4)]):
+    _write(folder, "depthnet", seed, depthnet_depth_error_aligned_mm=net,
+           depth_error_aligned_mm=render)
+  records = report.read_records(folder)
+  line = report.verdict(records, "DepthNet", (
+      "depthnet_depth_error_aligned_mm", "depth_error_aligned_mm"),
+                        "depthnet", "depthnet")
+  assert ("(depthnet): depth_error_aligned_mm 10.20 -> "
+          "depthnet_depth_error_aligned_mm 9.10, +1.10 lower") in line
+  assert ": shows." in line
+
+
 def test_report_reads_verification_records_and_higher_is_better(tmp_path):
   folder = str(tmp_path)
   accuracy = "verification/vertices/accuracy"
