@@ -186,9 +186,10 @@ def test_twenty_steps_lower_the_total_and_each_term_alone(data_dir, tmp_path):
   triangle and dlib's features magnify one pixel of a 32 px render.
   Measured from the trained state, rob_perceptual changed by -2.9 times
   its first order at eps 1e-5 and 3e-6, attribute by 0.2 and -2.9 times,
-  and photo by 0.99 in one run and -0.68 in another (runs of this test on
-  one machine reached different trained states; the cause is not found). The dlib terms'
-  own gradients are checked by finite differences on images in
+  and photo by 0.99 in one run and -0.68 in another (runs of this test
+  reach slightly different trained states: `deterministic` fixes the input
+  pipeline, not the order of multi-threaded float reductions). The dlib
+  terms' own gradients are checked by finite differences on images in
   tests/test_identity_dlib.py; docs/robust.md, Limits. The regularisation
   term is left out: its minimum is the mean face, which fitting the batch
   moves away from."""

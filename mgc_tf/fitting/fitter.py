@@ -327,12 +327,9 @@ class Fitter:
       optimizer.apply_gradients(zip(gradients, variables.variables))
       return total, terms
 
-    def set_epipolar(on):
-      flags.assign(tf.fill([batch], flag if on else min(flag, 1)))
-
     return FitProblem(mode=mode, initial=initial, variables=variables,
-                      step=tf.function(step) if config.compiled else step, objective=objective,
-                      set_epipolar=set_epipolar)
+                      step=tf.function(step) if config.compiled else step,
+                      objective=objective, set_epipolar=set_epipolar)
 
   def fit(self, images, landmarks=None, mode: FitMode = FitMode.PHOTOS,
           initial: Optional[np.ndarray] = None, skin=None,
