@@ -187,7 +187,8 @@ def test_periodic_evaluation_runs_the_same_protocol(data_dir, predictor,
   trainer = types.SimpleNamespace(
       networks=predictor.networks, decoder=predictor.decoder,
       config=types.SimpleNamespace(image_size=predictor.image_size),
-      method=types.SimpleNamespace(outputs=dict))
+      method=types.SimpleNamespace(outputs=dict,
+                                   inference_spec=lambda: None))
   periodic_metrics = periodic.make_evaluate_fn(TINY, "test", data_dir, 0)(
       trainer)
   builder = protocols.load_dataset_builder(TINY, data_dir)
