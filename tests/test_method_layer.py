@@ -215,3 +215,28 @@ def test_every_package_builder_is_found_without_importing_the_methods():
                           text=True, check=False,
                           cwd=os.path.dirname(package))
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("name", ["mgcnet", "depthnet", "sir", "pgn",
+                                  "robust"])
+def test_every_network_of_a_method_saves_every_weight(name, tmp_path):
+  """A checkpoint holds every weight of every network a method declares
+  (TensorFlow checkpoints follow attributes, and a Keras-tracked list of
+  layers escaped them: the robust refiners' residual blocks were never
+  saved, so every resume re-initialised them)."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as decoder_lib
+  from mgc_tf.facemodel import loaders
+  method_class = methods.get(name)
+  method = method_class(
+      method_class.config_class(),
+      decoder=decoder_lib.FaceDecoder(loaders.load_face_model(None)),
+      backbone="resnet18", backbone_weights="none", image_size=64,
+      num_views=2, global_batch_size=2)
+  for network_name, spec in method.network_specs().items():
+    network = registry.build(spec)
+    path = tf.train.Checkpoint(net=network).save(
+        str(tmp_path / network_name / "ckpt"))
+    saved = [key for key, _ in tf.train.list_variables(path)
+             if key.startswith("net/")]
+    assert len(saved) == len(network.weights), (name, network_name)

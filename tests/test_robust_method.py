@@ -151,6 +151,48 @@ def test_flags_are_checked(decoder):
   assert robust.FAID_REFINER not in method.network_specs()
 
 
+def test_refined_texture_is_an_output_of_runs_exports_and_evaluation(
+    built, decoder, tmp_path):
+  """The refined albedo the objective renders is an extra output: from a
+  run directory, from its SavedModel, and scored by the evaluation."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.evaluation.protocols import common
+  from mgc_tf.inference import reconstructor as reconstructor_lib
+  from mgc_tf.serving import export_lib
+  method, networks = built
+  outputs = method.outputs()
+  assert set(outputs) == {robust.ALBEDO_OUTPUT}
+  images = tf.reshape(_batch(5)["images"], [6, SIZE, SIZE, 3])[:2]
+  face = decoder.decode(networks[base.RECONSTRUCTOR](images, training=False),
+                        image_size=SIZE)
+  expected = method.fine_albedo(networks, face.albedo, images, False).numpy()
+  assert not np.allclose(expected, np.clip(face.albedo.numpy(), 0, 1))
+
+  run = str(tmp_path / "run")
+  reconstructor_lib.save_run(
+      run, networks, method.network_specs(), decoder.face_model, SIZE,
+      method="robust",
+      outputs={name: spec.to_dict() for name, spec in outputs.items()})
+  restored = reconstructor_lib.Reconstructor.from_run(run)
+  assert restored.outputs == (robust.ALBEDO_OUTPUT,)
+  np.testing.assert_allclose(
+      restored.predict(images.numpy())[robust.ALBEDO_OUTPUT], expected,
+      atol=1e-5)
+  exported = export_lib.export_saved_model(run, str(tmp_path / "export"))
+  served = reconstructor_lib.Reconstructor.from_saved_model(exported.path)
+  np.testing.assert_allclose(
+      served.predict(images.numpy())[robust.ALBEDO_OUTPUT], expected,
+      atol=1e-5)
+
+  values = common.Accumulator()
+  crops = (images.numpy() * 255).astype(np.uint8)
+  common.predict_render_and_score(restored, decoder, crops, values)
+  refined, coarse = (values.values("render_refined_psnr_db"),
+                     values.values("render_psnr_db"))
+  assert refined.shape == coarse.shape == (2,)
+  assert np.all(np.isfinite(refined)) and not np.allclose(refined, coarse)
+
+
 # ------------------------------------------------------------------- slow
 
 TINY = "synthetic_multiview/tiny"

@@ -51,7 +51,7 @@ def make_evaluate_fn(dataset: str, split: str, data_dir, max_batches: int
           dataset, data_dir, split=split, build_if_missing=False)
       state["reconstructor"] = reconstructor_lib.Reconstructor.from_networks(
           trainer.networks, trainer.decoder, trainer.config.image_size,
-          outputs={name: spec.network
+          outputs={name: spec.source()
                    for name, spec in trainer.method.outputs().items()},
           inference=trainer.method.inference_spec(),
           description="the model being trained")

@@ -70,13 +70,16 @@ class Reconstructor:
     checkpoint_path: the checkpoint the weights came from (runs only).
     model: the Keras reconstructor (None for a SavedModel).
     model_description: the run's `ModelDescription` (runs only).
+    output_networks: extra output name -> the network (or composite) that
+      gives it from the crops (runs and in-memory models only).
   """
 
   def __init__(self, predict: Callable[[tf.Tensor], Dict[str, tf.Tensor]],
                decoder: face_decoder.FaceDecoder, image_size: int,
                description: str, outputs: Sequence[str] = (),
                step: Optional[int] = None, checkpoint_path: str = "",
-               model=None, model_description=None, networks=None):
+               model=None, model_description=None, networks=None,
+               output_networks=None):
     self._predict = predict
     self.decoder = decoder
     self.image_size = int(image_size)
@@ -87,6 +90,7 @@ class Reconstructor:
     self.model = model
     self.model_description = model_description
     self.networks = dict(networks or {})
+    self.output_networks = dict(output_networks or {})
 
   # ------------------------------------------------------------ builders
 
@@ -103,19 +107,27 @@ class Reconstructor:
         gives the coefficients unless `inference` says otherwise.
       decoder: its `FaceDecoder`.
       image_size: S.
-      outputs: extra output name -> the network that gives it.
+      outputs: extra output name -> the name of the network that gives it,
+        or a `registry.NetworkSpec` of a builder that takes `networks=` and
+        `decoder=` (an output computed over several networks).
       description: one line for logs.
       inference: the method's `inference_spec()` (model.json's
         "inference"): a builder of images -> coefficients over `networks`
         and `decoder`; None: the reconstructor.
     """
-    outputs = dict(outputs or {})
-    model = networks[RECONSTRUCTOR]
-    if inference is not None:
+    def composite(spec):
       try:
-        model = registry.build(inference, networks=networks, decoder=decoder)
+        return registry.build(spec, networks=networks, decoder=decoder)
       except KeyError as error:
         raise TrainedModelError(error.args[0]) from error
+
+    model = networks[RECONSTRUCTOR]
+    if inference is not None:
+      model = composite(inference)
+    output_networks = {
+        name: (networks[source] if isinstance(source, str)
+               else composite(source))
+        for name, source in (outputs or {}).items()}
     size = int(image_size)
 
     @tf.function(input_signature=[tf.TensorSpec([None, size, size, 3],
@@ -124,13 +136,13 @@ class Reconstructor:
       # float32 also when the model was built under mixed precision.
       out = {"coefficients": tf.cast(model(images, training=False),
                                      tf.float32)}
-      for name, network in outputs.items():
-        out[name] = tf.cast(networks[network](images, training=False),
-                            tf.float32)
+      for name, network in output_networks.items():
+        out[name] = tf.cast(network(images, training=False), tf.float32)
       return out
 
-    return cls(predict, decoder, size, description, outputs=list(outputs),
-               model=model, networks=networks, **kwargs)
+    return cls(predict, decoder, size, description,
+               outputs=list(output_networks), model=model, networks=networks,
+               output_networks=output_networks, **kwargs)
 
   @classmethod
   def from_run(cls, model_dir: str, checkpoint: Optional[str] = None,
@@ -170,11 +182,15 @@ class Reconstructor:
       raise TrainedModelError(
           f"{model_dir} predicts {description.coefficients['size']} "
           f"coefficients but the face model has {decoder.layout.size}.")
-    outputs = {name: spec["network"]
+    outputs = {name: (registry.NetworkSpec.from_dict(spec["builder"])
+                      if spec.get("builder") else spec["network"])
                for name, spec in description.outputs.items()}
-    needed = [RECONSTRUCTOR] + [n for n in dict.fromkeys(outputs.values())
-                                if n != RECONSTRUCTOR]
-    if description.inference is not None:
+    needed = [RECONSTRUCTOR] + [
+        n for n in dict.fromkeys(o for o in outputs.values()
+                                 if isinstance(o, str))
+        if n != RECONSTRUCTOR]
+    if description.inference is not None or not all(
+        isinstance(o, str) for o in outputs.values()):
       # Its builder may read any of the networks.
       needed += [n for n in description.networks if n not in needed]
     networks = {}
@@ -386,12 +402,14 @@ def save_run(model_dir: str, networks: Dict[str, object],
              specs: Dict[str, registry.NetworkSpec], face_model,
              image_size: int, step: int = 0, method: str = "mgcnet",
              face_model_path: Optional[str] = None,
-             inference: Optional[registry.NetworkSpec] = None) -> str:
+             inference: Optional[registry.NetworkSpec] = None,
+             outputs: Optional[Dict[str, dict]] = None) -> str:
   """Writes a run directory `from_run` reads: model.json + ckpt-<step>.
 
   For networks trained outside the trainer (a test, a conversion script);
   the trainer writes its own. `inference` is the method's
-  `inference_spec()`. Returns the checkpoint path.
+  `inference_spec()`, `outputs` its `outputs()` as model.json entries
+  (`OutputSpec.to_dict()`). Returns the checkpoint path.
   """
   import mgc_tf  # pylint: disable=g-import-not-at-top
   decoder = face_decoder.FaceDecoder(face_model)
@@ -401,7 +419,7 @@ def save_run(model_dir: str, networks: Dict[str, object],
       face_model_fingerprint=face_model.fingerprint(),
       coefficients=description_lib.layout_sizes(decoder.layout),
       networks=dict(specs), mgc_tf_version=mgc_tf.__version__,
-      inference=inference))
+      inference=inference, outputs=dict(outputs or {})))
   step_variable = tf.Variable(step, dtype=tf.int64, name="step")
   tracked = {"network_" + name: net for name, net in networks.items()
              if name != RECONSTRUCTOR}

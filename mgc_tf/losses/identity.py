@@ -17,16 +17,18 @@ VGGFace2, which cannot be downloaded here; dlib's network stands in for it.
 Without a network the term returns zeros and says so once in the log.
 """
 
-from typing import Callable, Optional, Tuple
+from typing import Optional
 
 from absl import logging
 import tensorflow as tf
 
+from mgc_tf.models import face_embedding
 from mgc_tf.models.face_embedding import FaceEmbedding
 
 #: `from_spec` value of dlib's network (the default) and of "off".
-DLIB = "dlib"
-NONE = "none"
+DLIB = face_embedding.DLIB
+NONE = face_embedding.NONE
+embedding_from_spec = face_embedding.embedding_from_spec
 
 #: How to enable the term, for messages.
 _ENABLE_HINT = (
@@ -52,35 +54,6 @@ def cosine_distance(embeddings_a, embeddings_b,
     a = tf.math.l2_normalize(embeddings_a, axis=-1)
     b = tf.math.l2_normalize(embeddings_b, axis=-1)
     return 1.0 - tf.reduce_sum(a * b, axis=-1)
-
-
-def embedding_from_spec(spec: Optional[str], dlib_factory: Callable[[],
-                                                                   FaceEmbedding],
-                        what: str, **kwargs
-                        ) -> Tuple[Optional[FaceEmbedding], bool]:
-  """A face network from "dlib", "none"/""/None (off) or a path.
-
-  Args:
-    spec: the flag value.
-    dlib_factory: builds the "dlib" network (it raises
-      `dlib_resnet.FaceEmbeddingDependencyError` without the extra).
-    what: the term's name, for the warning.
-    **kwargs: arguments of `FaceEmbedding.from_path`.
-
-  Returns:
-    (the network or None, whether a warning was logged already).
-  """
-  if spec is None or spec.strip().lower() in ("", NONE):
-    return None, False
-  if spec.strip().lower() == DLIB:
-    # pylint: disable=g-import-not-at-top
-    from mgc_tf.models import dlib_resnet
-    try:
-      return dlib_factory(), False
-    except dlib_resnet.FaceEmbeddingDependencyError as error:
-      logging.warning("%s disabled: %s", what, error)
-      return None, True
-  return FaceEmbedding.from_path(spec, **kwargs), False
 
 
 class IdentityLoss:

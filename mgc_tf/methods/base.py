@@ -89,10 +89,27 @@ class OutputSpec:
   Attributes:
     network: the network (in `network_specs()`) whose output it is; the
       network takes the same [N, S, S, 3] crops as the reconstructor.
+      Empty when `builder` is given.
     description: one line with shape and units, for model.json and docs.
+    builder: an output computed over several networks and the face model:
+      a registered builder that also takes `networks=` and `decoder=` and
+      returns crops [N, S, S, 3] -> the output (like `inference_spec`).
   """
   network: str
   description: str
+  builder: Optional[registry.NetworkSpec] = None
+
+  def source(self):
+    """What `Reconstructor.from_networks(outputs=...)` takes for it: the
+    network's name, or the builder's spec."""
+    return self.builder if self.builder is not None else self.network
+
+  def to_dict(self) -> Dict[str, Any]:
+    """model.json's entry ("builder" only when set)."""
+    out = {"network": self.network, "description": self.description}
+    if self.builder is not None:
+      out["builder"] = self.builder.to_dict()
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

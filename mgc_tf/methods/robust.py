@@ -58,6 +58,7 @@ from mgc_tf.render import renderer
 
 MESH_REFINER = "robust_mesh_refiner"
 FAID_REFINER = "robust_faid_refiner"
+ALBEDO_OUTPUT = gcn.REFINED_ALBEDO_OUTPUT
 
 _field = base.field
 
@@ -151,12 +152,9 @@ class Robust(base.Method):
   def face_features(self, images: tf.Tensor) -> tf.Tensor:
     """[M, S, S, 3] -> [M, D] identity then attribute features (constants:
     the networks are frozen and the input is data)."""
-    parts = []
-    if self.identity.enabled:
-      parts.append(tf.cast(self.identity.embedding(images), tf.float32))
-    if self.attribute.enabled:
-      parts.append(self.attribute.features(images))
-    return tf.stop_gradient(tf.concat(parts, axis=-1))
+    return gcn.face_features(images, [
+        e for e in (self.identity.embedding, self.attribute.embedding)
+        if e is not None])
 
   def network_specs(self) -> Dict[str, registry.NetworkSpec]:
     c = self.config
@@ -170,6 +168,19 @@ class Robust(base.Method):
           "num_vertices": int(self.decoder.num_vertices),
           "feature_dim": self.feature_dim, **trunk})
     return specs
+
+  def outputs(self) -> Dict[str, base.OutputSpec]:
+    """The refined texture, when a refiner is on (export, evaluation)."""
+    c = self.config
+    if not (c.mesh_refiner or c.faid_refiner):
+      return {}
+    return {ALBEDO_OUTPUT: base.OutputSpec(
+        network="", description=(
+            "[N, V, 3] refined per-vertex albedo in [0, 1] (the average of "
+            "the GCN refiners)"),
+        builder=registry.NetworkSpec("robust_refined_albedo", {
+            "identity_model": c.identity_model,
+            "attribute_model": c.attribute_model}))}
 
   def describe(self) -> str:
     c = self.config
@@ -202,17 +213,13 @@ class Robust(base.Method):
       [M, V, 3] in [0, 1]: the average of the enabled refiners' outputs
       (the coarse albedo when both are off).
     """
-    outputs = []
-    if self.config.mesh_refiner:
-      outputs.append(networks[MESH_REFINER](coarse, self.laplacian,
-                                            training=training))
-    if self.config.faid_refiner:
-      outputs.append(networks[FAID_REFINER](self.face_features(images),
-                                            self.laplacian,
-                                            training=training))
-    if not outputs:
-      return coarse
-    return tf.clip_by_value(tf.add_n(outputs) / float(len(outputs)), 0.0, 1.0)
+    c = self.config
+    return gcn.refined_albedo(
+        coarse, self.laplacian,
+        networks[MESH_REFINER] if c.mesh_refiner else None,
+        networks[FAID_REFINER] if c.faid_refiner else None,
+        self.face_features(images) if c.faid_refiner else None,
+        training=training)
 
   def render_albedo(self, face, albedo: tf.Tensor,
                     images: tf.Tensor) -> renderer.RenderOutput:

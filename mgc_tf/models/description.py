@@ -45,7 +45,9 @@ class ModelDescription:
     coefficients: rank per group and "size" (the coefficient layout).
     networks: name -> `NetworkSpec` of every network a checkpoint holds;
       "reconstructor" is always there.
-    outputs: extra inference outputs, name -> {"network", "description"}.
+    outputs: extra inference outputs, name -> {"network", "description"}
+      and, for an output computed over several networks, "builder" (a
+      `NetworkSpec` dict; `methods.base.OutputSpec`).
     mgc_tf_version: the version that wrote it.
     inference: how inference computes the coefficients from the networks
       (`Method.inference_spec`, e.g. the PGN's pose solve); None: the

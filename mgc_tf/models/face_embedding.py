@@ -23,6 +23,7 @@ flow through it to the images.
 import os
 from typing import Callable, Optional, Sequence, Tuple, Union
 
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -416,3 +417,36 @@ class FaceEmbedding:
             f"The face-embedding network {self.source} must return [B, D] "
             f"embeddings. Received shape {embeddings.shape}.")
       return embeddings
+
+
+#: `embedding_from_spec` value of dlib's network (the default) and of "off".
+DLIB = "dlib"
+NONE = "none"
+
+
+def embedding_from_spec(spec: Optional[str],
+                        dlib_factory: Callable[[], FaceEmbedding], what: str,
+                        **kwargs) -> Tuple[Optional[FaceEmbedding], bool]:
+  """A face network from "dlib", "none"/""/None (off) or a path.
+
+  Args:
+    spec: the flag value.
+    dlib_factory: builds the "dlib" network (it raises
+      `dlib_resnet.FaceEmbeddingDependencyError` without the extra).
+    what: the term's name, for the warning.
+    **kwargs: arguments of `FaceEmbedding.from_path`.
+
+  Returns:
+    (the network or None, whether a warning was logged already).
+  """
+  if spec is None or spec.strip().lower() in ("", NONE):
+    return None, False
+  if spec.strip().lower() == DLIB:
+    # pylint: disable=g-import-not-at-top
+    from mgc_tf.models import dlib_resnet
+    try:
+      return dlib_factory(), False
+    except dlib_resnet.FaceEmbeddingDependencyError as error:
+      logging.warning("%s disabled: %s", what, error)
+      return None, True
+  return FaceEmbedding.from_path(spec, **kwargs), False

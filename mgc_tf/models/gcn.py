@@ -31,6 +31,7 @@ from typing import List
 import keras
 import tensorflow as tf
 
+from mgc_tf.facemodel import graph
 from mgc_tf.models import registry
 
 
@@ -131,21 +132,45 @@ class ChebTrunk(keras.layers.Layer):
       raise ValueError(f"blocks must be >= 0. Received: blocks={blocks}")
     super().__init__(**kwargs)
     self.input_conv = ChebConv(in_channels, channels, order, name="conv_in")
-    self.block_convs = [
-        (ChebConv(channels, channels, order, name=f"block{i}_conv1"),
-         ChebConv(channels, channels, order, name=f"block{i}_conv2"))
-        for i in range(blocks)]
+    # One attribute per convolution: TensorFlow checkpoints follow
+    # attributes, not Keras' tracked lists (a list of pairs was never
+    # saved, so a restored trunk lost its residual blocks).
+    self.num_blocks = blocks
+    for i in range(blocks):
+      for j in (1, 2):
+        setattr(self, f"block{i}_conv{j}",
+                ChebConv(channels, channels, order, name=f"block{i}_conv{j}"))
     self.output_conv = ChebConv(channels, out_channels, order,
                                 name="conv_out")
 
+  def block_convs(self):
+    """[(first, second)] convolutions of each residual block."""
+    return [(getattr(self, f"block{i}_conv1"), getattr(self, f"block{i}_conv2"))
+            for i in range(self.num_blocks)]
+
   def call(self, x, laplacian):
     h = tf.nn.relu(self.input_conv(x, laplacian))
-    for first, second in self.block_convs:
+    for first, second in self.block_convs():
       h = tf.nn.relu(h + second(tf.nn.relu(first(h, laplacian)), laplacian))
     return self.output_conv(h, laplacian)
 
 
-class MeshRefiner(keras.Model):
+class _MeshNetwork(keras.Model):
+  """A network called as `net(inputs, laplacian)`.
+
+  Keras gives every Model a one-input serving function that
+  `tf.saved_model.save` traces when the model is part of an export (the
+  robust method's refined-texture output); with two inputs that trace
+  fails, so these networks offer none (the export's own signatures call
+  them with the Laplacian).
+  """
+
+  @property
+  def _default_save_signature(self):
+    return None
+
+
+class MeshRefiner(_MeshNetwork):
   """Coarse per-vertex colours [B, V, 3] -> refined [B, V, 3] (residual).
 
   Args:
@@ -167,7 +192,7 @@ class MeshRefiner(keras.Model):
             "blocks": self.blocks, "name": self.name}
 
 
-class FeatureRefiner(keras.Model):
+class FeatureRefiner(_MeshNetwork):
   """FAID decoder: features [B, D] -> per-vertex colours [B, V, 3] in (0, 1).
 
   Args:
@@ -227,3 +252,114 @@ def build_faid_refiner(num_vertices: int, feature_dim: int,
                         order=order, blocks=blocks,
                         code_channels=code_channels,
                         name="robust_faid_refiner")
+
+
+# ------------------------------------------- the refined texture at inference
+
+#: The extra output name of the refined texture (exports, evaluation).
+REFINED_ALBEDO_OUTPUT = "albedo_refined"
+
+def face_features(images, embeddings) -> tf.Tensor:
+  """[M, S, S, 3] -> [M, D] the FAID refiner's input: the embeddings'
+  outputs (identity, then attribute features) side by side, as constants
+  (the networks are frozen and the input is data).
+
+  Args:
+    images: crops in [0, 1].
+    embeddings: `FaceEmbedding`s (or any images -> [M, D_i] callables).
+  """
+  parts = [tf.cast(embedding(images), tf.float32) for embedding in embeddings]
+  return tf.stop_gradient(tf.concat(parts, axis=-1))
+
+
+def refined_albedo(coarse, laplacian, mesh_refiner=None, faid_refiner=None,
+                   features=None, training: bool = False) -> tf.Tensor:
+  """The robust method's final texture: the average of the enabled refiners.
+
+  Args:
+    coarse: [M, V, 3] coarse albedo in [0, 1] (the mesh-wise refiner's
+      input).
+    laplacian: the mesh's scaled Laplacian, [V, V] `tf.SparseTensor`.
+    mesh_refiner, faid_refiner: the networks, or None when off.
+    features: [M, D] `face_features` (the FAID refiner's input).
+    training: the networks' mode.
+
+  Returns:
+    [M, V, 3] in [0, 1]; the coarse albedo when both refiners are off.
+  """
+  outputs = []
+  if mesh_refiner is not None:
+    outputs.append(mesh_refiner(coarse, laplacian, training=training))
+  if faid_refiner is not None:
+    outputs.append(faid_refiner(features, laplacian, training=training))
+  if not outputs:
+    return coarse
+  return tf.clip_by_value(tf.add_n(outputs) / float(len(outputs)), 0.0, 1.0)
+
+
+class RefinedAlbedo(keras.Model):
+  """Crops [M, S, S, 3] -> the refined per-vertex albedo [M, V, 3] in [0, 1].
+
+  The robust method's texture at inference (`refined_albedo` of the
+  reconstructor's coarse albedo); an extra output of exported models.
+
+  Args:
+    reconstructor: images -> [M, K] coefficients.
+    decoder: the face model's `FaceDecoder`.
+    mesh_refiner, faid_refiner: the trained refiners, or None.
+    embeddings: the FAID refiner's feature networks (`face_features`).
+  """
+
+  def __init__(self, reconstructor, decoder, mesh_refiner=None,
+               faid_refiner=None, embeddings=(), **kwargs):
+    super().__init__(**kwargs)
+    self.reconstructor = reconstructor
+    self.decoder = decoder
+    self.mesh_refiner, self.faid_refiner = mesh_refiner, faid_refiner
+    self.embeddings = tuple(embeddings)
+    # The frozen feature networks' variables, tracked (a tf.Module's list,
+    # which TensorFlow follows) so that an export that calls them holds them.
+    self.embedding_variables = tf.Module(name="embedding_variables")
+    self.embedding_variables.held = [v for e in self.embeddings
+                                     for v in e.variables]
+    self.laplacian = laplacian_tensor(
+        graph.scaled_laplacian_of(decoder.face_model))
+
+  def call(self, images, training=False):
+    images = tf.cast(images, tf.float32)
+    coefficients = tf.cast(self.reconstructor(images, training=training),
+                           tf.float32)
+    coarse = self.decoder.albedo(
+        self.decoder.layout.split(coefficients)["albedo"])
+    features = (face_features(images, self.embeddings)
+                if self.faid_refiner is not None else None)
+    return refined_albedo(coarse, self.laplacian, self.mesh_refiner,
+                          self.faid_refiner, features, training=training)
+
+
+@registry.register("robust_refined_albedo")
+def build_refined_albedo(identity_model: str = "dlib",
+                         attribute_model: str = "dlib", *, networks,
+                         decoder, reconstructor: str = "reconstructor",
+                         mesh_refiner: str = "robust_mesh_refiner",
+                         faid_refiner: str = "robust_faid_refiner"
+                         ) -> keras.Model:
+  """`RefinedAlbedo` over a run's restored networks (model.json's output
+  "albedo_refined"); a refiner missing from `networks` is off. The feature
+  networks are rebuilt from the run's `--identity_model` and
+  `--attribute_model` values ("dlib", "none" or a path)."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.models import face_embedding as embedding_lib
+  embeddings = []
+  if faid_refiner in networks:
+    for spec, factory, what in (
+        (identity_model, embedding_lib.FaceEmbedding.dlib_resnet,
+         "Identity features"),
+        (attribute_model, embedding_lib.FaceEmbedding.dlib_pooled_features,
+         "Attribute features")):
+      embedding, _ = embedding_lib.embedding_from_spec(spec, factory, what)
+      if embedding is not None:
+        embeddings.append(embedding)
+  return RefinedAlbedo(networks[reconstructor], decoder,
+                       networks.get(mesh_refiner), networks.get(faid_refiner),
+                       embeddings, name="robust_refined_albedo")

@@ -219,9 +219,7 @@ def export_saved_model(model_dir: str, export_dir: str,
 
   module = signatures_lib.ReconstructionModule(
       restored.model, restored.decoder.face_model,
-      extra_outputs={name: restored.networks[spec["network"]]
-                     for name, spec in
-                     restored.model_description.outputs.items()})
+      extra_outputs=restored.output_networks)
   functions = module.signatures()
   metadata = build_metadata(restored, module, functions, model_dir,
                             model_name, version)

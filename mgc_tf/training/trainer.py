@@ -512,8 +512,7 @@ class Trainer:
         face_model_fingerprint=self.face_model.fingerprint(),
         coefficients=description_lib.layout_sizes(self.decoder.layout),
         networks=dict(self.network_specs),
-        outputs={name: {"network": spec.network,
-                        "description": spec.description}
+        outputs={name: spec.to_dict()
                  for name, spec in self.method.outputs().items()},
         mgc_tf_version=mgc_tf.__version__,
         inference=self.method.inference_spec())

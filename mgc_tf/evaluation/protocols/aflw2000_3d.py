@@ -64,8 +64,10 @@ def evaluate_aflw2000_3d(predictor: reconstructor_lib.Reconstructor, builder,
   result = metrics.nme_per_yaw_bin(
       np.stack(predicted), np.concatenate(truth), yaws,
       normaliser=metrics.box_size_from_corners(np.concatenate(boxes)))
-  for name in ("render_psnr_db", "render_ssim"):
-    result[name] = metrics.finite_mean(values.values(name))
+  for name in ("render_psnr_db", "render_ssim", "render_refined_psnr_db",
+               "render_refined_ssim"):
+    if name in values:
+      result[name] = metrics.finite_mean(values.values(name))
   counts = {"images": count}
   counts.update(common.yaw_bin_counts(yaws))
   return EvaluationResult(dataset=builder.info.full_name, split=split,

@@ -15,8 +15,10 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import render_quality
+from mgc_tf.facemodel import shading
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.io.progress import ProgressLog
+from mgc_tf.models import gcn
 from mgc_tf.render import renderer
 
 #: Images per predictor/render call.
@@ -44,18 +46,36 @@ def render_over(decoder, coefficients: np.ndarray, images: np.ndarray):
 def predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
   """Predicts crops [N, H, W, 3] (uint8), renders over them, scores the render.
 
-  Adds render_psnr_db and render_ssim to `values`; returns (coefficients
-  [N, K], DecodedFace at crop size H, RenderOutput).
+  Adds render_psnr_db and render_ssim to `values`, and, for a model with a
+  refined texture (`gcn.REFINED_ALBEDO_OUTPUT`, the robust method),
+  render_refined_psnr_db and render_refined_ssim of the same face rendered
+  with that albedo; returns (coefficients [N, K], DecodedFace at crop size
+  H, RenderOutput).
   """
-  coefficients = predictor.coefficients(
+  predicted = predictor.predict(
       reconstructor_lib.model_inputs(crops, predictor.image_size))
+  coefficients = predicted["coefficients"]
   inputs = as_float_images(crops)
   face, output, rendered = render_over(decoder, coefficients, inputs)
-  mask = output.mask.numpy()
-  values.add("render_psnr_db",
-             render_quality.masked_psnr(rendered, inputs, mask))
-  values.add("render_ssim", render_quality.masked_ssim(rendered, inputs, mask))
+  _score_render(values, "render", rendered, inputs, output.mask.numpy())
+  refined = predicted.get(gcn.REFINED_ALBEDO_OUTPUT)
+  if refined is not None:
+    colors = shading.sh_shade(tf.convert_to_tensor(refined, tf.float32),
+                              face.normals, face.lighting)
+    again = renderer.render_mesh(
+        face.vertices, colors, decoder.triangles, face.intrinsics,
+        inputs.shape[1:3], background=tf.convert_to_tensor(inputs))
+    _score_render(values, "render_refined",
+                  np.clip(again.image.numpy(), 0.0, 1.0), inputs,
+                  again.mask.numpy())
   return coefficients, face, output
+
+
+def _score_render(values, prefix: str, rendered, inputs, mask) -> None:
+  values.add(f"{prefix}_psnr_db",
+             render_quality.masked_psnr(rendered, inputs, mask))
+  values.add(f"{prefix}_ssim",
+             render_quality.masked_ssim(rendered, inputs, mask))
 
 
 def progress_log(builder, split: str, max_examples: int, unit: str,

@@ -38,7 +38,8 @@ _PER_IMAGE_MEANS = ("roll_error_deg", "yaw_error_deg", "pitch_error_deg",
 _PER_IMAGE_FINITE_MEANS = ("depth_error_mm", "depth_error_aligned_mm",
                            "depthnet_depth_error_mm",
                            "depthnet_depth_error_aligned_mm",
-                           "render_psnr_db", "render_ssim")
+                           "render_psnr_db", "render_ssim",
+                           "render_refined_psnr_db", "render_refined_ssim")
 _PER_PAIR_MEANS = ("epipolar_error_px", "relative_rotation_error_deg")
 
 
@@ -66,9 +67,10 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
   Returns:
     An `EvaluationResult`; metrics (those the set supports): nme/0-30,
     nme/30-60, nme/60-90, nme/mean (percent), roll/yaw/pitch_error_deg,
-    vertex_error_mm, depth_error_mm, render_psnr_db, render_ssim,
-    epipolar_error_px, relative_rotation_error_deg; with occlusion ground
-    truth each again under clean/ and occluded/.
+    vertex_error_mm, depth_error_mm, render_psnr_db, render_ssim (and
+    render_refined_psnr_db, render_refined_ssim for a model with a refined
+    texture), epipolar_error_px, relative_rotation_error_deg; with occlusion
+    ground truth each again under clean/ and occluded/.
   """
   decoder = predictor.decoder
   features = builder.info.features
