@@ -191,6 +191,73 @@ def test_refined_texture_is_an_output_of_runs_exports_and_evaluation(
                      values.values("render_psnr_db"))
   assert refined.shape == coarse.shape == (2,)
   assert np.all(np.isfinite(refined)) and not np.allclose(refined, coarse)
+  # The refined score by hand: the coarse face shaded with the refined
+  # albedo, rendered over the same crops, scored on its own mask.
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.evaluation import render_quality
+  from mgc_tf.facemodel import shading
+  from mgc_tf.render import renderer
+  inputs = crops.astype(np.float32) / 255.0
+  face = decoder.decode(restored.predict(inputs)["coefficients"],
+                        image_size=SIZE)
+  render = renderer.render_mesh(
+      face.vertices, shading.sh_shade(tf.constant(expected), face.normals,
+                                      face.lighting),
+      decoder.triangles, face.intrinsics, (SIZE, SIZE), background=inputs)
+  np.testing.assert_allclose(refined, render_quality.masked_psnr(
+      np.clip(render.image.numpy(), 0, 1), inputs, render.mask.numpy()),
+      rtol=1e-4)
+
+  # infer's meshes and overlays carry the refined texture.
+  from mgc_tf.inference import reconstruct  # pylint: disable=g-import-not-at-top
+  predicted = restored.predict(inputs)
+  recon = reconstruct.reconstruct(
+      decoder, predicted.pop("coefficients"), extras=predicted)
+  face = decoder.decode(recon.coefficients, image_size=224)
+  np.testing.assert_allclose(recon.colors, np.clip(shading.sh_shade(
+      tf.constant(expected), face.normals, face.lighting).numpy(), 0, 1),
+                             atol=1e-5)
+  assert not np.allclose(recon.colors, np.clip(face.colors.numpy(), 0, 1),
+                         atol=1e-3)
+
+
+def test_predict_runs_the_reconstructor_once_for_the_refined_texture(
+    built, decoder):
+  """The refined-albedo output reuses the predicted coefficients
+  (`registry.call_output`) rather than running the reconstructor again."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.inference import reconstructor as reconstructor_lib
+  method, networks = built
+
+  class Counted(keras.Model):
+    def __init__(self, inner):
+      super().__init__()
+      self.inner, self.calls = inner, 0
+
+    def call(self, images, training=False):
+      self.calls += 1  # Python side: once per trace
+      return self.inner(images, training=training)
+
+  images = tf.reshape(_batch(6)["images"], [6, SIZE, SIZE, 3])[:2].numpy()
+  calls = {}
+  for with_outputs in (False, True):
+    counted = Counted(networks[base.RECONSTRUCTOR])
+    counted(images)  # built (Keras may trace call once to build)
+    counted.calls = 0
+    restored = reconstructor_lib.Reconstructor.from_networks(
+        {**networks, base.RECONSTRUCTOR: counted}, decoder, SIZE,
+        outputs=(method.outputs() and {
+            name: spec.source() for name, spec in method.outputs().items()}
+                 if with_outputs else None))
+    predicted = restored.predict(images)
+    calls[with_outputs] = counted.calls
+  assert calls[True] == calls[False] >= 1, calls
+  coefficients = networks[base.RECONSTRUCTOR](images, training=False)
+  face = decoder.decode(coefficients, image_size=SIZE)
+  np.testing.assert_allclose(
+      predicted[robust.ALBEDO_OUTPUT],
+      method.fine_albedo(networks, face.albedo, tf.constant(images),
+                         False).numpy(), atol=1e-5)
 
 
 # ------------------------------------------------------------------- slow
@@ -291,21 +358,3 @@ def test_twenty_steps_lower_the_total_and_each_term_alone(data_dir, tmp_path):
       change = float(objective().terms[name]) - float(start)
       slopes[name] = change / (-eps * norm)  # 1: exactly its first order
   assert all(0.5 <= r <= 2.0 for r in slopes.values()), slopes
-
-
-def test_texture_quality_scores_both_textures(built):
-  method, networks = built
-  images = tf.reshape(_batch(5)["images"], [6, SIZE, SIZE, 3])[:2]
-  scores = method.texture_quality(networks, images)
-  # The coarse score, by hand with the evaluation's functions.
-  # pylint: disable=g-import-not-at-top
-  from mgc_tf.evaluation import render_quality
-  coefficients = networks[base.RECONSTRUCTOR](images, training=False)
-  face = method.decoder.decode(coefficients, image_size=SIZE)
-  render = method.render_albedo(face, face.albedo, images)
-  np.testing.assert_allclose(scores["psnr_coarse"], render_quality.masked_psnr(
-      render.image.numpy(), images.numpy(), render.mask.numpy()))
-  assert scores["psnr_refined"].shape == (2,)
-  assert np.all(np.isfinite(scores["ssim_refined"]))
-  # Different textures, different scores.
-  assert not np.allclose(scores["psnr_refined"], scores["psnr_coarse"])

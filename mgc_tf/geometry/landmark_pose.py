@@ -185,11 +185,27 @@ def pose_from_landmarks(model_points, target_points, focal_length,
     principal_point: (c_x, c_y) or c, pixels.
   """
   with tf.name_scope(name):
-    affine = affine_from_landmarks(model_points, target_points)
-    scale, rotation, translation = similarity_from_affine(affine)
-    rotation, translation_c = weak_perspective_to_camera(
-        scale, rotation, translation, focal_length, principal_point,
-        tf.reduce_mean(tf.convert_to_tensor(model_points, scale.dtype),
-                       axis=1))
-    return tf.concat([rotation_lib.rotation_to_euler(rotation),
-                      translation_c], axis=-1)
+    return pose_from_similarity(
+        similarity_from_affine(affine_from_landmarks(model_points,
+                                                     target_points)),
+        model_points, focal_length, principal_point)
+
+
+def pose_from_similarity(similarity, model_points, focal_length,
+                         principal_point) -> tf.Tensor:
+  """The camera conversion of a fitted similarity: [B, 6] pose as
+  `pose_from_landmarks` gives it.
+
+  Args:
+    similarity: (scale [B], rotation [B, 3, 3], translation [B, 3]) from
+      `similarity_from_affine`, for callers that already hold the fit.
+    model_points: [B, L, 3] the fit's model-space landmarks, mm.
+    focal_length, principal_point: as `pose_from_landmarks`.
+  """
+  scale, rotation, translation = similarity
+  rotation, translation_c = weak_perspective_to_camera(
+      scale, rotation, translation, focal_length, principal_point,
+      tf.reduce_mean(tf.convert_to_tensor(model_points, scale.dtype),
+                     axis=1))
+  return tf.concat([rotation_lib.rotation_to_euler(rotation),
+                    translation_c], axis=-1)

@@ -22,6 +22,7 @@ from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.bad_input import read_image_rgb
 from mgc_tf.io.bad_input import SkipCounter
 from mgc_tf.io.progress import progress
+from mgc_tf.models import gcn
 
 SUMMARY_FILE = "summary.json"
 
@@ -120,6 +121,9 @@ def _reconstruct_and_write(images: List[_Image], output_dir: str, predictor,
   coefficients = extras.pop("coefficients")
   if refine is not None:
     coefficients = refine(crops, coefficients)
+    # The fit optimised the coefficients' albedo: the network's refined
+    # texture no longer belongs to them.
+    extras.pop(gcn.REFINED_ALBEDO_OUTPUT, None)
   decoder = predictor.decoder
   face_number = 0
   for image in images:

@@ -12,8 +12,10 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from mgc_tf.facemodel import shading
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.inference.faces import CROP_SIZE
+from mgc_tf.models import gcn
 from mgc_tf.render import renderer
 
 
@@ -29,7 +31,9 @@ class Reconstruction:
     translation: [B, 3] float32 t, mm.
     vertices: [B, V, 3] float32 camera-space vertices (OpenCV axes: x right,
       y down, z forward), mm.
-    colors: [B, V, 3] float32 shaded vertex colours clipped to [0, 1].
+    colors: [B, V, 3] float32 shaded vertex colours clipped to [0, 1]: the
+      refined albedo's when the model has one (the robust method's
+      `albedo_refined` output), else the coefficients' albedo's.
     intrinsics: [B, 3, 3] float32 K of the 224 crop, pixels.
     landmarks_3d: [B, 68, 3] float32 camera-space landmarks, mm.
     landmarks_2d: [B, 68, 2] float32 projected landmarks, 224-crop pixels.
@@ -124,19 +128,25 @@ def reconstruct(decoder, coefficients: np.ndarray, render: bool = True,
   coefficients = tf.convert_to_tensor(coefficients, tf.float32)
   if not coefficients.shape[0]:
     raise ValueError("No face to reconstruct (an empty batch).")
+  face = decoder.decode(coefficients, image_size=CROP_SIZE)
+  colors = face.colors
+  refined = (extras or {}).get(gcn.REFINED_ALBEDO_OUTPUT)
+  if refined is not None:
+    # The method's final texture, lit as the coarse one is.
+    colors = shading.sh_shade(tf.convert_to_tensor(refined, tf.float32),
+                              face.normals, face.lighting)
   if render:
-    face, output = renderer.render_face(decoder, coefficients,
-                                        image_size=(CROP_SIZE, CROP_SIZE))
+    output = renderer.render_mesh(face.vertices, colors, decoder.triangles,
+                                  face.intrinsics, (CROP_SIZE, CROP_SIZE))
     rendered = np.clip(output.rendered.numpy(), 0.0, 1.0)
     mask = output.mask.numpy()
   else:
-    face = decoder.decode(coefficients, image_size=CROP_SIZE)
     rendered = mask = None
   return Reconstruction(
       coefficients=coefficients.numpy(), pose=face.pose.numpy(),
       rotation=face.rotation.numpy(), translation=face.translation.numpy(),
       vertices=face.vertices.numpy(),
-      colors=np.clip(face.colors.numpy(), 0.0, 1.0),
+      colors=np.clip(colors.numpy(), 0.0, 1.0),
       intrinsics=face.intrinsics.numpy(),
       landmarks_3d=face.landmarks_3d.numpy(),
       landmarks_2d=face.landmarks_2d.numpy(),

@@ -137,7 +137,8 @@ class Reconstructor:
       out = {"coefficients": tf.cast(model(images, training=False),
                                      tf.float32)}
       for name, network in output_networks.items():
-        out[name] = tf.cast(network(images, training=False), tf.float32)
+        out[name] = tf.cast(registry.call_output(
+            network, images, out["coefficients"]), tf.float32)
       return out
 
     return cls(predict, decoder, size, description,

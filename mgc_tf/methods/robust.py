@@ -43,9 +43,7 @@ from typing import Any, Dict, Mapping
 
 import tensorflow as tf
 
-from mgc_tf.evaluation import render_quality
 from mgc_tf.facemodel import graph
-from mgc_tf.facemodel import shading
 from mgc_tf.losses import attribute as attribute_lib
 from mgc_tf.losses import identity as identity_lib
 from mgc_tf.losses import landmark as landmark_lib
@@ -221,45 +219,6 @@ class Robust(base.Method):
         self.face_features(images) if c.faid_refiner else None,
         training=training)
 
-  def render_albedo(self, face, albedo: tf.Tensor,
-                    images: tf.Tensor) -> renderer.RenderOutput:
-    """Renders a decoded face with another albedo [M, V, 3] (shaded with
-    its SH lighting) over images [M, S, S, 3]."""
-    s = images.shape[1]
-    colors = shading.sh_shade(albedo, face.normals, face.lighting)
-    return renderer.render_mesh(face.vertices, colors, self.decoder.triangles,
-                                face.intrinsics, (s, s), background=images)
-
-  def texture_quality(self, networks: Mapping[str, Any],
-                      images: tf.Tensor) -> Dict[str, Any]:
-    """Render PSNR / SSIM of the refined texture against the coarse one.
-
-    Args:
-      networks: the trained networks.
-      images: [M, S, S, 3] crops in [0, 1].
-
-    Returns:
-      {"psnr_coarse", "psnr_refined" (dB), "ssim_coarse", "ssim_refined"}:
-      [M] float64 NumPy arrays, each on the face mask of its render
-      (`mgc_tf.evaluation.render_quality`); the shape, pose and lighting are
-      the same for both, only the albedo differs.
-    """
-    images = tf.convert_to_tensor(images, tf.float32)
-    coefficients = tf.cast(networks[base.RECONSTRUCTOR](images,
-                                                        training=False),
-                           tf.float32)
-    face = self.decoder.decode(coefficients, image_size=images.shape[1])
-    out = {}
-    for name, albedo in (("coarse", face.albedo),
-                         ("refined", self.fine_albedo(
-                             networks, face.albedo, images, False))):
-      render = self.render_albedo(face, albedo, images)
-      out[f"psnr_{name}"] = render_quality.masked_psnr(
-          render.image.numpy(), images.numpy(), render.mask.numpy())
-      out[f"ssim_{name}"] = render_quality.masked_ssim(
-          render.image.numpy(), images.numpy(), render.mask.numpy())
-    return out
-
   def objective(self, networks, batch, stage, training=True):
     images = tf.convert_to_tensor(batch["images"], tf.float32)
     b, n, s = images.shape[0], images.shape[1], images.shape[2]
@@ -269,7 +228,8 @@ class Robust(base.Method):
                            tf.float32)
     face = self.decoder.decode(coefficients, image_size=s)
     albedo = self.fine_albedo(networks, face.albedo, flat, training)
-    render = self.render_albedo(face, albedo, flat)
+    render = renderer.render_with_albedo(face, albedo, self.decoder.triangles,
+                                         flat)
     mask_weights = None
     if self.face_mask == FaceMask.SKIN:
       mask_weights = tf.reshape(tf.cast(batch["skin"], tf.float32),

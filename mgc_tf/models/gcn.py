@@ -325,10 +325,16 @@ class RefinedAlbedo(keras.Model):
     self.laplacian = laplacian_tensor(
         graph.scaled_laplacian_of(decoder.face_model))
 
-  def call(self, images, training=False):
+  #: `registry.call_output` passes the coefficients already predicted.
+  takes_coefficients = True
+
+  def call(self, images, training=False, coefficients=None):
+    """images [M, S, S, 3] -> [M, V, 3]; `coefficients` [M, K], when the
+    caller has them, spare the reconstructor's second run."""
     images = tf.cast(images, tf.float32)
-    coefficients = tf.cast(self.reconstructor(images, training=training),
-                           tf.float32)
+    if coefficients is None:
+      coefficients = self.reconstructor(images, training=training)
+    coefficients = tf.cast(coefficients, tf.float32)
     coarse = self.decoder.albedo(
         self.decoder.layout.split(coefficients)["albedo"])
     features = (face_features(images, self.embeddings)

@@ -176,17 +176,19 @@ def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
                                            groups["expression"])
   landmarks_uv = tf.cast(landmarks_uv, tf.float32)
   affine = landmark_pose.affine_from_landmarks(model_landmarks, landmarks_uv)
+  # One fit serves both the pose and the fitted landmarks.
+  similarity = landmark_pose.similarity_from_affine(affine)
   if fit == AFFINE:
     fitted = tf.einsum("bij,blj->bli", affine[..., :3], model_landmarks) + (
         affine[:, None, :, 3])
   else:
-    scale, rotation, _ = landmark_pose.similarity_from_affine(affine)
+    scale, rotation, _ = similarity
     rotated = scale[:, None, None] * tf.einsum("bij,blj->bli", rotation,
                                                model_landmarks)
     fitted = rotated + tf.reduce_mean(landmarks_uv - rotated, axis=1,
                                       keepdims=True)
-  solved = landmark_pose.pose_from_landmarks(
-      model_landmarks, landmarks_uv, focal_length, principal_point)
+  solved = landmark_pose.pose_from_similarity(
+      similarity, model_landmarks, focal_length, principal_point)
   # Offsets from the default pose, angles wrapped into (-pi, pi] (the
   # default rx is pi, the solve may return -pi).
   offset = solved - decoder.default_pose

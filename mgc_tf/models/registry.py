@@ -85,3 +85,16 @@ def build(spec: NetworkSpec, **overrides) -> keras.Model:
                    f"(known: {', '.join(names())}). Import the module that "
                    "registers it (a method's module registers its networks).")
   return builder(**{**spec.kwargs, **overrides})
+
+
+def call_output(network, images, coefficients):
+  """An extra inference output of `images` [N, S, S, 3] float32.
+
+  A composite output that reads the coefficients (it sets
+  `takes_coefficients`, e.g. the robust method's refined albedo) gets the
+  [N, K] float32 coefficients already predicted, rather than running the
+  reconstructor a second time; any other network sees the images alone.
+  """
+  if getattr(network, "takes_coefficients", False):
+    return network(images, training=False, coefficients=coefficients)
+  return network(images, training=False)

@@ -10,6 +10,7 @@ from typing import NamedTuple, Optional, Tuple, Union
 
 import tensorflow as tf
 
+from mgc_tf.facemodel import shading
 from mgc_tf.render import rasterizer
 
 
@@ -112,3 +113,29 @@ def render_face(decoder, coefficients: tf.Tensor,
                          face.intrinsics, image_size, background=background,
                          backend=backend)
     return face, output
+
+
+def render_with_albedo(face, albedo: tf.Tensor, triangles: tf.Tensor,
+                       background: tf.Tensor,
+                       backend: Optional[Union[rasterizer.Backend, str]] = None,
+                       name: str = "render_with_albedo") -> RenderOutput:
+  """Renders a decoded face with another albedo, shaded with its own SH
+  lighting (e.g. the robust method's refined texture).
+
+  Args:
+    face: a `DecodedFace` at the background's crop size.
+    albedo: [B, V, 3] float32 per-vertex albedo in [0, 1].
+    triangles: [F, 3] int32, the face model's.
+    background: [B, S, S, 3] float32 images to composite over.
+    backend: as `render_mesh`.
+
+  Returns:
+    A `RenderOutput` at S x S.
+  """
+  with tf.name_scope(name):
+    background = tf.convert_to_tensor(background, tf.float32)
+    colors = shading.sh_shade(tf.convert_to_tensor(albedo, tf.float32),
+                              face.normals, face.lighting)
+    return render_mesh(face.vertices, colors, triangles, face.intrinsics,
+                       tuple(background.shape[1:3]), background=background,
+                       backend=backend)

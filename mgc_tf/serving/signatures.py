@@ -41,6 +41,7 @@ import tensorflow as tf
 from mgc_tf.facemodel import decoder as face_decoder
 from mgc_tf.geometry import depth_map
 from mgc_tf.inference import reconstructor as reconstructor_lib
+from mgc_tf.models import registry
 
 SERVING_DEFAULT = "serving_default"
 # The float signature `Reconstructor.from_saved_model` calls.
@@ -317,8 +318,9 @@ class ReconstructionModule(tf.Module):
     coefficients = self.model(images, training=False)
     face = self._decoder.decode(coefficients, image_size=self.image_size)
     scale = tf.reshape(side / float(self.image_size), [-1, 1, 1])
-    extras = {name: tf.identity(tf.cast(network(images, training=False),
-                                        tf.float32), name=name)
+    extras = {name: tf.identity(tf.cast(registry.call_output(
+        network, images, tf.cast(coefficients, tf.float32)), tf.float32),
+                                name=name)
               for name, network in self.extra_outputs.items()}
     return {
         **extras,

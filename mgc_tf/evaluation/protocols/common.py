@@ -15,7 +15,6 @@ import tensorflow_datasets as tfds
 
 from mgc_tf.evaluation import metrics
 from mgc_tf.evaluation import render_quality
-from mgc_tf.facemodel import shading
 from mgc_tf.inference import reconstructor as reconstructor_lib
 from mgc_tf.io.progress import ProgressLog
 from mgc_tf.models import gcn
@@ -60,11 +59,8 @@ def predict_render_and_score(predictor, decoder, crops: np.ndarray, values):
   _score_render(values, "render", rendered, inputs, output.mask.numpy())
   refined = predicted.get(gcn.REFINED_ALBEDO_OUTPUT)
   if refined is not None:
-    colors = shading.sh_shade(tf.convert_to_tensor(refined, tf.float32),
-                              face.normals, face.lighting)
-    again = renderer.render_mesh(
-        face.vertices, colors, decoder.triangles, face.intrinsics,
-        inputs.shape[1:3], background=tf.convert_to_tensor(inputs))
+    again = renderer.render_with_albedo(face, refined, decoder.triangles,
+                                        inputs)
     _score_render(values, "render_refined",
                   np.clip(again.image.numpy(), 0.0, 1.0), inputs,
                   again.mask.numpy())
