@@ -51,19 +51,17 @@ def random_coefficients(layout, num_faces: int, seed: int,
   animator would set: `blendshapes_per_face` random shapes at weights
   uniform in [0.3, 0.8], the others 0.
   """
+  from mgc_tf.facemodel import expressions  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(seed)
   coeffs = np.zeros([num_faces, layout.size], np.float32)
   s = layout.slices()
   coeffs[:, s["identity"]] = id_scale * rng.standard_normal(
       [num_faces, layout.id_rank])
   if blendshape:
-    weights = np.zeros([num_faces, layout.exp_rank], np.float32)
-    for face in range(num_faces):
-      chosen = rng.choice(layout.exp_rank, size=min(blendshapes_per_face,
-                                                    layout.exp_rank),
-                          replace=False)
-      weights[face, chosen] = rng.uniform(0.3, 0.8, len(chosen))
-    coeffs[:, s["expression"]] = weights
+    coeffs[:, s["expression"]] = [
+        expressions.random_blendshape_weights(rng, layout.exp_rank,
+                                              blendshapes_per_face)
+        for _ in range(num_faces)]
   else:
     coeffs[:, s["expression"]] = exp_scale * rng.standard_normal(
         [num_faces, layout.exp_rank])

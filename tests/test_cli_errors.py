@@ -146,6 +146,25 @@ def test_train_misspelled_dataset_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_train_on_another_face_models_dataset_is_one_line(tmp_path):
+  """ict_tiny is rendered from the ICT model; the default run's model is
+  another: refused before the first step, with the flag that fixes it."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.data import prepare
+  # Built here: a build's progress bars would go to the command's stderr.
+  prepare.ensure_synthetic("synthetic_multiview/ict_tiny",
+                           str(tmp_path / "data"))
+  result = _run("train", f"--model_dir={tmp_path / 'run'}",
+                "--dataset=synthetic_multiview/ict_tiny",
+                "--eval_dataset=", f"--data_dir={tmp_path / 'data'}",
+                "--face_model=embedded-synthetic-v1", "--image_size=64",
+                "--batch_size=1", "--max_steps=1", "--backbone=resnet18")
+  _assert_one_error_line(result, "'embedded-ict-light-v1'",
+                         "--face_model=embedded-ict-light-v1")
+  assert not list((tmp_path / "run").glob("ckpt-*"))
+
+
+@pytest.mark.slow
 def test_sigterm_during_start_up_exits_0_with_one_line(trained_model_dir,
                                                        tmp_path):
   export_dir = tmp_path / "export"

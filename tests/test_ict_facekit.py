@@ -875,3 +875,28 @@ def test_packaged_file_is_what_the_script_makes_of_the_real_folder(tmp_path):
                  check=True, capture_output=True)
   with open(embedded_ict.ASSET_PATH, "rb") as f:
     assert output.read_bytes() == f.read()
+
+
+@pytest.mark.slow
+def test_a_run_trains_and_evaluates_on_the_ict_dataset(tmp_path):
+  """synthetic_multiview/ict_tiny with --face_model=embedded-ict-light-v1:
+  two steps, then the evaluation scores meshes against the ICT ground
+  truth (vertex error needs the same layout and topology)."""
+  result = subprocess.run(
+      [sys.executable, "-m", "mgc_tf.train",
+       "--dataset=synthetic_multiview/ict_tiny",
+       "--eval_dataset=synthetic_multiview/ict_tiny",
+       "--face_model=embedded-ict-light-v1", "--image_size=64",
+       "--batch_size=1", "--max_steps=2", "--backbone=resnet18",
+       "--eval_every=2", "--export_dir=", f"--model_dir={tmp_path / 'run'}",
+       f"--data_dir={tmp_path / 'data'}"],
+      cwd=REPO_ROOT, capture_output=True, text=True, check=False,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  evaluation = [line for line in result.stdout.splitlines()
+                if line.startswith("eval ")]
+  assert evaluation, result.stdout[-3000:]
+  scores = dict(zip(evaluation[-1].split()[1::2],
+                    map(float, evaluation[-1].split()[2::2])))
+  assert np.isfinite(scores["vertex_error_mm"]), evaluation
+  assert np.isfinite(scores["depth_error_mm"]), evaluation

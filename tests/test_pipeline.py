@@ -395,6 +395,29 @@ def test_missing_dataset_says_how_to_build_it(tmp_path):
     pipeline.load_builder(spec, data_dir=str(tmp_path))
 
 
+def test_a_dataset_of_another_packaged_face_model_is_refused():
+  # pylint: disable=g-import-not-at-top
+  import types
+  from mgc_tf.facemodel import loaders
+
+  def builder(metadata):
+    return types.SimpleNamespace(info=types.SimpleNamespace(
+        metadata=metadata, full_name="synthetic_multiview/ict_tiny/3.0.0"))
+
+  ict = loaders.load_face_model("embedded-ict-light-v1")
+  synthetic = loaders.load_face_model("embedded-synthetic-v1")
+  recorded = builder({"face_model": "embedded-ict-light-v1"})
+  with pytest.raises(pipeline.DatasetError) as error:
+    pipeline.check_face_model(recorded, synthetic)
+  assert "--face_model=embedded-ict-light-v1" in str(error.value)
+  assert "'embedded-synthetic-v1'" in str(error.value)
+  pipeline.check_face_model(recorded, ict)
+  # Real photos record no face model; an unknown record is not ours.
+  pipeline.check_face_model(builder({}), synthetic)
+  pipeline.check_face_model(builder(None), synthetic)
+  pipeline.check_face_model(builder({"face_model": "my-model"}), synthetic)
+
+
 def test_parse_sources():
   specs = pipeline.parse_sources(
       "synthetic_multiview/small:0.7, video_folder[frame_step=2,"

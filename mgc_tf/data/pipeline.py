@@ -227,6 +227,37 @@ def load_builder(spec: SourceSpec, data_dir: Optional[str] = None):
   return builder
 
 
+def check_face_model(builder, face_model) -> None:
+  """Refuses a dataset rendered from another packaged face model.
+
+  A synthetic dataset records the packaged face model it was rendered from
+  (metadata "face_model"); its ground-truth coefficients and depths are in
+  that model's layout and topology. Datasets without the record (real
+  photos) suit any face model.
+
+  Args:
+    builder: a TFDS builder.
+    face_model: the run's `FaceModel` (compared by fingerprint).
+
+  Raises:
+    DatasetError: one line naming both models and the fix.
+  """
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import loaders
+  recorded = (builder.info.metadata or {}).get("face_model")
+  if recorded not in loaders.embedded_model_names():
+    return
+  if (loaders.load_face_model(recorded).fingerprint() !=
+      face_model.fingerprint()):
+    used = face_model.name.split(":")[0]
+    raise DatasetError(
+        f"{builder.info.full_name} was rendered from the face model "
+        f"'{recorded}', but this run uses '{used}': its ground truth is in "
+        f"the other model's layout. Pass --face_model={recorded}, or use a "
+        f"dataset rendered from '{used}' (docs/datasets/"
+        "synthetic_multiview.md).")
+
+
 def _build_hint(spec: SourceSpec, data_dir: Optional[str], error) -> str:
   """One line: not prepared, and the command that builds it."""
   name = spec.dataset_name

@@ -95,7 +95,9 @@ def read_embedded_ict(path: str = ASSET_PATH,
                          f"from this installation; rebuild it with "
                          f"`{_REBUILD}` or reinstall mgc_tf.")
   try:
-    with np.load(path, allow_pickle=False) as data:
+    # A file object, not a path: TFDS's builder tests only allow np.load
+    # on file objects.
+    with open(path, "rb") as f, np.load(f, allow_pickle=False) as data:
       arrays = {key: data[key] for key in data.files}
   except Exception as e:  # zipfile errors carry no path.
     raise FaceModelError(f"Cannot read {path}: {e}. Rebuild it with "

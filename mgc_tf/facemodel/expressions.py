@@ -85,3 +85,21 @@ def blendshape_weights_np(raw, names: Sequence[str] = ()) -> np.ndarray:
   if names:
     weights = np.minimum(weights, weights[..., list(cap_indices(names))])
   return weights
+
+
+def random_blendshape_weights(rng: np.random.Generator, rank: int,
+                              num_shapes: int, low: float = 0.3,
+                              high: float = 0.8) -> np.ndarray:
+  """An expression as an animator would set it: `num_shapes` of the `rank`
+  shapes, chosen at random, at weights uniform in [low, high]; the others 0.
+
+  Returns:
+    [rank] float32 weights in [0, 1].
+  """
+  if not BLENDSHAPE_MIN <= low <= high <= BLENDSHAPE_MAX:
+    raise ValueError(f"need {BLENDSHAPE_MIN} <= low <= high <= "
+                     f"{BLENDSHAPE_MAX}. Received: low={low}, high={high}")
+  weights = np.zeros([rank], np.float32)
+  chosen = rng.choice(rank, size=min(int(num_shapes), rank), replace=False)
+  weights[chosen] = rng.uniform(low, high, len(chosen))
+  return weights

@@ -207,12 +207,28 @@ class Trainer:
     for name in dict.fromkeys(names):
       prepare.ensure_synthetic(name, self.config.data_dir)
 
+  def _check_face_model(self, builders) -> None:
+    """Training and evaluation data must be rendered from this run's face
+    model where they record one (before the first step, not at the first
+    evaluation)."""
+    builders = list(builders)
+    if self.config.eval_dataset:
+      try:
+        builders.append(pipeline.load_builder(
+            pipeline.SourceSpec(self.config.eval_dataset),
+            self.config.data_dir))
+      except pipeline.DatasetNotPreparedError:
+        pass  # The evaluation reports it in its own words.
+    for builder in builders:
+      pipeline.check_face_model(builder, self.face_model)
+
   def distributed_dataset(self, start_step: int):
     """The training batches, distributed over the replicas."""
     config = self.config
     sources = self._sources()
     builders = [pipeline.load_builder(spec, config.data_dir)
                 for spec in sources]
+    self._check_face_model(builders)
     self._note_missing_extras(builders)
     replicas = self.strategy.num_replicas_in_sync
     if config.batch_size % replicas:

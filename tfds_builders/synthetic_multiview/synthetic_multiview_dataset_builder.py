@@ -7,7 +7,7 @@ views of one synthetic person at one instant (target = view 1, sources =
 views 0 and 2) with the ground truth kept for evaluation. See
 docs/datasets/synthetic_multiview.md.
 
-Two versions, each a set of configs:
+Three versions, each a set of configs:
   1.0.0  default, small, tiny           clean faces, exact landmarks
   2.0.0  v2, v2_small, v2_tiny,         real conditions: occluders, detected
          v2_large                       landmarks, harder light and pose
@@ -15,6 +15,10 @@ Two versions, each a set of configs:
                                         person seen at 3 instants (3
                                         examples), for identity-aware
                                         training and verification (SIR)
+  3.0.0  ict, ict_small, ict_tiny       1.0.0's recipe rendered from the
+                                        packaged ICT-FaceKit Light model
+                                        (scan-derived shape, blendshape
+                                        expressions, synthetic albedo)
 
   tfds build tfds_builders/synthetic_multiview --data_dir=DIR [--config=small]
 
@@ -33,6 +37,8 @@ import tensorflow_datasets as tfds
 from mgc_tf.data import beam_build
 from mgc_tf.data import features
 from mgc_tf.facemodel import coefficients
+from mgc_tf.facemodel import embedded_ict
+from mgc_tf.facemodel import loaders
 from mgc_tf.facemodel import synthetic
 from mgc_tf.faces2d import detected_landmarks
 
@@ -53,6 +59,14 @@ CITATION = features.MGCNET_CITATION + """
 }"""
 
 
+_ICT = embedded_ict.MODEL_NAME
+_MODEL_NOTES = {
+    synthetic.MODEL_NAME: "NOT a measured face model",
+    _ICT: "ICT-FaceKit Light's scan-derived shape and blendshapes, MIT; "
+          "its albedo is synthetic",
+}
+
+
 @dataclasses.dataclass
 class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
   """Size of the crops and of the splits.
@@ -65,6 +79,8 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
     recipe: "v1" (version 1.0.0) or "v2" (2.0.0): `synthetic_scenes.RECIPES`.
     examples_per_identity: consecutive examples showing one person (at
       different instants: expression, pose, light); 1 = one person each.
+    face_model: the packaged face model rendered (`load_face_model`'s
+      name); recorded in the dataset's metadata.
   """
   image_size: int = 224
   num_train: int = 3000
@@ -72,12 +88,13 @@ class SyntheticMultiviewConfig(tfds.core.BuilderConfig):
   num_views: int = synthetic_scenes.NUM_VIEWS
   recipe: str = "v1"
   examples_per_identity: int = 1
+  face_model: str = synthetic.MODEL_NAME
 
 
 class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
   """Synthetic multi-view faces with ground-truth coefficients, pose, depth."""
 
-  VERSION = tfds.core.Version("2.0.0")
+  VERSION = tfds.core.Version("3.0.0")
   RELEASE_NOTES = {
       "1.0.0": "Initial release.",
       "2.0.0": ("The v2 configs: landmarks as dlib's 68-point detector gives "
@@ -87,6 +104,11 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
                 "configs (default, small, tiny) still build, unchanged. "
                 "The persons_* configs: 1.0.0's clean recipe with each "
                 "person seen in 3 examples (3 instants)."),
+      "3.0.0": ("The ict configs: 1.0.0's recipe rendered from the packaged "
+                "ICT-FaceKit Light model (embedded-ict-light-v1): 100 "
+                "identity modes, 53 ARKit blendshapes (0 to 3 per "
+                "expression), the synthetic model's albedo carried over. "
+                "The 1.0.0 and 2.0.0 configs still build, unchanged."),
   }
   BUILDER_CONFIGS = [
       SyntheticMultiviewConfig(
@@ -129,6 +151,21 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
                       "x 3 views = 9 images): 100 train / 20 test persons, "
                       "112 px."),
       SyntheticMultiviewConfig(
+          name="ict", version="3.0.0", image_size=224, num_train=3000,
+          num_test=300, face_model=_ICT,
+          description="ICT-FaceKit Light faces, 224 px, 3000 train / 300 "
+                      "test examples."),
+      SyntheticMultiviewConfig(
+          name="ict_small", version="3.0.0", image_size=112, num_train=300,
+          num_test=60, face_model=_ICT,
+          description="ICT-FaceKit Light faces, 112 px, 300 train / 60 "
+                      "test examples."),
+      SyntheticMultiviewConfig(
+          name="ict_tiny", version="3.0.0", image_size=64, num_train=3,
+          num_test=3, face_model=_ICT,
+          description="ICT-FaceKit Light faces, 64 px, 3 / 3: for unit "
+                      "tests."),
+      SyntheticMultiviewConfig(
           name="persons_tiny", version="2.0.0", recipe="v1", image_size=64,
           num_train=6, num_test=6, examples_per_identity=3,
           description="Clean faces, 2 persons x 3 instants per split, 64 "
@@ -140,17 +177,14 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
     config = self.builder_config
     _check_config(config)
     recipe = synthetic_scenes.RECIPES[config.recipe]
-    # The embedded model's ranks, without building the model (about a
-    # second) just to describe the features.
-    num_coefficients = coefficients.CoefficientLayout(
-        id_rank=synthetic.ID_RANK, albedo_rank=synthetic.ALBEDO_RANK,
-        exp_rank=synthetic.EXP_RANK).size
+    num_coefficients = _num_coefficients(config.face_model)
     return self.dataset_info_from_configs(
         description=(
             "Three views of one synthetic person at one instant, rendered "
-            f"from the face model '{synthetic.MODEL_NAME}' (NOT a measured "
-            "face model), over scikit-image photographs and procedural "
-            "textures, with ground-truth coefficients, pose and depth."),
+            f"from the face model '{config.face_model}' "
+            f"({_MODEL_NOTES[config.face_model]}), over scikit-image "
+            "photographs and procedural textures, with ground-truth "
+            "coefficients, pose and depth."),
         features=features.multiview_features(
             config.image_size, num_views=config.num_views,
             image_format="png",
@@ -164,7 +198,7 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
         homepage="https://arxiv.org/abs/2007.12494",
         citation=CITATION,
         metadata=tfds.core.MetadataDict(
-            face_model=synthetic.MODEL_NAME,
+            face_model=config.face_model,
             target_view=synthetic_scenes.TARGET_VIEW,
             yaw_bins_degrees=[list(b)
                               for b in synthetic_scenes.YAW_BINS_DEGREES],
@@ -186,7 +220,8 @@ class Builder(beam_build.BeamBuild, tfds.core.GeneratorBasedBuilder):
     process = functools.partial(
         process_batch, image_size=config.image_size,
         recipe_name=config.recipe, landmark_description=landmarks,
-        examples_per_identity=config.examples_per_identity)
+        examples_per_identity=config.examples_per_identity,
+        face_model=config.face_model)
     return {split: self._generate_examples(
         split, scene_batches(split, count), process, {})
             for split, count in (("train", config.num_train),
@@ -210,11 +245,14 @@ def scene_batches(split: str, num_examples: int,
           for start in range(0, num_examples, batch)]
 
 
-def _renderer(image_size: int) -> synthetic_scenes.SceneRenderer:
-  """One decoder and compiled render function per process and crop size."""
+def _renderer(image_size: int, face_model: str = synthetic.MODEL_NAME
+              ) -> synthetic_scenes.SceneRenderer:
+  """One decoder and compiled render function per process, crop size and
+  face model."""
   return beam_build.process_local(
-      ("synthetic_multiview renderer", image_size),
-      lambda: synthetic_scenes.SceneRenderer(_face_model(), image_size))
+      ("synthetic_multiview renderer", image_size, face_model),
+      lambda: synthetic_scenes.SceneRenderer(_face_model(face_model),
+                                             image_size))
 
 
 def _landmark_source(use_detector: bool) -> detected_landmarks.LandmarkSource:
@@ -227,7 +265,8 @@ def _landmark_source(use_detector: bool) -> detected_landmarks.LandmarkSource:
 def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
                   image_size: int, recipe_name: str,
                   landmark_description: Optional[str],
-                  examples_per_identity: int = 1
+                  examples_per_identity: int = 1,
+                  face_model: str = synthetic.MODEL_NAME
                   ) -> Iterator[Tuple[str, dict]]:
   """One unit of a build: draws and renders a batch of scenes.
 
@@ -241,6 +280,7 @@ def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
     examples_per_identity: consecutive examples showing one person (the
       person follows from the index alone, so any batch can be drawn
       anywhere).
+    face_model: the packaged face model's name.
 
   Raises:
     RuntimeError: this process would detect landmarks differently from the
@@ -248,7 +288,7 @@ def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
   """
   del tallies
   recipe = synthetic_scenes.RECIPES[recipe_name]
-  renderer = _renderer(image_size)
+  renderer = _renderer(image_size, face_model)
   source = None
   if recipe.detected_landmarks:
     source = _landmark_source(True)
@@ -264,8 +304,20 @@ def process_batch(batch: SceneBatch, tallies: Mapping[str, object],
     yield f"{batch.split}-{index:06d}", example
 
 
-def _face_model():
-  return synthetic.embedded_face_model()
+def _face_model(name: str = synthetic.MODEL_NAME):
+  return loaders.load_face_model(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _num_coefficients(face_model: str) -> int:
+  """K of a packaged face model's layout (the synthetic model's ranks are
+  constants: no need to build it just to describe the features)."""
+  if face_model == synthetic.MODEL_NAME:
+    return coefficients.CoefficientLayout(
+        id_rank=synthetic.ID_RANK, albedo_rank=synthetic.ALBEDO_RANK,
+        exp_rank=synthetic.EXP_RANK).size
+  return coefficients.CoefficientLayout.from_face_model(
+      _face_model(face_model)).size
 
 
 def _check_config(config: SyntheticMultiviewConfig) -> None:
@@ -275,6 +327,9 @@ def _check_config(config: SyntheticMultiviewConfig) -> None:
   if config.recipe not in synthetic_scenes.RECIPES:
     raise ValueError(f"recipe must be one of {sorted(synthetic_scenes.RECIPES)}"
                      f". Received: {config.recipe!r}")
+  if config.face_model not in _MODEL_NOTES:
+    raise ValueError(f"face_model must be one of {sorted(_MODEL_NOTES)}. "
+                     f"Received: {config.face_model!r}")
   if config.examples_per_identity < 1:
     raise ValueError("examples_per_identity must be >= 1. Received: "
                      f"{config.examples_per_identity}")

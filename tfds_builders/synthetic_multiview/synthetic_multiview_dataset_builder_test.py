@@ -9,6 +9,7 @@ import tensorflow_datasets as tfds
 from tfds_builders.synthetic_multiview import (
     synthetic_multiview_dataset_builder)
 from mgc_tf.data import occluders
+from mgc_tf.facemodel import coefficients
 from tfds_builders.synthetic_multiview import synthetic_scenes
 
 TINY = 64
@@ -17,7 +18,7 @@ TINY = 64
 class SyntheticMultiviewTest(tfds.testing.DatasetBuilderTestCase):
   """The `tiny` config builds, reloads and has the expected split sizes."""
   DATASET_CLASS = synthetic_multiview_dataset_builder.Builder
-  BUILDER_CONFIG_NAMES_TO_TEST = ["tiny", "v2_tiny"]
+  BUILDER_CONFIG_NAMES_TO_TEST = ["tiny", "v2_tiny", "ict_tiny"]
   SPLITS = {"train": 3, "test": 3}
   # Nothing is downloaded; the test case still wants an example folder.
   EXAMPLE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -34,7 +35,7 @@ def test_configs_and_feature_shapes():
   configs = {c.name: c for c in builder_class.BUILDER_CONFIGS}
   assert set(configs) == {"default", "small", "tiny", "v2", "v2_small",
                           "v2_tiny", "v2_large", "persons_small",
-                          "persons_tiny"}
+                          "persons_tiny", "ict", "ict_small", "ict_tiny"}
   assert (str(configs["v2_large"].version), configs["v2_large"].recipe) == (
       "2.0.0", "v2")
   assert configs["v2_large"].num_train == 10 * configs["v2"].num_train
@@ -42,7 +43,13 @@ def test_configs_and_feature_shapes():
     assert (configs[name].recipe, configs[name].examples_per_identity) == (
         "v1", 3)
     assert configs[name].num_test % 3 == 0
-  assert str(builder_class.VERSION) == "2.0.0"
+  assert str(builder_class.VERSION) == "3.0.0"
+  for name in ("ict", "ict_small", "ict_tiny"):
+    assert (str(configs[name].version), configs[name].recipe,
+            configs[name].face_model) == ("3.0.0", "v1",
+                                          "embedded-ict-light-v1")
+  assert {configs[n].face_model for n in configs if not n.startswith("ict")
+          } == {"embedded-synthetic-v1"}
   for name in ("default", "small", "tiny"):
     assert (str(configs[name].version), configs[name].recipe) == (
         "1.0.0", "v1")
@@ -154,3 +161,40 @@ def test_v2_built_examples_hold_occluder_masks_and_both_landmark_sets(
                           example["landmarks_true"][view]).max()
       assert difference > 0.0, (identity, view, code)
   assert len(examples) == 6
+
+
+def test_ict_configs_render_the_packaged_ict_model(tmp_path):
+  """ict_tiny: the ICT model's layout and metadata, blendshape weights in
+  [0, 1] with at most 3 shapes on, and the stored example is the scene the
+  library draws from that model."""
+  builder = synthetic_multiview_dataset_builder.Builder(
+      config="ict_tiny", data_dir=str(tmp_path))
+  face_model = synthetic_multiview_dataset_builder._face_model(
+      "embedded-ict-light-v1")
+  layout = coefficients.CoefficientLayout.from_face_model(face_model)
+  assert builder.info.features.shape["coefficients"] == (3, layout.size)
+  assert builder.info.metadata["face_model"] == "embedded-ict-light-v1"
+  builder.download_and_prepare()
+  weights = []
+  for example in tfds.as_numpy(builder.as_dataset(split="train")):
+    identity = example["identity"].decode()
+    scene = synthetic_scenes.sample_scene(
+        face_model, "train", int(identity.rsplit("-", 1)[1]), TINY)
+    np.testing.assert_array_equal(example["coefficients"], scene.coefficients)
+    expression = example["coefficients"][:, layout.slices()["expression"]]
+    # One expression per example, shared by the views.
+    np.testing.assert_array_equal(expression, expression[:1].repeat(3, 0))
+    weights.append(expression[0])
+    face = example["depth"] > 0
+    assert 0.1 < face.mean() < 0.95
+  weights = np.stack(weights)
+  assert weights.min() >= 0.0 and weights.max() <= 0.8
+  assert np.all(np.sum(weights > 0, axis=1) <= 3)
+
+
+def test_unknown_face_model_is_refused():
+  config = synthetic_multiview_dataset_builder.SyntheticMultiviewConfig(
+      name="odd", face_model="bfm")
+  with pytest.raises(ValueError, match="face_model must be one of"):
+    synthetic_multiview_dataset_builder.Builder(config=config,
+                                                data_dir="/tmp/unused").info

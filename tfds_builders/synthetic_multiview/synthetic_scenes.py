@@ -61,6 +61,7 @@ from mgc_tf.data import occluders as occluders_lib
 from mgc_tf.evaluation import metrics
 from mgc_tf.facemodel import coefficients as coefficients_lib
 from mgc_tf.facemodel import decoder as face_decoder
+from mgc_tf.facemodel import expressions
 from mgc_tf.facemodel import mesh
 from mgc_tf.facemodel import shading
 from mgc_tf.facemodel import synthetic
@@ -82,6 +83,10 @@ PERSON_STREAM = 7
 # --- Coefficients, in standard deviations ------------------------------------
 ID_SIGMA = 1.0
 EXP_SIGMA = 0.6
+#: A blendshape model's expression (ICT-FaceKit's ARKit shapes): 0 to this
+#: many shapes at weights uniform in BLENDSHAPE_WEIGHTS, the others 0.
+MAX_BLENDSHAPES = 3
+BLENDSHAPE_WEIGHTS = (0.3, 0.8)
 ALBEDO_SIGMA = 0.8
 COEFFICIENT_CLIP = 2.5
 #: Shape draws before giving up on an unfolded mesh (~2 % of draws fold).
@@ -155,7 +160,9 @@ class SceneRecipe:
   Attributes:
     name: "v1" or "v2".
     exp_sigma: expression coefficients' standard deviation (in units of one
-      model standard deviation).
+      model standard deviation), for a PCA expression model.
+    max_blendshapes: for a blendshape expression model, the most shapes one
+      expression uses (`sample_shape`).
     head_pitch_degrees, head_roll_degrees: head pitch / roll shared by the
       views, uniform in +/- these.
     ambient_range, key_light_range, fill_light_range: light strengths.
@@ -171,6 +178,7 @@ class SceneRecipe:
   """
   name: str = "v1"
   exp_sigma: float = EXP_SIGMA
+  max_blendshapes: int = MAX_BLENDSHAPES
   head_pitch_degrees: float = HEAD_PITCH_DEGREES
   head_roll_degrees: float = HEAD_ROLL_DEGREES
   ambient_range: Tuple[float, float] = AMBIENT_RANGE
@@ -186,7 +194,7 @@ class SceneRecipe:
 
 RECIPE_V1 = SceneRecipe()
 RECIPE_V2 = SceneRecipe(
-    name="v2", exp_sigma=1.0, head_pitch_degrees=25.0, head_roll_degrees=12.0,
+    name="v2", exp_sigma=1.0, max_blendshapes=5, head_pitch_degrees=25.0, head_roll_degrees=12.0,
     ambient_range=(0.15, 0.55), key_light_range=(0.4, 1.0),
     fill_light_range=(0.0, 0.3), key_azimuth_degrees=90.0, light_tint=0.35,
     ambient_tint=0.15, photo_probability=0.85, occluders=True,
@@ -421,15 +429,28 @@ def folded_triangles(face_model, shape: np.ndarray) -> int:
 
 
 def sample_shape(rng: np.random.Generator, face_model,
-                 exp_sigma: float = EXP_SIGMA
+                 exp_sigma: float = EXP_SIGMA,
+                 max_blendshapes: int = MAX_BLENDSHAPES
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
   """Identity [K_id] and expression [K_exp] coefficients of an unfolded mesh,
-  and the mesh [V, 3]."""
+  and the mesh [V, 3].
+
+  PCA expressions are N(0, exp_sigma^2) per mode; blendshape weights
+  (`face_model.is_blendshape`) are 0 to `max_blendshapes` random shapes at
+  weights uniform in BLENDSHAPE_WEIGHTS (`expressions.
+  random_blendshape_weights`), so a neutral face is among them.
+  """
   for _ in range(MAX_SHAPE_DRAWS):
     id_coeffs = np.clip(ID_SIGMA * rng.standard_normal(face_model.id_rank),
                         -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
-    exp_coeffs = np.clip(exp_sigma * rng.standard_normal(face_model.exp_rank),
-                         -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
+    if face_model.is_blendshape:
+      exp_coeffs = expressions.random_blendshape_weights(
+          rng, face_model.exp_rank, rng.integers(0, max_blendshapes + 1),
+          *BLENDSHAPE_WEIGHTS)
+    else:
+      exp_coeffs = np.clip(
+          exp_sigma * rng.standard_normal(face_model.exp_rank),
+          -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
     shape = shape_of(face_model, id_coeffs, exp_coeffs)
     if folded_triangles(face_model, shape) == 0:
       return id_coeffs, exp_coeffs, shape
@@ -666,7 +687,8 @@ def sample_scene(face_model, split: str, index: int,
   layout = coefficients_lib.CoefficientLayout.from_face_model(face_model)
   slices = layout.slices()
   id_coeffs, exp_coeffs, shape = sample_shape(rng, face_model,
-                                              recipe.exp_sigma)
+                                              recipe.exp_sigma,
+                                              recipe.max_blendshapes)
   albedo = np.clip(ALBEDO_SIGMA * rng.standard_normal(face_model.albedo_rank),
                    -COEFFICIENT_CLIP, COEFFICIENT_CLIP)
   if examples_per_identity > 1:

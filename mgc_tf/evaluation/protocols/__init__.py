@@ -85,6 +85,7 @@ def evaluate_builder(predictor: reconstructor_lib.Reconstructor, builder,
     ValueError: a dataset without a protocol (no `images`: e.g. a video
       set other than micc_florence), or an empty split.
   """
+  pipeline.check_face_model(builder, predictor.decoder.face_model)
   protocol = PROTOCOLS.get(builder.name)
   if protocol is None:
     if "images" not in builder.info.features:
