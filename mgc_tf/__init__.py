@@ -5,7 +5,7 @@ The front door for Python users:
     import mgc_tf
     model = mgc_tf.Reconstructor.from_run("runs/quickstart")
     result = model.reconstruct(crops)        # aligned face crops [N, H, H, 3]
-    face_model = mgc_tf.load_face_model()    # the embedded synthetic model
+    face_model = mgc_tf.load_face_model()    # the default, ICT-FaceKit Light
 
 Both names are imported on first use, so `import mgc_tf` stays cheap.
 """

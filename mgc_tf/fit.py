@@ -48,8 +48,9 @@ _SAVED_MODEL = flags.DEFINE_string(
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "With --model_dir: a checkpoint prefix.")
 _FACE_MODEL = flags.DEFINE_string(
-    "face_model", None, "The face-model file (default: the embedded one, or "
-    "the model's with --model_dir / --saved_model).")
+    "face_model", None, "The face-model file or packaged name (default: "
+    "ICT-FaceKit Light, embedded-ict-light-v1; with --model_dir / "
+    "--saved_model, the model's own).")
 _INDEPENDENT = flags.DEFINE_boolean(
     "independent", False, "Folders: fit every image alone instead of as one "
     "person's set.")

@@ -6,8 +6,8 @@
 
 Rows are random faces (identity, expression, albedo, lighting drawn from the
 model's prior; a blendshape model gets a few shapes per face), columns the
-yaw angles. Without --face_model the embedded synthetic model is used;
-`--face_model=embedded-ict-light-v1` renders the packaged ICT-FaceKit Light.
+yaw angles. Without --face_model the default, the packaged ICT-FaceKit Light,
+is used; `--face_model=embedded-synthetic-v1` renders the synthetic model.
 """
 
 from mgc_tf import _quiet  # pylint: disable=g-bad-import-order
@@ -29,7 +29,7 @@ _SEED = flags.DEFINE_integer("seed", 0, "Random seed of the coefficients.")
 _FACE_MODEL = flags.DEFINE_string(
     "face_model", None,
     "Face model file (.npz, Deep3D .mat, MGCNet .h5), or a packaged model's "
-    "name (embedded-synthetic-v1, the default; embedded-ict-light-v1).")
+    "name (embedded-ict-light-v1, the default; embedded-synthetic-v1).")
 _YAWS = flags.DEFINE_list("yaw_degrees", ["-60", "0", "60"],
                           "Yaw angles (columns), degrees.")
 _SIZE = flags.DEFINE_integer("size", 224, "Output tile side, pixels.")

@@ -73,8 +73,9 @@ def shapes_of(decoder, coefficients):
 
 
 def vertex_errors(decoder, coefficients, truth):
-  return [metrics.aligned_vertex_error(p, t) for p, t in
-          zip(shapes_of(decoder, coefficients), shapes_of(decoder, truth))]
+  return [metrics.aligned_vertex_error(p, t, decoder.face_model.front_mask)
+          for p, t in zip(shapes_of(decoder, coefficients),
+                          shapes_of(decoder, truth))]
 
 
 def synthetic(predictor, fitter, log):
@@ -182,7 +183,7 @@ def real(predictor, fitter, output_dir, log):
 
   def distance(coefficients):
     a, b = (shapes_of(decoder, coefficients[n])[0] for n in names)
-    return metrics.aligned_vertex_error(a, b)
+    return metrics.aligned_vertex_error(a, b, decoder.face_model.front_mask)
 
   prediction_nme = {}
   for name in names:

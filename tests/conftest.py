@@ -102,7 +102,7 @@ def write_trained_model_dir(model_dir: str, backbone: str = "resnet18",
   from mgc_tf.inference import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
 
-  face_model = loaders.load_face_model(None)
+  face_model = loaders.load_face_model("embedded-synthetic-v1")
   decoder = face_decoder.FaceDecoder(face_model)
   keras.utils.set_random_seed(seed)
   model = reconstructor.build_reconstructor(

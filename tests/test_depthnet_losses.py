@@ -177,7 +177,7 @@ def _numpy_occlusion(depth_t, depth_s, k_t, k_s, r, t, threshold_mm):
 @pytest.fixture(scope="module")
 def yaw_pair():
   """3DMM depth of the embedded face model at yaw +40 and -40, 64 px."""
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout = decoder.layout
   zeros = tf.zeros([2, layout.size])
   groups = layout.split(zeros)

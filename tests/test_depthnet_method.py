@@ -39,7 +39,7 @@ def test_config_validates_and_stages_follow_it():
     depthnet.DepthNetConfig(photo_weight=-1.0).validate()
   with pytest.raises(ValueError, match="joint_stage needs"):
     depthnet.DepthNetConfig(joint_stage=True, stage_depth_steps=0).validate()
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   setup = dict(decoder=decoder, backbone="resnet18", backbone_weights="none",
                image_size=SIZE, num_views=3, global_batch_size=2)
   method = depthnet.DepthNetMethod(depthnet.DepthNetConfig(
@@ -181,7 +181,7 @@ def test_twenty_steps_on_one_batch_lower_every_active_term(data_dir):
   assert batch["has_depth"].numpy().all()
   assert batch["has_coefficients"].numpy().all()
   keras.utils.set_random_seed(0)
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   method = depthnet.DepthNetMethod(
       depthnet.DepthNetConfig(stage_3dmm_steps=10, **SMALL_NETS),
       decoder=decoder, backbone="resnet18", backbone_weights="none",

@@ -152,7 +152,7 @@ def _rendered_faces():
   from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
   from mgc_tf.render import renderer  # pylint: disable=g-import-not-at-top
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  decoder = face_decoder.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   slices = decoder.layout.slices()
   coeffs = np.zeros([2, decoder.layout.size], np.float32)
   identity = slices["identity"]

@@ -137,6 +137,36 @@ def test_ground_truth_coefficients_score_zero_errors(data_dir, predictor):
   assert random.metrics["nme/mean"] > 1.0
 
 
+def test_mean_face_script_is_the_evaluation_of_the_mean_face(data_dir):
+  """scripts/mean_face_vertex_error.py prints what the protocol gives a
+  model that predicts the mean face (zero shape coefficients)."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import decoder as decoder_lib
+  from mgc_tf.facemodel import loaders
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(
+      "embedded-synthetic-v1"))
+  builder = protocols.load_dataset_builder(TINY, data_dir)
+  rows = np.concatenate([
+      example["coefficients"] for example in
+      tfds.as_numpy(builder.as_dataset(split="test", shuffle_files=False))])
+  slices = decoder.layout.slices()
+  rows[:, slices["identity"]] = 0.0
+  rows[:, slices["expression"]] = 0.0
+  mean_face = protocols.evaluate_builder(
+      TableLookupPredictor(decoder, rows), builder, "test", batch_size=4,
+      progress=False).metrics["vertex_error_mm"]
+  script = os.path.join(os.path.dirname(os.path.dirname(
+      os.path.abspath(__file__))), "scripts", "mean_face_vertex_error.py")
+  result = subprocess.run(
+      [sys.executable, script, f"--dataset={TINY}", f"--data_dir={data_dir}"],
+      capture_output=True, text=True, check=False,
+      env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+  assert result.returncode == 0, result.stderr[-2000:]
+  printed = float(result.stdout.split("vertex error ")[1].split(" mm")[0])
+  assert mean_face > 1.0
+  assert printed == pytest.approx(mean_face, abs=0.006)  # printed to 0.01
+
+
 @pytest.fixture(scope="module")
 def v2_data_dir(tmp_path_factory):
   """synthetic_multiview/v2_tiny (detected landmarks, occluders)."""

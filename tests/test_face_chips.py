@@ -23,7 +23,7 @@ MIN_COSINE_TF_CHIP = {"fixed": 0.994, "landmarks": 0.994}
 def test_fixed_transform_is_derived_from_the_embedded_mean_face():
   from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders  # pylint: disable=g-import-not-at-top
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  decoder = face_decoder.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   landmarks = decoder.decode(tf.zeros([1, decoder.layout.size]))
   landmarks = landmarks.landmarks_2d.numpy()[0].astype(np.float64)
   to_template = alignment.similarity_transform(

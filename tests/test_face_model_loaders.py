@@ -475,13 +475,27 @@ def test_dispatch_by_extension(deep3d_mat, mgcnet_h5, tmp_path):
 
 
 @pytest.mark.parametrize("path", [None, ""])
-def test_dispatch_empty_path_uses_synthetic(monkeypatch, deep3d_mat, path):
-  sentinel = load_deep3d_bfm_front(deep3d_mat)
-  fake = types.ModuleType("mgc_tf.facemodel.synthetic")
-  fake.embedded_face_model = lambda: sentinel
-  monkeypatch.setitem(sys.modules, "mgc_tf.facemodel.synthetic", fake)
-  monkeypatch.setattr(facemodel_pkg, "synthetic", fake, raising=False)
+def test_dispatch_empty_path_uses_the_default_ict_model(monkeypatch, path):
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import embedded_ict
+  from mgc_tf.facemodel import loaders
+  sentinel = object()
+  monkeypatch.setattr(embedded_ict, "embedded_ict_face_model",
+                      lambda: sentinel)
+  assert loaders.DEFAULT_FACE_MODEL == embedded_ict.MODEL_NAME
   assert load_face_model(path) is sentinel
+
+
+def test_recorded_names_map_back_to_packaged_models():
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import loaders
+  assert loaders.packaged_name_of("embedded-synthetic-v1") == (
+      "embedded-synthetic-v1")
+  assert loaders.packaged_name_of(
+      "embedded-ict-light-v1: ICT-FaceKit Light face+eyeballs") == (
+          "embedded-ict-light-v1")
+  for other in ("bfm_front", "embedded-synthetic-v10", "", None):
+    assert loaders.packaged_name_of(other) is None
 
 
 def test_dispatch_rejects_raw_bfm2009(bfm_dir):

@@ -27,7 +27,7 @@ SIZE = 64
 
 @pytest.fixture(scope="module")
 def decoder():
-  return decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  return decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
 
 
 def _coefficients(decoder, count, seed=0, yaws=None):

@@ -109,7 +109,7 @@ def test_a_run_written_before_model_json_still_loads(trained_model_dir,
 
 
 def test_model_description_round_trips_and_rejects_other_formats():
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  decoder = face_decoder.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   from mgc_tf.models import reconstructor  # pylint: disable=g-import-not-at-top
   spec = reconstructor.reconstructor_spec(decoder.layout, "resnet18", 64)
   described = description_lib.ModelDescription(

@@ -814,8 +814,10 @@ def test_packaged_model_loads_by_name_with_its_notice():
   landmarks = model.mean_shape[model.landmark_indices]
   assert np.argmax(landmarks[:, 2]) == 30
   assert landmarks[8, 1] < landmarks[57, 1] < landmarks[33, 1]
-  # The other packaged name is the synthetic model, also the default.
-  assert load_face_model("embedded-synthetic-v1") is load_face_model(None)
+  # It is the default; the other packaged name is the synthetic model.
+  assert model is load_face_model(None) is load_face_model("")
+  assert load_face_model("embedded-synthetic-v1").name == (
+      "embedded-synthetic-v1")
 
 
 def test_packaged_file_round_trip_and_albedo_source_check(folder, tmp_path):

@@ -98,7 +98,7 @@ def test_weak_perspective_conversion_on_synthetic_ground_truth():
   """Decode a face at known poses with the face model, make X_UV as the PGN
   is trained to predict it (projected x, y and weak-perspective z), solve,
   convert: the true pose comes back up to the weak-perspective error."""
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout = decoder.layout
   size = 64
   rng = np.random.default_rng(3)

@@ -230,7 +230,7 @@ def test_every_network_of_a_method_saves_every_weight(name, tmp_path):
   method_class = methods.get(name)
   method = method_class(
       method_class.config_class(),
-      decoder=decoder_lib.FaceDecoder(loaders.load_face_model(None)),
+      decoder=decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1")),
       backbone="resnet18", backbone_weights="none", image_size=64,
       num_views=2, global_batch_size=2)
   for network_name, spec in method.network_specs().items():

@@ -42,6 +42,20 @@ def test_rigid_alignment_undoes_a_known_motion():
   assert metrics.aligned_vertex_error(mirrored, points) > 10.0
 
 
+def test_vertex_error_on_a_region_ignores_the_rest():
+  rng = np.random.default_rng(1)
+  points = rng.normal(0, 50, (100, 3))
+  region = np.arange(100) < 60
+  changed = points.copy()
+  changed[~region] += rng.normal(0, 30, (40, 3))  # the back of the head
+  assert metrics.aligned_vertex_error(changed, points) > 5.0
+  assert metrics.aligned_vertex_error(changed, points, region) < 1e-6
+  # On the region, the same as measuring the region's vertices alone.
+  changed[region] += 2.0 * rng.normal(size=(60, 3))
+  assert metrics.aligned_vertex_error(changed, points, region) == (
+      pytest.approx(metrics.aligned_vertex_error(changed[:60], points[:60])))
+
+
 def test_angle_error_wraps():
   np.testing.assert_allclose(
       metrics.angle_error_degrees(np.array([179.0, -10.0, 350.0]),

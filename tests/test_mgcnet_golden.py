@@ -71,7 +71,7 @@ def compute():
   from mgc_tf.facemodel import decoder as face_decoder  # pylint: disable=g-import-not-at-top
   from mgc_tf.models import registry  # pylint: disable=g-import-not-at-top
 
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  decoder = face_decoder.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   batch = fixed_batch(decoder)
   keras.utils.set_random_seed(SEED)
   method_class = methods.get("mgcnet")

@@ -100,7 +100,7 @@ def covisible_np(target_ids, source_ids, triangles, num_vertices):
 
 @pytest.fixture(scope="module")
 def embedded_model():
-  return load_face_model(None)
+  return load_face_model("embedded-synthetic-v1")
 
 
 # --- bilinear sampling ---

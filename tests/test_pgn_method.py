@@ -23,7 +23,7 @@ SMALL = dict(pgn_uv_size=16, pgn_decoder_filters=16, pgn_flow_levels=2,
 
 @pytest.fixture(scope="module")
 def decoder():
-  return decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  return decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
 
 
 def _method(decoder, num_views=2, **config):

@@ -100,7 +100,7 @@ def test_lucas_kanade_on_a_rendered_pair_with_known_motion():
   """Our renderer moves the face by a known lateral translation dt, which
   moves every pixel by F dt / Z ~ the same amount; the flow on the face
   recovers it."""
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout, size = decoder.layout, 64
   rng = np.random.default_rng(1)
   groups = {n: np.zeros([2, k], np.float32)
@@ -125,7 +125,7 @@ def test_lucas_kanade_on_a_rendered_pair_with_known_motion():
 
 
 def test_texture_swap_on_identical_views_reproduces_the_image():
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout, size = decoder.layout, 64
   coefficients = tf.zeros([1, layout.size])
   face = decoder.decode(coefficients, image_size=size)
@@ -159,7 +159,7 @@ def test_texture_swap_on_identical_views_reproduces_the_image():
 
 
 def test_facing_vertices_turn_with_the_head():
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout = decoder.layout
   pose = np.zeros([2, layout.size], np.float32)
   yaw = layout.slices()["pose"].start + 1
@@ -171,7 +171,7 @@ def test_facing_vertices_turn_with_the_head():
 
 
 def test_l1_regulariser_is_eq_12():
-  decoder = decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  decoder = decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   layout = decoder.layout
   rng = np.random.default_rng(2)
   c = rng.normal(size=[3, layout.size]).astype(np.float32)

@@ -24,7 +24,7 @@ SMALL = dict(gcn_channels=8, gcn_order=2, gcn_blocks=4)
 
 @pytest.fixture(scope="module")
 def decoder():
-  return decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  return decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def face():
   """The embedded model's mean face: vertices [V, 3] mm, triangles, nose."""
-  model = loaders.load_face_model(None)
+  model = loaders.load_face_model("embedded-synthetic-v1")
   vertices = model.mean_shape.astype(np.float64)
   nose = vertices[model.landmark_indices[scan_metrics.NOSE_TIP_LANDMARK]]
   return vertices, model.triangles, nose

@@ -25,7 +25,7 @@ B = 2
 
 @pytest.fixture(scope="module")
 def decoder():
-  return decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  return decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ SIR_ON = sir.SIRConfig(sir_weight=1.0, sir_num_classes=16)
 
 @pytest.fixture(scope="module")
 def decoder():
-  return decoder_lib.FaceDecoder(loaders.load_face_model(None))
+  return decoder_lib.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
 
 
 def _setup(decoder, batch_size=2):

@@ -71,6 +71,48 @@ def _model_variables(checkpoint_prefix):
           and "OPTIMIZER_SLOT" not in name}
 
 
+def test_the_face_model_is_the_flag_the_resumed_run_the_data_or_the_default(
+    data_dir, tmp_path):
+  """`face_model_choice`: from the prepared data's metadata (a missing
+  synthetic set is built first) and model.json."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import loaders
+  from mgc_tf.inference import reconstructor as reconstructor_lib
+  from mgc_tf.models import reconstructor as head_lib
+  from mgc_tf.facemodel import decoder as decoder_lib
+  from mgc_tf.models import registry
+  from mgc_tf.training import config as config_lib
+  from mgc_tf.training import trainer as trainer_lib
+
+  def choice(dataset, **kwargs):
+    return trainer_lib.face_model_choice(config_lib.TrainConfig(
+        model_dir=str(tmp_path / "run"), dataset=dataset,
+        data_dir=data_dir, **kwargs))
+
+  synthetic, ict = "embedded-synthetic-v1", "embedded-ict-light-v1"
+  assert loaders.DEFAULT_FACE_MODEL == ict
+  assert choice("synthetic_multiview/tiny") == (synthetic, False)
+  assert choice("synthetic_multiview/ict_tiny") == (ict, False)
+  assert choice("synthetic_multiview/persons_tiny:0.5,celeba:0.5") == (
+      synthetic, False)
+  # Real photos record no model: the default (and so does data that is
+  # not prepared; the trainer says how to build it).
+  assert choice("celeba", build_data_if_missing=False) == (ict, False)
+  assert choice("synthetic_multiview/tiny", face_model=ict) == (ict, False)
+  with pytest.raises(ValueError, match="different face models"):
+    choice("synthetic_multiview/tiny,synthetic_multiview/ict_tiny")
+  # A run being resumed keeps its own model, even on the other data (which
+  # the trainer then refuses, saying why).
+  face_model = loaders.load_face_model(synthetic)
+  layout = decoder_lib.FaceDecoder(face_model).layout
+  spec = head_lib.reconstructor_spec(layout, backbone="resnet18",
+                                     image_size=32)
+  networks = {"reconstructor": registry.build(spec)}
+  reconstructor_lib.save_run(str(tmp_path / "run"), networks,
+                             {"reconstructor": spec}, face_model, 32)
+  assert choice("synthetic_multiview/ict_tiny") == (synthetic, True)
+
+
 def test_a_few_steps_lower_the_loss(data_dir, tmp_path):
   from mgc_tf.training import config as config_lib  # pylint: disable=g-import-not-at-top
   from mgc_tf.training import trainer as trainer_lib  # pylint: disable=g-import-not-at-top

@@ -132,7 +132,7 @@ def test_pixel_centres_are_the_kernels_float32_arithmetic():
 
 
 def decoder_and_coefficients(batch, seed=0):
-  decoder = face_decoder.FaceDecoder(loaders.load_face_model(None))
+  decoder = face_decoder.FaceDecoder(loaders.load_face_model("embedded-synthetic-v1"))
   rng = np.random.default_rng(seed)
   coefficients = np.zeros([batch, decoder.layout.size], np.float32)
   coefficients[:, :decoder.layout.id_rank] = rng.normal(

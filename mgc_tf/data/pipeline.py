@@ -227,6 +227,18 @@ def load_builder(spec: SourceSpec, data_dir: Optional[str] = None):
   return builder
 
 
+def rendered_face_model(spec: SourceSpec,
+                        data_dir: Optional[str] = None) -> Optional[str]:
+  """The packaged face model a prepared synthetic source is rendered from
+  (its metadata "face_model"); None for any other source, and for one that
+  is not prepared (`load_builder` reports that in its own words)."""
+  try:
+    builder = load_builder(spec, data_dir)
+  except DatasetError:
+    return None
+  return (builder.info.metadata or {}).get("face_model")
+
+
 def check_face_model(builder, face_model) -> None:
   """Refuses a dataset rendered from another packaged face model.
 

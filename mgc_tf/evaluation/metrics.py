@@ -7,7 +7,7 @@ and the papers' protocols are in docs/evaluation.md; scan metrics are in
 `scan_metrics`, render PSNR/SSIM in `render_quality`.
 """
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -99,8 +99,18 @@ def rigid_align(source: np.ndarray, target: np.ndarray) -> np.ndarray:
   return (source - mean_s) @ rotation.T + mean_t
 
 
-def aligned_vertex_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-  """Mean per-vertex distance after rigid alignment, in the input units."""
+def aligned_vertex_error(predicted: np.ndarray, truth: np.ndarray,
+                         region: Optional[np.ndarray] = None) -> float:
+  """Mean per-vertex distance after rigid alignment, in the input units.
+
+  Args:
+    predicted, truth: [V, 3] the same mesh's vertices.
+    region: optional [V] bool, the vertices aligned and measured (the face
+      model's `front_mask`: the face, not the back of a full head).
+  """
+  if region is not None:
+    region = np.asarray(region, bool)
+    predicted, truth = np.asarray(predicted)[region], np.asarray(truth)[region]
   moved = rigid_align(predicted, truth)
   return float(np.linalg.norm(moved - truth, axis=-1).mean())
 

@@ -764,6 +764,22 @@ def embedded_model_names() -> Tuple[str, ...]:
   return (synthetic.MODEL_NAME, embedded_ict.MODEL_NAME)
 
 
+#: The packaged model that `load_face_model(None)` gives: ICT-FaceKit Light
+#: (scan-derived shape, MIT). Runs, exports and datasets record which model
+#: they used, so those made when the synthetic model was the default still
+#: load it (`packaged_name_of`).
+DEFAULT_FACE_MODEL = "embedded-ict-light-v1"
+
+
+def packaged_name_of(model_name: Optional[str]) -> Optional[str]:
+  """The packaged model's name ("embedded-...") that a recorded
+  `FaceModel.name` belongs to, or None for a model read from a file."""
+  for name in embedded_model_names():
+    if model_name == name or (model_name or "").startswith(name + ":"):
+      return name
+  return None
+
+
 def load_face_model(path: Optional[str]) -> FaceModel:
   """Loads a face model, choosing the reader by file extension.
 
@@ -774,7 +790,8 @@ def load_face_model(path: Optional[str]) -> FaceModel:
       FaceXModel folder (read in about 15 s; convert it once to .npz), or
       the name of a model inside the package: "embedded-synthetic-v1" or
       "embedded-ict-light-v1" (ICT-FaceKit Light, `embedded_ict`). None or
-      "" gives the embedded synthetic model, which needs no download.
+      "" gives DEFAULT_FACE_MODEL, ICT-FaceKit Light; neither packaged
+      model needs a download.
 
   Returns:
     The FaceModel.
@@ -787,7 +804,9 @@ def load_face_model(path: Optional[str]) -> FaceModel:
   from mgc_tf.facemodel import embedded_ict
   from mgc_tf.facemodel import synthetic
   # pylint: enable=g-import-not-at-top
-  if not path or path == synthetic.MODEL_NAME:
+  if not path:
+    path = DEFAULT_FACE_MODEL
+  if path == synthetic.MODEL_NAME:
     return synthetic.embedded_face_model()
   if path == embedded_ict.MODEL_NAME:
     return embedded_ict.embedded_ict_face_model()

@@ -234,7 +234,8 @@ class Reconstructor:
     """
     metadata = read_export_metadata(path)
     decoder = face_decoder.FaceDecoder(loaders.load_face_model(
-        face_model if face_model is not None else metadata.get("face_model")))
+        face_model or metadata.get("face_model") or
+        loaders.packaged_name_of(metadata.get("face_model_name"))))
     if decoder.layout.size != int(metadata["num_coefficients"]):
       raise TrainedModelError(
           f"{path} predicts {metadata['num_coefficients']} coefficients but "
@@ -374,7 +375,9 @@ def _legacy_description(config_path: str) -> description_lib.ModelDescription:
   from mgc_tf.models import reconstructor as reconstructor_lib  # pylint: disable=g-import-not-at-top
   with tf.io.gfile.GFile(config_path) as f:
     config = json.load(f)
-  face = loaders.load_face_model(config.get("face_model"))
+  # These runs predate the ICT default: no path meant the synthetic model.
+  face = loaders.load_face_model(config.get("face_model") or
+                                 "embedded-synthetic-v1")
   layout = face_decoder.FaceDecoder(face).layout
   spec = reconstructor_lib.reconstructor_spec(
       layout, backbone=config["backbone"], image_size=config["image_size"])
@@ -388,7 +391,10 @@ def _legacy_description(config_path: str) -> description_lib.ModelDescription:
 
 def _load_face_model(path: Optional[str],
                      description: description_lib.ModelDescription):
-  model = loaders.load_face_model(path)
+  # No path: a packaged model, named in the record (the default may have
+  # changed since the run was trained).
+  model = loaders.load_face_model(
+      path or loaders.packaged_name_of(description.face_model_name))
   if model.fingerprint() != description.face_model_fingerprint:
     raise TrainedModelError(
         f"The face model {path or '(embedded)'} ({model.name}, fingerprint "

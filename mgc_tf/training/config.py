@@ -57,7 +57,7 @@ class TrainConfig:
   # The entry point defines --method over the registered methods.
   method: str = _field("mgcnet", "Training method (docs/methods.md).",
                        flag=False)
-  dataset: str = _field("synthetic_multiview/small",
+  dataset: str = _field("synthetic_multiview/ict_small",
                         "Training sources: 'name[:weight],...' "
                         "(docs/data.md).")
   data_dir: Optional[str] = _field(None, "TFDS data dir (default "
@@ -68,13 +68,15 @@ class TrainConfig:
       "each sample's source at random by weight.")
   build_data_if_missing: bool = _field(
       True, "Build synthetic_multiview configs that are missing.")
-  eval_dataset: str = _field("synthetic_multiview/small",
+  eval_dataset: str = _field("synthetic_multiview/ict_small",
                              "Periodic evaluation set ('' turns it off).")
   eval_split: str = _field("test", "Split of --eval_dataset.")
   face_model: Optional[str] = _field(
       None, "Face-model file (.npz/.mat/.h5), ICT-FaceKit FaceXModel folder, "
-      "or a packaged model's name: embedded-synthetic-v1 (the default) or "
-      "embedded-ict-light-v1 (ICT-FaceKit Light, docs/face_models.md).")
+      "or a packaged model's name: embedded-ict-light-v1 (ICT-FaceKit "
+      "Light, docs/face_models.md) or embedded-synthetic-v1. Unset: the "
+      "model of the run being resumed, else the one the synthetic training "
+      "data is rendered from, else embedded-ict-light-v1.")
   backbone: Backbone = _field(Backbone.RESNET50, "Encoder backbone.")
   backbone_weights: str = _field("none", "imagenet | none | PATH.")
   image_size: int = _field(224, "Training crop side, pixels.")

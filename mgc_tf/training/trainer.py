@@ -31,7 +31,7 @@ the description is checked against the run's (`training.run_dir`).
 
 import os
 import signal
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
@@ -60,6 +60,45 @@ RECONSTRUCTOR = "reconstructor"
 
 class NonFiniteLossError(RuntimeError):
   """Too many non-finite steps in a row; the last good checkpoint is kept."""
+
+
+def face_model_choice(config) -> Tuple[Optional[str], bool]:
+  """The face model a run uses: (what `load_face_model` takes, whether the
+  resumed run chose it).
+
+  `--face_model` when given; unset: the packaged model of the run being
+  resumed (its model.json), else the one the synthetic training data is
+  rendered from (built first when missing and `build_data_if_missing`),
+  else the package default (`loaders.DEFAULT_FACE_MODEL`).
+
+  Raises:
+    ValueError: the training data mixes synthetic sets of two face models.
+  """
+  if config.face_model:
+    return config.face_model, False
+  path = os.path.join(config.model_dir, description_lib.FILE_NAME)
+  if tf.train.latest_checkpoint(config.model_dir) and tf.io.gfile.exists(
+      path):
+    try:
+      recorded = description_lib.read(config.model_dir)
+    except (ValueError, OSError):
+      recorded = None  # _check_same_model says what is wrong with it.
+    if recorded is not None:
+      return (recorded.face_model_path or
+              loaders.packaged_name_of(recorded.face_model_name)), True
+  sources = pipeline.parse_sources(config.dataset, data_dir=config.data_dir)
+  if config.build_data_if_missing:
+    for spec in sources:
+      prepare.ensure_synthetic(spec.name, spec.data_dir or config.data_dir)
+  rendered = {name for name in (
+      pipeline.rendered_face_model(spec, config.data_dir)
+      for spec in sources) if name}
+  if len(rendered) > 1:
+    raise ValueError(
+        f"--dataset={config.dataset} mixes synthetic data rendered from "
+        f"different face models ({', '.join(sorted(rendered))}): train on "
+        "one model's data, with --face_model set to it.")
+  return (rendered.pop() if rendered else loaders.DEFAULT_FACE_MODEL), False
 
 
 class Trainer:
@@ -101,7 +140,9 @@ class Trainer:
       raise ValueError("--jit_compile needs the xla rasterizer: "
                        "--rasterizer=auto chose the kernel on this CPU; "
                        "pass --rasterizer=xla")
-    self.face_model = loaders.load_face_model(config.face_model)
+    self.face_model_path, self.face_model_from_run = face_model_choice(
+        config)
+    self.face_model = loaders.load_face_model(self.face_model_path)
     self.decoder = face_decoder.FaceDecoder(self.face_model)
     self.num_coefficients = self.decoder.layout.size
     with self.strategy.scope():
@@ -220,7 +261,15 @@ class Trainer:
       except pipeline.DatasetNotPreparedError:
         pass  # The evaluation reports it in its own words.
     for builder in builders:
-      pipeline.check_face_model(builder, self.face_model)
+      try:
+        pipeline.check_face_model(builder, self.face_model)
+      except pipeline.DatasetError as error:
+        if self.face_model_from_run:
+          raise pipeline.DatasetError(
+              f"{error} (--face_model is unset, so the run in "
+              f"--model_dir={self.config.model_dir} chose it: resume it on "
+              "its own data, or choose a new --model_dir)") from error
+        raise
 
   def distributed_dataset(self, start_step: int):
     """The training batches, distributed over the replicas."""
@@ -523,7 +572,7 @@ class Trainer:
     """What model.json says of this run's model."""
     return description_lib.ModelDescription(
         method=self.method.name, image_size=self.config.image_size,
-        face_model_path=self.config.face_model,
+        face_model_path=self.face_model_path,
         face_model_name=self.face_model.name,
         face_model_fingerprint=self.face_model.fingerprint(),
         coefficients=description_lib.layout_sizes(self.decoder.layout),

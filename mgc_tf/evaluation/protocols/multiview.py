@@ -113,7 +113,7 @@ def evaluate_multiview(predictor: reconstructor_lib.Reconstructor, builder,
       true_shapes = decoder.shape(groups["identity"],
                                   groups["expression"]).numpy()
       values.add("vertex_error_mm", [
-          metrics.aligned_vertex_error(p, t)
+          metrics.aligned_vertex_error(p, t, decoder.face_model.front_mask)
           for p, t in zip(face.shape.numpy(), true_shapes)])
     if "depth" in features:
       true_depth = np.concatenate([example["depth"] for example in chunk])

@@ -247,9 +247,12 @@ def image_features(predictor: reconstructor_lib.Reconstructor,
     out["coefficients"].append(identity)
     out["coefficients_euclidean"].append(identity)
     expression = np.zeros_like(coefficients[:, slices["expression"]])
+    # The face region only (all of the synthetic model; ICT's face, not
+    # the back of its head), as the vertex error measures it.
     out["vertices"].append(decoder.shape(
         tf.constant(identity, tf.float32),
-        tf.constant(expression, tf.float32)).numpy())
+        tf.constant(expression, tf.float32)).numpy()[
+            :, np.asarray(decoder.face_model.front_mask, bool)])
     if embedding is not None:
       _, _, rendered = common.render_over(decoder, coefficients,
                                           common.as_float_images(crops))
