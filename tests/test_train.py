@@ -73,8 +73,8 @@ def _model_variables(checkpoint_prefix):
 
 def test_the_face_model_is_the_flag_the_resumed_run_the_data_or_the_default(
     data_dir, tmp_path):
-  """`face_model_choice`: from the prepared data's metadata (a missing
-  synthetic set is built first) and model.json."""
+  """`face_model_choice`: from the prepared data's metadata and
+  model.json (the trainer prepares missing data before it asks)."""
   # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders
   from mgc_tf.inference import reconstructor as reconstructor_lib
@@ -91,6 +91,12 @@ def test_the_face_model_is_the_flag_the_resumed_run_the_data_or_the_default(
 
   synthetic, ict = "embedded-synthetic-v1", "embedded-ict-light-v1"
   assert loaders.DEFAULT_FACE_MODEL == ict
+  # Not prepared: no record, so the default.
+  assert choice("synthetic_multiview/ict_tiny") == (ict, False)
+  assert choice("synthetic_multiview/persons_tiny") == (ict, False)
+  for name in ("synthetic_multiview/ict_tiny",
+               "synthetic_multiview/persons_tiny"):
+    prepare.ensure_synthetic(name, data_dir)
   assert choice("synthetic_multiview/tiny") == (synthetic, False)
   assert choice("synthetic_multiview/ict_tiny") == (ict, False)
   assert choice("synthetic_multiview/persons_tiny:0.5,celeba:0.5") == (

@@ -20,6 +20,7 @@ repeating views and gets flag 0.
 """
 
 import dataclasses
+import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import tensorflow as tf
@@ -236,7 +237,21 @@ def rendered_face_model(spec: SourceSpec,
     builder = load_builder(spec, data_dir)
   except DatasetError:
     return None
+  return _recorded_face_model(builder)
+
+
+def _recorded_face_model(builder) -> Optional[str]:
+  """The metadata "face_model" a synthetic builder records; else None."""
   return (builder.info.metadata or {}).get("face_model")
+
+
+@functools.lru_cache(maxsize=None)
+def _packaged_fingerprint(name: str) -> str:
+  """A packaged face model's fingerprint, loaded once per process (every
+  periodic evaluation checks its dataset)."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import loaders
+  return loaders.load_face_model(name).fingerprint()
 
 
 def check_face_model(builder, face_model) -> None:
@@ -256,11 +271,10 @@ def check_face_model(builder, face_model) -> None:
   """
   # pylint: disable=g-import-not-at-top
   from mgc_tf.facemodel import loaders
-  recorded = (builder.info.metadata or {}).get("face_model")
+  recorded = _recorded_face_model(builder)
   if recorded not in loaders.embedded_model_names():
     return
-  if (loaders.load_face_model(recorded).fingerprint() !=
-      face_model.fingerprint()):
+  if _packaged_fingerprint(recorded) != face_model.fingerprint():
     used = face_model.name.split(":")[0]
     raise DatasetError(
         f"{builder.info.full_name} was rendered from the face model "

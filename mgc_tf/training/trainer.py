@@ -68,8 +68,9 @@ def face_model_choice(config) -> Tuple[Optional[str], bool]:
 
   `--face_model` when given; unset: the packaged model of the run being
   resumed (its model.json), else the one the synthetic training data is
-  rendered from (built first when missing and `build_data_if_missing`),
-  else the package default (`loaders.DEFAULT_FACE_MODEL`).
+  rendered from, else the package default (`loaders.DEFAULT_FACE_MODEL`).
+  Data that is not prepared records no model: `Trainer` prepares missing
+  synthetic data before it asks.
 
   Raises:
     ValueError: the training data mixes synthetic sets of two face models.
@@ -87,9 +88,6 @@ def face_model_choice(config) -> Tuple[Optional[str], bool]:
       return (recorded.face_model_path or
               loaders.packaged_name_of(recorded.face_model_name)), True
   sources = pipeline.parse_sources(config.dataset, data_dir=config.data_dir)
-  if config.build_data_if_missing:
-    for spec in sources:
-      prepare.ensure_synthetic(spec.name, spec.data_dir or config.data_dir)
   rendered = {name for name in (
       pipeline.rendered_face_model(spec, config.data_dir)
       for spec in sources) if name}
@@ -140,6 +138,8 @@ class Trainer:
       raise ValueError("--jit_compile needs the xla rasterizer: "
                        "--rasterizer=auto chose the kernel on this CPU; "
                        "pass --rasterizer=xla")
+    # The data first: the face model may be the one it is rendered from.
+    self.prepare_data()
     self.face_model_path, self.face_model_from_run = face_model_choice(
         config)
     self.face_model = loaders.load_face_model(self.face_model_path)
@@ -242,11 +242,13 @@ class Trainer:
     """Builds missing synthetic datasets (train and eval) when allowed."""
     if not self.config.build_data_if_missing:
       return
-    names = [spec.name for spec in self._sources()]
+    data_dir = self.config.data_dir
+    wanted = [(spec.name, spec.data_dir or data_dir)
+              for spec in self._sources()]
     if self.config.eval_dataset:
-      names.append(self.config.eval_dataset)
-    for name in dict.fromkeys(names):
-      prepare.ensure_synthetic(name, self.config.data_dir)
+      wanted.append((self.config.eval_dataset, data_dir))
+    for name, directory in dict.fromkeys(wanted):
+      prepare.ensure_synthetic(name, directory)
 
   def _check_face_model(self, builders) -> None:
     """Training and evaluation data must be rendered from this run's face
@@ -635,7 +637,6 @@ class Trainer:
     self._check_same_model()
     self._clean_orphans()
     self._write_config()
-    self.prepare_data()
     start_step = self.restore()
     if start_step >= config.max_steps:
       print(f"Already at step {start_step} >= max_steps {config.max_steps}; "
