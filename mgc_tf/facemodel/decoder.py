@@ -89,7 +89,6 @@ class FaceDecoder:
     self.mean_albedo = tf.constant(face_model.mean_albedo.reshape([1, 3 * v]))
     self.albedo_basis = flat_basis(face_model.albedo_basis)
     self.triangles = tf.constant(face_model.triangles)
-    self.vertex_triangles = tf.constant(face_model.vertex_triangles)
     self.landmark_indices = tf.constant(face_model.landmark_indices)
     # The landmark rows alone, so a landmark-only decode (a pose solve at
     # inference) neither computes nor captures the whole mesh's bases.
@@ -174,8 +173,7 @@ class FaceDecoder:
       pose = groups["pose"] + self.default_pose
       rotation, translation = geometry.pose_to_rotation_translation(pose)
       vertices = geometry.transform(shape, rotation, translation)
-      normals = shading.vertex_normals(vertices, self.triangles,
-                                       self.vertex_triangles)
+      normals = shading.vertex_normals(vertices, self.triangles)
       colors = shading.sh_shade(albedo, normals, groups["lighting"])
       intrinsics = self.intrinsics(tf.shape(coefficients)[0], image_size)
       landmarks_3d = tf.gather(vertices, self.landmark_indices, axis=1)

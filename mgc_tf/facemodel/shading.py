@@ -41,33 +41,37 @@ def face_normals(vertices: tf.Tensor, triangles: tf.Tensor,
   """
   with tf.name_scope(name):
     corners = tf.gather(vertices, triangles, axis=1)  # [B, F, 3, 3]
-    normals = tf.linalg.cross(corners[:, :, 1] - corners[:, :, 0],
-                              corners[:, :, 2] - corners[:, :, 0])
+    # unstack: one stack as gradient, not a full-size zero tensor per slice.
+    v0, v1, v2 = tf.unstack(corners, axis=2)
+    normals = tf.linalg.cross(v1 - v0, v2 - v0)
     return tf.math.l2_normalize(normals, axis=-1, epsilon=1e-12)
 
 
 def vertex_normals(vertices: tf.Tensor, triangles: tf.Tensor,
-                   vertex_triangles: tf.Tensor,
                    name: str = "vertex_normals") -> tf.Tensor:
   """Unit vertex normals: the normalised mean of the adjacent face normals.
 
   Args:
-    vertices: [B, V, 3] float32 points.
+    vertices: [B, V, 3] float32 points (V static).
     triangles: [F, 3] int32, counter-clockwise seen from the front, so face
       normals point out of the front.
-    vertex_triangles: [V, M] int32 triangle ids around each vertex, padded
-      with F.
 
   Returns:
     [B, V, 3] float32 unit normals (0 for vertices without triangles).
   """
   with tf.name_scope(name):
-    # Append a zero normal for the padding id F.
-    padded = tf.pad(face_normals(vertices, triangles), [[0, 0], [0, 1],
-                                                        [0, 0]])
-    summed = tf.reduce_sum(tf.gather(padded, vertex_triangles, axis=1),
-                           axis=2)
-    return tf.math.l2_normalize(summed, axis=-1, epsilon=1e-12)
+    triangles = tf.convert_to_tensor(triangles, tf.int32)
+    num_vertices = vertices.shape[1]
+    # [F, B, 3]: segment sums run over the first axis.
+    normals = tf.transpose(face_normals(vertices, triangles), [1, 0, 2])
+    # One segment sum per corner, not a gather over each vertex's padded
+    # triangle list: its cost follows F, not V x the largest valence (32 on
+    # ICT-FaceKit, where the gather took 3x as long forward and backward).
+    summed = tf.add_n([
+        tf.math.unsorted_segment_sum(normals, triangles[:, corner],
+                                     num_vertices) for corner in range(3)])
+    return tf.math.l2_normalize(tf.transpose(summed, [1, 0, 2]), axis=-1,
+                                epsilon=1e-12)
 
 
 def sh_basis(normals: tf.Tensor) -> tf.Tensor:

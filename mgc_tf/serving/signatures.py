@@ -104,7 +104,7 @@ _FIRST_REFUSED = len(_STATUS_MESSAGES) - len(_REFUSED_FORMATS)
 # (large, for BFM) face model is written once into variables/ rather than
 # copied into the graph of every signature.
 _DECODER_TENSORS = ("mean_shape", "id_basis", "exp_basis", "mean_albedo",
-                    "albedo_basis", "triangles", "vertex_triangles",
+                    "albedo_basis", "triangles",
                     "landmark_indices", "skin_mask", "default_pose")
 
 
