@@ -15,7 +15,9 @@ Conventions (see ../shared/DESIGN.md section 4):
     meant for [0, 1] (see `mgc_tf.facemodel.expressions`).
   * Triangles are 0-based and counter-clockwise when seen from +z (the front).
   * `vertex_triangles` is [V, M] with padding value F: gather from a per-
-    triangle array with one extra zero row appended.
+    triangle array with one extra zero row appended. It stays in the format
+    (and the fingerprint); the decoder's vertex normals sum over `triangles`
+    instead (`shading.vertex_normals`), which costs less where M is large.
 """
 
 import dataclasses
