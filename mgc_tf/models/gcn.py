@@ -29,6 +29,8 @@ to C and broadcast over the vertices.
 from typing import List
 
 import keras
+import numpy as np
+import scipy.sparse
 import tensorflow as tf
 
 from mgc_tf.facemodel import graph
@@ -37,18 +39,77 @@ from mgc_tf.models import registry
 
 def laplacian_tensor(matrix) -> tf.SparseTensor:
   """A `graph.SparseMatrix` (or anything with indices, values, size) ->
-  [V, V] float32 `tf.SparseTensor`."""
+  [V, V] float32 `tf.SparseTensor`.
+
+  Raises:
+    ValueError: the matrix is not symmetric (the convolutions' backward
+      pass multiplies by L~ itself, not by its transpose).
+  """
+  indices = np.asarray(matrix.indices, np.int64)
+  values = np.asarray(matrix.values, np.float32)
+  dense = scipy.sparse.coo_matrix((values, (indices[:, 0], indices[:, 1])),
+                                  shape=(matrix.size, matrix.size)).tocsr()
+  asymmetry = abs(dense - dense.T).max() if dense.nnz else 0.0
+  if asymmetry > 1e-6 * max(1.0, abs(dense).max()):
+    raise ValueError(
+        "The graph Laplacian is not symmetric (largest |L - L^T| "
+        f"{asymmetry:.3g}); build it with mgc_tf.facemodel.graph."
+        "scaled_laplacian, which is.")
   return tf.sparse.reorder(tf.SparseTensor(
-      indices=matrix.indices, values=tf.constant(matrix.values, tf.float32),
+      indices=indices, values=tf.constant(values, tf.float32),
       dense_shape=[matrix.size, matrix.size]))
 
 
-def chebyshev_terms(laplacian: tf.SparseTensor, x: tf.Tensor,
+class SymmetricSparse:
+  """A symmetric sparse [V, V] matrix (L~) ready for repeated products.
+
+  Held in CSR form: TensorFlow's CSR product is about 4.5x faster on CPU
+  than `tf.sparse.sparse_dense_matmul` on the ICT mesh (12.5k vertices,
+  87k non-zeros, 192 columns; fwd+bwd 4.6 against 21 ms per product), and
+  as L~ = L~^T the gradient is one more product by L~ (2.9 ms), where
+  the generic gradient multiplies by the adjoint. Built inside the
+  network's call, once per call: a CSR handle made eagerly loses its
+  shape information when a `tf.function` captures it.
+
+  Args:
+    laplacian: [V, V] float32 `tf.SparseTensor` with sorted indices
+      (`laplacian_tensor`), symmetric.
+  """
+
+  def __init__(self, laplacian: tf.SparseTensor):
+    self._csr = tf.raw_ops.SparseTensorToCSRSparseMatrix(
+        indices=laplacian.indices,
+        values=tf.cast(laplacian.values, tf.float32),
+        dense_shape=laplacian.dense_shape)
+
+  def matmul(self, x: tf.Tensor) -> tf.Tensor:
+    """[V, N] -> L~ x [V, N]; differentiable in x."""
+
+    # The CSR handle is an argument, not a capture: a SavedModel keeps
+    # custom gradients, and cannot save one that captures a graph tensor.
+    @tf.custom_gradient
+    def product(x, csr):
+      def gradient(dy):
+        return tf.raw_ops.SparseMatrixMatMul(a=csr, b=dy), None
+      return tf.raw_ops.SparseMatrixMatMul(a=csr, b=x), gradient
+
+    return product(tf.convert_to_tensor(x, tf.float32), self._csr)
+
+
+def as_symmetric_sparse(laplacian) -> SymmetricSparse:
+  """A `tf.SparseTensor` -> `SymmetricSparse`; one already is, unchanged."""
+  if isinstance(laplacian, SymmetricSparse):
+    return laplacian
+  return SymmetricSparse(laplacian)
+
+
+def chebyshev_terms(laplacian, x: tf.Tensor,
                     order: int) -> List[tf.Tensor]:
   """[T_0(L~) x, ..., T_{K-1}(L~) x] by the three-term recursion.
 
   Args:
-    laplacian: [V, V] float32 sparse L~.
+    laplacian: [V, V] float32 symmetric L~, a `tf.SparseTensor` or a
+      `SymmetricSparse`.
     x: [B, V, F] float32 per-vertex features.
     order: K >= 1.
 
@@ -58,12 +119,9 @@ def chebyshev_terms(laplacian: tf.SparseTensor, x: tf.Tensor,
   if order < 1:
     raise ValueError(f"order must be >= 1. Received: order={order}")
   b, v, f = tf.shape(x)[0], tf.shape(x)[1], tf.shape(x)[2]
-  # [B, V, F] -> [V, B*F] so one sparse matmul serves the whole batch.
+  # [B, V, F] -> [V, B*F] so one sparse product serves the whole batch.
   flat = tf.reshape(tf.transpose(x, [1, 0, 2]), [v, b * f])
-
-  def apply(t):
-    return tf.sparse.sparse_dense_matmul(laplacian, t)
-
+  apply = as_symmetric_sparse(laplacian).matmul if order > 1 else None
   terms = [flat]
   if order > 1:
     terms.append(apply(flat))
@@ -149,10 +207,14 @@ class ChebTrunk(keras.layers.Layer):
             for i in range(self.num_blocks)]
 
   def call(self, x, laplacian):
-    h = tf.nn.relu(self.input_conv(x, laplacian))
+    # One CSR conversion serves all the trunk's convolutions.
+    laplacian = as_symmetric_sparse(laplacian)
+    # Keyword: Keras takes only tensors as positional arguments.
+    h = tf.nn.relu(self.input_conv(x, laplacian=laplacian))
     for first, second in self.block_convs():
-      h = tf.nn.relu(h + second(tf.nn.relu(first(h, laplacian)), laplacian))
-    return self.output_conv(h, laplacian)
+      h = tf.nn.relu(h + second(tf.nn.relu(first(h, laplacian=laplacian)),
+                                laplacian=laplacian))
+    return self.output_conv(h, laplacian=laplacian)
 
 
 class _MeshNetwork(keras.Model):

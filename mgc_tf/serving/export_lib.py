@@ -228,7 +228,11 @@ def export_saved_model(model_dir: str, export_dir: str,
   # Not a number, so TF Serving ignores it while it is being written.
   staging = os.path.join(model_path, f".tmp-{version}-{uuid.uuid4().hex}")
   try:
-    tf.saved_model.save(module, staging, signatures=functions)
+    # Serving needs no gradients; saving custom ones would fail on the GCN
+    # refiners' product (its gradient uses a CSR handle made in the graph).
+    tf.saved_model.save(module, staging, signatures=functions,
+                        options=tf.saved_model.SaveOptions(
+                            experimental_custom_gradients=False))
     extra = os.path.join(staging, "assets.extra")
     tf.io.gfile.makedirs(extra)
     with tf.io.gfile.GFile(os.path.join(staging, METADATA_FILE), "w") as f:
