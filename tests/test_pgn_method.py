@@ -327,3 +327,47 @@ def test_trainer_stage_schedule_freezes_what_it_says(tmp_path, capsys):
     assert not changed(part(a, "encoder"), part(b, "encoder"))
     assert not changed(at[a]["pgn"], at[b]["pgn"])
     assert changed(part(a, "head"), part(b, "head"))
+
+
+def test_view_pairs():
+  assert pgn.view_pairs(1, "next") == [] == pgn.view_pairs(1, "all")
+  assert pgn.view_pairs(2, "next") == [(0, 1), (1, 0)] == pgn.view_pairs(
+      2, "all")
+  assert pgn.view_pairs(3, "next") == [(0, 1), (1, 2), (2, 0)]
+  assert sorted(pgn.view_pairs(3, "all")) == [
+      (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+  assert len(pgn.view_pairs(5, "all")) == 20
+  with pytest.raises(ValueError, match="pgn_view_pairs must be one of"):
+    pgn.PGNConfig(pgn_view_pairs="ring").validate()
+
+
+def test_all_pairs_average_the_next_pairs_of_both_view_orders(decoder):
+  """For N = 3 the 6 ordered pairs are the 3 'next' pairs of the views in
+  order and the 3 of the views reversed, so each multi-view term over all
+  pairs is the mean of the two 'next' terms (fusion pools over views, so
+  the order does not change the coefficients)."""
+  config = dict(stage_pgn_steps=0, stage_single_steps=0)
+  ring = _method(decoder, num_views=3, **config)
+  every = _method(decoder, num_views=3, pgn_view_pairs="all", **config)
+  keras.utils.set_random_seed(0)
+  networks = {n: registry.build(s) for n, s in ring.network_specs().items()}
+  batch = _batch(ring, decoder, num_views=3)
+  # Three different views, so that the pairs' terms differ.
+  images = batch["images"]
+  batch["images"] = tf.stack([images[:, 0], tf.roll(images[:, 1], 9, axis=1),
+                              tf.reverse(images[:, 2], axis=[-1])], axis=1)
+  reverse = lambda t: tf.reverse(t, axis=[1])
+  reversed_batch = {**batch, "images": reverse(batch["images"]),
+                    "landmarks": reverse(batch["landmarks"]),
+                    "coefficients": reverse(batch["coefficients"])}
+  stage = ring.stages()[0]
+  forward = ring.objective(networks, batch, stage, training=False)
+  backward = ring.objective(networks, reversed_batch, stage, training=False)
+  both = every.objective(networks, batch, stage, training=False)
+  assert both.details["swapped"].shape[1] == 6
+  assert forward.details["swapped"].shape[1] == 3
+  for term in pgn.MULTI_VIEW_TERMS:
+    expected = 0.5 * (float(forward.terms[term]) + float(backward.terms[term]))
+    assert float(both.terms[term]) == pytest.approx(expected, rel=1e-4), term
+    assert float(both.terms[term]) != pytest.approx(
+        float(forward.terms[term]), rel=1e-3), term

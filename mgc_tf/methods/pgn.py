@@ -49,7 +49,8 @@ Terms (per sample, summed over the batch and divided by the global batch):
                   pixels
   semantic        eq. 11, 1 - cos of the encoder features of I_t and I_s->t
 The multi-view terms run over the pairs (target v, source v + 1 mod N) of
-samples with flag >= 1 (both directions when N = 2).
+samples with flag >= 1 (both directions when N = 2), or over all N (N - 1)
+ordered pairs with --pgn_view_pairs=all.
 
 Stages (config): "pgn" trains the encoder and the PGN on pgn_landmarks;
 "single" trains the head alone (encoder and PGN fixed, one image per
@@ -58,7 +59,7 @@ trains the head on every term but pgn_landmarks, with identity fusion.
 """
 
 import dataclasses
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, List, Mapping, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -85,6 +86,30 @@ HEAD_LAYER = "head"
 
 _field = base.field
 
+#: --pgn_view_pairs values.
+VIEW_PAIRS = ("next", "all")
+
+
+def view_pairs(num_views: int, mode: str) -> List[Tuple[int, int]]:
+  """(target, source) view pairs of the multi-view terms.
+
+  Args:
+    num_views: N.
+    mode: "next" (source = target + 1 mod N; for N = 2 both directions) or
+      "all" (every ordered pair of distinct views).
+
+  Returns:
+    N pairs ("next") or N (N - 1) pairs ("all"); none when N < 2.
+  """
+  if mode not in VIEW_PAIRS:
+    raise ValueError(f"mode must be one of {VIEW_PAIRS}, got {mode!r}")
+  if num_views < 2:
+    return []
+  if mode == "next":
+    return [(t, (t + 1) % num_views) for t in range(num_views)]
+  return [(t, s) for t in range(num_views) for s in range(num_views)
+          if s != t]
+
 
 @dataclasses.dataclass(frozen=True)
 class PGNConfig:
@@ -109,6 +134,10 @@ class PGNConfig:
   pgn_region_weight: float = _field(
       5.0, "W of eqs. 9-10 on eyes, nose and mouth (1 elsewhere).")
   pgn_census_window: int = _field(7, "Census window side (odd).")
+  pgn_view_pairs: str = _field(
+      "next", "Pairs of the multi-view terms (eqs. 9-11): 'next' (target "
+      "v, source v + 1 mod N: N swapped renders) or 'all' (every ordered "
+      "pair: N (N - 1) renders).")
   pgn_flow_network: str = _field(
       "", "Flow network for eq. 10: a .keras/.h5 file or SavedModel dir "
       "(two images -> [B, H, W, 2]); empty: built-in Lucas-Kanade.")
@@ -137,6 +166,9 @@ class PGNConfig:
     if self.pgn_decoder_filters < 8:
       problems.append("--pgn_decoder_filters must be >= 8, got "
                       f"{self.pgn_decoder_filters}")
+    if self.pgn_view_pairs not in VIEW_PAIRS:
+      problems.append(f"--pgn_view_pairs must be one of "
+                      f"{', '.join(VIEW_PAIRS)}, got {self.pgn_view_pairs!r}")
     if self.pgn_landmark_fit not in pgn_models.LANDMARK_FITS:
       problems.append("--pgn_landmark_fit must be one of "
                       f"{', '.join(pgn_models.LANDMARK_FITS)}, got "
@@ -335,8 +367,7 @@ class PGNMethod(base.Method):
     feature_views = views(features)
     multi = tf.cast(tf.reshape(batch["flag"], [b]) >= 1, tf.float32)
     photometric, flows, semantic, swapped = [], [], [], []
-    for target in range(n):
-      source = (target + 1) % n
+    for target, source in view_pairs(n, c.pgn_view_pairs):
       render = texture_swap.swap_render(
           images[:, source], vertices[:, source], images[:, target],
           vertices[:, target], self.decoder.triangles, k[:, target])
