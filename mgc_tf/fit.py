@@ -66,6 +66,11 @@ _PREDICTION_REGULARIZATION = flags.DEFINE_float(
     "prediction_regularization_weight", 1e-2,
     "Weight of the coefficient prior when fitting from a model's prediction "
     "(--model_dir / --saved_model; docs/fitting.md says why it differs).")
+_START_POSE = flags.DEFINE_string(
+    "start_pose", "landmarks",
+    "Pose a fit from the mean face starts at: 'landmarks' (solved in closed "
+    "form from the detected landmarks) or 'default' (frontal). A fit from a "
+    "model's prediction starts at its pose.")
 _IDENTITY_NETWORK = flags.DEFINE_string(
     "identity_network", "dlib", "Face-embedding network of the identity "
     "term and of the same-person check: dlib, none, or a model's path.")
@@ -123,7 +128,8 @@ def main(argv):
         expression_smoothness=_EXPRESSION_SMOOTHNESS.value,
         weights=dataclasses.replace(fitting.FitConfig().weights,
                                     regularization=_REGULARIZATION.value),
-        prediction_regularization=_PREDICTION_REGULARIZATION.value)
+        prediction_regularization=_PREDICTION_REGULARIZATION.value,
+        start_pose=_START_POSE.value)
     predictor = None
     if _MODEL_DIR.value or _SAVED_MODEL.value:
       predictor = reconstructor_lib.Reconstructor.from_args(

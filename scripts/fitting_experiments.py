@@ -64,6 +64,10 @@ _REGULARIZATION = flags.DEFINE_float(
     "from the mean face).")
 _STARTS = flags.DEFINE_list("starts", ["prediction"],
                             "Synthetic fits start from: prediction, mean.")
+_START_POSE = flags.DEFINE_enum(
+    "start_pose", fitting.FitConfig().start_pose, fitting.fitter.START_POSES,
+    "Pose of a fit from the mean face: solved from the landmarks, or the "
+    "default (frontal) pose.")
 
 
 def shapes_of(decoder, coefficients):
@@ -78,14 +82,26 @@ def vertex_errors(decoder, coefficients, truth):
                           shapes_of(decoder, truth))]
 
 
+def landmark_nmes(decoder, coefficients, landmarks, size):
+  """Per image: NME (%) of the coefficients' landmarks against `landmarks`
+  ([N, 68, 2] in the S px crop)."""
+  face = decoder.decode(tf.constant(coefficients, tf.float32),
+                        image_size=size)
+  return [100.0 * float(metrics.landmark_nme(p, t)) for p, t in
+          zip(face.landmarks_2d.numpy().astype(np.float64),
+              np.asarray(landmarks, np.float64))]
+
+
 def synthetic(predictor, fitter, log):
-  """Per-image vertex errors of prediction and fits (module docstring)."""
+  """Per-image vertex errors and landmark NMEs (against the landmarks the
+  fits are given) of prediction and fits (module docstring)."""
   builder = pipeline.load_builder(pipeline.SourceSpec(_DATASET.value))
   dataset = builder.as_dataset(split=_SPLIT.value, shuffle_files=False)
   errors = {"prediction": []}
   for start in _STARTS.value:
     for name in _MODES.value:
       errors[f"fit_{name}_from_{start}"] = []
+  nmes = {name: [] for name in errors}
   decoder = predictor.decoder
   seconds = []
   for index, example in enumerate(tfds_numpy(dataset.take(_EXAMPLES.value))):
@@ -98,6 +114,8 @@ def synthetic(predictor, fitter, log):
     predicted = predictor.coefficients(reconstructor_lib.model_inputs(
         example["images"], predictor.image_size))
     errors["prediction"] += vertex_errors(decoder, predicted, truth)
+    size = images.shape[1]
+    nmes["prediction"] += landmark_nmes(decoder, predicted, landmarks, size)
     starts = {"prediction": predicted, "mean": None}
     for start_name in _STARTS.value:
       start = starts[start_name]
@@ -111,6 +129,8 @@ def synthetic(predictor, fitter, log):
         seconds.append(time.perf_counter() - began)
         errors[f"fit_{name}_from_{start_name}"] += vertex_errors(
             decoder, result.coefficients, truth)
+        nmes[f"fit_{name}_from_{start_name}"] += landmark_nmes(
+            decoder, result.coefficients, landmarks, size)
     log(f"example {index}: " + ", ".join(
         f"{k} {np.mean(v[-3:]):.2f}" for k, v in errors.items()))
   means = {name: float(np.mean(v)) for name, v in errors.items()}
@@ -119,6 +139,10 @@ def synthetic(predictor, fitter, log):
             "images": len(errors["prediction"]),
             "vertex_error_mm": means,
             "vertex_error_mm_per_image": errors,
+            "landmark_nme_percent": {name: float(np.mean(v))
+                                     for name, v in nmes.items()},
+            "landmark_nme_percent_per_image": nmes,
+            "start_pose": fitter.config.start_pose,
             "seconds_per_fit_mean": float(np.mean(seconds))}
   for start in _STARTS.value:
     if start == "prediction":
@@ -197,6 +221,7 @@ def real(predictor, fitter, output_dir, log):
       "fitted_landmark_nme_percent": nme,
       "predicted_landmark_nme_percent": prediction_nme,
       "steps": fitter.config.steps,
+      "start_pose": fitter.config.start_pose,
   }
 
 
@@ -241,7 +266,8 @@ def main(argv):
                             fitting.FitConfig(
                                 steps=_STEPS.value, weights=weights,
                                 prediction_regularization=(
-                                    prediction_regularization)),
+                                    prediction_regularization),
+                                start_pose=_START_POSE.value),
                             identity_loss)
     report["synthetic"] = synthetic(predictor, fitter, log)
     report["synthetic"]["steps"] = _STEPS.value
@@ -255,7 +281,8 @@ def main(argv):
                             fitting.FitConfig(
                                 steps=_REAL_STEPS.value, weights=weights,
                                 prediction_regularization=(
-                                    prediction_regularization)),
+                                    prediction_regularization),
+                                start_pose=_START_POSE.value),
                             identity_loss)
     report["real"] = real(predictor, fitter, _OUTPUT.value, log)
   for part in _PARTS.value:
@@ -268,7 +295,7 @@ def main(argv):
                   if k != "synthetic"}, indent=1))
   if "synthetic" in report:
     log(json.dumps({k: v for k, v in report["synthetic"].items()
-                    if k != "vertex_error_mm_per_image"}, indent=1))
+                    if not k.endswith("_per_image")}, indent=1))
 
 
 if __name__ == "__main__":

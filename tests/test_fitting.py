@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import numpy as np
+import PIL.Image
 import pytest
 import tensorflow as tf
 
@@ -83,13 +84,43 @@ def test_fitting_a_render_from_the_mean_recovers_pose_and_lowers_the_loss(
     decoder):
   truth = _coefficients(decoder, 1)
   images, landmarks = _render(decoder, truth)
-  result = fitting.Fitter(decoder, fitting.FitConfig(steps=40)).fit(
-      images, landmarks)
+  result = fitting.Fitter(decoder, fitting.FitConfig(
+      steps=40, start_pose="default")).fit(images, landmarks)
   assert result.losses[-1] < 0.2 * result.losses[0]
   before = _landmark_error(decoder, result.initial, landmarks)
   after = _landmark_error(decoder, result.coefficients, landmarks)
   assert after < 0.3 * before, (before, after)
   assert after < 1.0  # pixels of the 64 px crop
+
+
+def test_a_fit_from_the_mean_starts_at_the_pose_of_the_landmarks(decoder):
+  """Turned heads (yaw -0.7, 0, 0.6 rad, shifted): the closed-form start
+  recovers yaw within 0.1 rad from the mean face's landmarks (the true
+  identity and expression differ), and its landmarks are far closer than
+  the default pose's; a fit from given coefficients keeps their pose;
+  mirrored landmarks (a face seen from behind) start at the default pose."""
+  truth = _coefficients(decoder, 3, seed=2, yaws=np.array([-0.7, 0.0, 0.6]))
+  images, landmarks = _render(decoder, truth)
+  pose = decoder.layout.slices()["pose"]
+  solved = fitting.pose_from_landmarks(decoder, landmarks, SIZE)
+  np.testing.assert_allclose(solved[:, 1], truth[:, pose][:, 1], atol=0.1)
+  start = fitting.Fitter(decoder, fitting.FitConfig(steps=0)).fit(
+      images, landmarks).initial
+  np.testing.assert_allclose(start[:, pose], solved, atol=1e-6)
+  assert not np.any(start[:, decoder.layout.slices()["identity"]])
+  frontal = fitting.Fitter(decoder, fitting.FitConfig(
+      steps=0, start_pose="default")).fit(images, landmarks).initial
+  assert not np.any(frontal)
+  errors = [_landmark_error(decoder, c, landmarks) for c in (start, frontal)]
+  assert errors[0] < 0.5 * errors[1], errors
+  given = fitting.Fitter(decoder, fitting.FitConfig(steps=0)).fit(
+      images, landmarks, initial=truth).initial
+  np.testing.assert_allclose(given, truth)
+  mirrored = landmarks.copy()
+  mirrored[..., 0] = SIZE - 1 - mirrored[..., 0]
+  assert not np.any(fitting.pose_from_landmarks(decoder, mirrored, SIZE))
+  with pytest.raises(ValueError, match="start_pose must be one of"):
+    fitting.FitConfig(start_pose="frontal")
 
 
 def test_the_prior_is_stronger_from_a_prediction_than_from_the_mean(decoder):
@@ -215,6 +246,12 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path):
   both = _run_fit([f"--input={tmp_path}", f"--output_dir={tmp_path}/o",
                    "--model_dir=a", "--saved_model=b"])
   assert both.returncode == 2 and "at most one" in both.stderr
+  photo = tmp_path / "photo.png"
+  PIL.Image.fromarray(np.full([32, 32, 3], 128, np.uint8)).save(photo)
+  pose = _run_fit([f"--input={photo}", f"--output_dir={tmp_path}/p",
+                   "--start_pose=frontal"])
+  assert pose.returncode == 2 and "Traceback" not in pose.stderr
+  assert "start_pose must be one of" in pose.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.slow

@@ -141,6 +141,28 @@ def test_weak_perspective_conversion_on_synthetic_ground_truth():
   assert error < 0.03 * size, error  # 3 % of the crop at most
 
 
+def test_2d_affine_completes_a_known_similarity_exactly():
+  """Scaled orthographic projections of a known similarity: the x, y rows
+  are the least-squares ones and the completed third row gives back f, R
+  and t_xy exactly."""
+  rng = np.random.default_rng(4)
+  model = rng.normal(0.0, 60.0, [2, 68, 3])
+  scales = np.array([0.15, 4.0])
+  rotations = np.stack([_rotation(0.3, -1.1, 0.2), _rotation(-0.4, 0.8, 2.9)])
+  shifts = np.array([[112.0, 90.0], [20.0, 30.0]])
+  projected = scales[:, None, None] * np.einsum(
+      "bij,blj->bli", rotations, model)[..., :2] + shifts[:, None]
+  affine = landmark_pose.affine_from_2d_landmarks(
+      tf.constant(model, tf.float32), tf.constant(projected, tf.float32))
+  f, r, t = landmark_pose.similarity_from_affine(affine)
+  np.testing.assert_allclose(f.numpy(), scales, rtol=1e-4)
+  np.testing.assert_allclose(r.numpy(), rotations, atol=1e-4)
+  np.testing.assert_allclose(t.numpy()[:, :2], shifts, atol=1e-2)
+  with pytest.raises(ValueError):
+    landmark_pose.affine_from_2d_landmarks(tf.zeros([1, 68, 3]),
+                                           tf.zeros([1, 68, 3]))
+
+
 def test_bad_shapes_raise():
   with pytest.raises(ValueError, match="model_points"):
     landmark_pose.affine_from_landmarks(tf.zeros([1, 5, 2]), tf.zeros([1, 5,

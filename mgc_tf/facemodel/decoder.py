@@ -159,6 +159,14 @@ class FaceDecoder:
     k = geometry.intrinsics(self.focal_length * scale, image_size=image_size)
     return tf.broadcast_to(k, tf.stack([batch_size, 3, 3]))
 
+  def pose_coefficients(self, pose: tf.Tensor) -> tf.Tensor:
+    """[B, 6] a full pose (rz, ry, rx radians, tx, ty, tz mm) -> the
+    layout's pose slot: its offset from the default pose, angles wrapped
+    into (-pi, pi] (the default rx is pi; a solve may return -pi)."""
+    offset = tf.cast(pose, tf.float32) - self.default_pose
+    return tf.concat([tf.atan2(tf.sin(offset[:, :3]), tf.cos(offset[:, :3])),
+                      offset[:, 3:]], -1)
+
   def decode(self, coefficients: tf.Tensor, image_size: Optional[int] = None,
              name: str = "decode_face") -> DecodedFace:
     """[B, K] coefficients (layout `self.layout`) -> `DecodedFace`.

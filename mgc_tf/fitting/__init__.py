@@ -15,5 +15,7 @@ from mgc_tf.fitting.fitter import FitMode
 from mgc_tf.fitting.fitter import FitResult
 from mgc_tf.fitting.fitter import Fitter
 from mgc_tf.fitting.fitter import FitVariables
+from mgc_tf.fitting.fitter import pose_from_landmarks
 
-__all__ = ["FitConfig", "FitMode", "FitResult", "Fitter", "FitVariables"]
+__all__ = ["FitConfig", "FitMode", "FitResult", "Fitter", "FitVariables",
+           "pose_from_landmarks"]

@@ -20,9 +20,12 @@ of `FitConfig.translation_unit_mm` mm, so one learning rate suits radians,
 standard deviations and millimetres alike (Adam's step is about the learning
 rate in the variable's units).
 
-Start: the mean face at the model's default pose (all zeros), or given
-coefficients, e.g. a trained network's prediction; for SET/VIDEO the shared
-identity and albedo start at the mean of the given ones.
+Start: the mean face, or given coefficients, e.g. a trained network's
+prediction; for SET/VIDEO the shared identity and albedo start at the mean
+of the given ones. From the mean face with landmarks, each image's pose
+starts where the mean face's landmark vertices best explain its landmarks
+(`pose_from_landmarks`: eq. 4 of the PGN paper with 2D targets, closed
+form; `FitConfig.start_pose`); without landmarks, at the default pose.
 """
 
 import dataclasses
@@ -32,12 +35,16 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import tensorflow as tf
 
+from mgc_tf import geometry
+from mgc_tf.geometry import landmark_pose
 from mgc_tf.io.progress import progress
 from mgc_tf.losses import identity as identity_lib
 from mgc_tf.losses import mgc_loss
 from mgc_tf.losses import temporal
 
 SHARED_GROUPS = ("identity", "albedo")
+#: FitConfig.start_pose values.
+START_POSES = ("landmarks", "default")
 PER_IMAGE_GROUPS = ("expression", "pose", "lighting")
 
 
@@ -67,6 +74,10 @@ class FitConfig:
       relative translation is ~0 and the epipolar distance (invariant to its
       scale) is ill-defined: its gradient then turns the poses at random
       (measured: landmark loss 555 px^2 after 60 steps with it, 6 without).
+    start_pose: the pose a fit from the mean face starts at: "landmarks"
+      (solved from the images' landmarks, when given; `pose_from_landmarks`)
+      or "default" (the face model's default pose, frontal). A fit from
+      given coefficients keeps their pose.
     compiled: trace the step with tf.function. Tracing the renderer and
       losses costs about as much as 20-50 eager steps, so a few-step fit
       (tests) runs faster eagerly.
@@ -87,6 +98,7 @@ class FitConfig:
   translation_unit_mm: float = 20.0
   use_covisible_map: bool = True
   epipolar_start: float = 0.5
+  start_pose: str = "landmarks"
   compiled: bool = True
   prediction_regularization: Optional[float] = 1e-2
 
@@ -103,6 +115,9 @@ class FitConfig:
         self.prediction_regularization < 0):
       raise ValueError("prediction_regularization must be >= 0. Received: "
                        f"{self.prediction_regularization}")
+    if self.start_pose not in START_POSES:
+      raise ValueError(f"start_pose must be one of {START_POSES}. Received: "
+                       f"start_pose={self.start_pose!r}")
     if self.weights.regularization < 0:
       raise ValueError("the regularization weight must be >= 0. Received: "
                        f"{self.weights.regularization}")
@@ -112,6 +127,48 @@ class FitConfig:
     if from_prediction and self.prediction_regularization is not None:
       return float(self.prediction_regularization)
     return float(self.weights.regularization)
+
+
+def pose_from_landmarks(decoder, landmarks, image_size: int) -> np.ndarray:
+  """The pose slot that puts the mean face's landmarks on given 2D ones.
+
+  Closed form, weak perspective (`landmark_pose.affine_from_2d_landmarks`,
+  then the similarity and its conversion to our pinhole camera, as the PGN
+  method's solve). A fit that starts frontal on a turned head explains
+  the asymmetric outline with identity more than with yaw; this start
+  gives it the turn first.
+
+  Args:
+    decoder: the `FaceDecoder`.
+    landmarks: [N, 68, 2] crop pixels.
+    image_size: the crops' side S, pixels (the camera is the face model's,
+      scaled to S).
+
+  Returns:
+    [N, 6] float32 pose coefficients (offsets from the default pose); an
+    image whose landmarks only a face turned away fits (mirrored ones) or
+    that gives no finite solve gets the default pose (zeros).
+  """
+  landmarks = tf.convert_to_tensor(landmarks, tf.float32)
+  count = landmarks.shape[0]
+  slices = decoder.layout.slices()
+  sizes = {name: s.stop - s.start for name, s in slices.items()}
+  model = decoder.landmark_shape(tf.zeros([count, sizes["identity"]]),
+                                 tf.zeros([count, sizes["expression"]]))
+  focal = decoder.focal_length * image_size / decoder.image_size
+  affine = landmark_pose.affine_from_2d_landmarks(model, landmarks)
+  similarity = landmark_pose.similarity_from_affine(affine)
+  pose = decoder.pose_coefficients(landmark_pose.pose_from_similarity(
+      similarity, model, focal, image_size / 2.0)).numpy()
+  # The completed affine is always a proper rotation; mirrored landmarks
+  # come out as the face seen from behind: the rotation from the default
+  # pose turns the camera axis by more than 90 degrees.
+  turn = tf.matmul(similarity[1], geometry.euler_to_rotation(
+      decoder.default_pose[None, :3]), transpose_b=True)
+  facing = turn.numpy()[:, 2, 2] > 0
+  usable = facing & (similarity[0].numpy() > 0) & np.all(
+      np.isfinite(pose), axis=-1)
+  return np.where(usable[:, None], pose, 0.0).astype(np.float32)
 
 
 @dataclasses.dataclass
@@ -281,6 +338,10 @@ class Fitter:
       if landmarks.shape != (count, 68, 2):
         raise ValueError(f"landmarks must be [{count}, 68, 2]. Received: "
                          f"landmarks.shape={landmarks.shape}")
+      if not from_prediction and self.config.start_pose == "landmarks":
+        initial = initial.copy()
+        initial[:, layout.slices()["pose"]] = pose_from_landmarks(
+            self.decoder, landmarks, size)
     else:
       landmarks = tf.zeros([count, 68, 2])
     joint = mode != FitMode.PHOTOS

@@ -90,6 +90,34 @@ def affine_from_landmarks(model_points, target_points,
     return tf.concat([a, t[..., None]], axis=-1)
 
 
+def affine_from_2d_landmarks(model_points, image_points,
+                             name: str = "affine_from_2d_landmarks"
+                             ) -> tf.Tensor:
+  """Eq. 4 with 2D targets (detected landmarks): [B, 3, 4] T = [A | t].
+
+  The least squares of eq. 4 fits each output coordinate on its own, so the
+  x and y rows are those of `affine_from_landmarks`. 2D points say nothing
+  of the third row; it completes a scaled rotation: a3 = (a1 x a2) /
+  sqrt(|a1| |a2|) (for A = f R, a1 x a2 = f^2 r3), t_z = 0. Then
+  `similarity_from_affine` and `pose_from_similarity` give the pose.
+
+  Args:
+    model_points: [B, L, 3] model-space landmark vertices, mm.
+    image_points: [B, L, 2] their positions in the crop, pixels.
+    name: name scope of the ops.
+  """
+  with tf.name_scope(name):
+    xy = tf.convert_to_tensor(image_points, tf.float32)
+    _checks.check_shape(xy, "image_points", (2,), "[B, L, 2]", min_rank=3)
+    affine = affine_from_landmarks(
+        model_points, tf.concat([xy, tf.zeros_like(xy[..., :1])], -1))
+    a1, a2 = affine[:, 0, :3], affine[:, 1, :3]
+    scale = tf.sqrt(tf.norm(a1, axis=-1) * tf.norm(a2, axis=-1))
+    a3 = tf.linalg.cross(a1, a2) / scale[:, None]
+    third = tf.concat([a3, tf.zeros_like(a3[:, :1])], -1)[:, None]
+    return tf.concat([affine[:, :2], third], axis=1)
+
+
 def similarity_from_affine(affine, iterations: int = POLAR_ITERATIONS,
                            name: str = "similarity_from_affine"
                            ) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

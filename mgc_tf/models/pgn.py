@@ -189,11 +189,7 @@ def solve_pose(groups, landmarks_uv, decoder, focal_length: float,
                                       keepdims=True)
   solved = landmark_pose.pose_from_similarity(
       similarity, model_landmarks, focal_length, principal_point)
-  # Offsets from the default pose, angles wrapped into (-pi, pi] (the
-  # default rx is pi, the solve may return -pi).
-  offset = solved - decoder.default_pose
-  pose = tf.concat([tf.atan2(tf.sin(offset[:, :3]), tf.cos(offset[:, :3])),
-                    offset[:, 3:]], -1)
+  pose = decoder.pose_coefficients(solved)
   coefficients = decoder.layout.join({**groups, "pose": pose})
   return LandmarkSolve(coefficients, pose, affine, model_landmarks, fitted)
 
