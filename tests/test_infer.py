@@ -283,6 +283,61 @@ def test_video_writes_per_frame_arrays_with_raw_and_smoothed(video_run,
                     "clip_frame000004.obj"]
 
 
+class _RefinedTexturePredictor:
+  """The trained predictor plus a refined-texture output, as a robust model
+  has: each crop's mean colour on every vertex (so frames differ)."""
+
+  def __init__(self, predictor):
+    self._predictor = predictor
+    self.given = []
+
+  def __getattr__(self, name):
+    return getattr(self._predictor, name)
+
+  def predict(self, images):
+    out = dict(self._predictor.predict(images))
+    colours = np.asarray(images, np.float32).mean(axis=(1, 2))  # [B, 3]
+    v = self._predictor.decoder.num_vertices
+    out["albedo_refined"] = np.repeat(colours[:, None], v, axis=1)
+    self.given.append(out["albedo_refined"][:, 0])
+    return out
+
+
+def test_video_of_a_refined_texture_model_shades_every_frame_with_its_mean(
+    video_run, predictor, finder, tmp_path):
+  """A model with a refined texture: the .npz holds the mean of its
+  per-frame outputs over the frames with a face, and the meshes are that
+  texture shaded with their own frame's lighting."""
+  # pylint: disable=g-import-not-at-top
+  from mgc_tf.facemodel import shading
+  import tensorflow as tf
+  path = video_run[0]
+  refined = _RefinedTexturePredictor(predictor)
+  video.infer_video(path, str(tmp_path), refined, finder,
+                    smoothing_config=smoothing.SmoothingConfig(
+                        method="window", window=3),
+                    batch_size=4, mesh_every=2, show_progress=False,
+                    log=lambda line: None)
+  given = np.concatenate(refined.given)  # [frames with a face, 3]
+  assert len(given) == VIDEO_FRAMES - 1
+  assert not np.allclose(given[0], given[-1])
+  arrays = np.load(tmp_path / "clip.npz")
+  mean = arrays["albedo_refined"]
+  assert mean.shape == (predictor.decoder.num_vertices, 3)
+  np.testing.assert_allclose(mean, np.broadcast_to(given.mean(0), mean.shape),
+                             rtol=1e-5)
+  face = predictor.decoder.decode(arrays["coefficients"][[0]], image_size=224)
+  expected = np.clip(shading.sh_shade(tf.constant(mean[None]), face.normals,
+                                      face.lighting).numpy()[0], 0, 1)
+  colours = np.array([[float(x) for x in line.split()[4:7]]
+                      for line in open(tmp_path / "clip_frame000000.obj")
+                      if line.startswith("v ")])
+  np.testing.assert_allclose(colours, expected, atol=2e-3)
+  # The video run without the output has no such array.
+  assert "albedo_refined" not in np.load(os.path.join(video_run[1],
+                                                      "clip.npz"))
+
+
 def test_overlay_video_has_every_frame(video_run):
   _, _, result, frames = video_run
   overlay_path = [f for f in result.files if "_overlay" in f][0]

@@ -13,6 +13,12 @@ video's length):
      composited into the frame and written to the overlay video at the
      input's frame rate. Frames without a face are written unchanged.
 
+A model with a refined texture (the robust method's `albedo_refined`)
+gives one texture per video: the mean of its per-frame outputs over the
+frames with a face (kept as a running sum, so memory stays flat; the face
+is one person's, and a per-frame texture would flicker). Every frame is
+shaded with it and its own lighting.
+
 Files, with `<stem>` the video's file stem:
 
   <stem>.npz            arrays over the T decoded frames (`VIDEO_ARRAYS`)
@@ -38,6 +44,7 @@ from mgc_tf.inference.faces import CROP_SIZE
 from mgc_tf.io.bad_input import BadExampleError
 from mgc_tf.io.progress import progress
 from mgc_tf.io.video_io import VideoReader
+from mgc_tf.models import gcn
 
 # Used when the container reports no frame rate.
 DEFAULT_FPS = 25.0
@@ -62,6 +69,9 @@ VIDEO_ARRAYS = {
     "box": "[T, 4] face box (x0, y0, x1, y1), original pixels",
     "fps": "[] frames per second of the overlay video",
     "image_size_hw": "[2] frame height, width",
+    "albedo_refined": "[V, 3] float32, models with a refined texture only: "
+                      "its mean over the frames with a face, which every "
+                      "frame is shaded with",
 }
 
 
@@ -101,6 +111,8 @@ class _Track:
   boxes: np.ndarray  # [T, 4]
   height: int
   width: int
+  # [V, 3] mean refined albedo over the frames with a face, or None.
+  refined_albedo: Optional[np.ndarray] = None
 
   @property
   def valid(self) -> np.ndarray:
@@ -115,10 +127,18 @@ def _find_faces(path: str, predictor, finder, batch_size: int,
   pending = []  # (frame index, FaceCrop)
   size = predictor.decoder.layout.size
   height = width = 0
+  refined = {"sum": None, "count": 0}
 
   def flush():
-    coefficients = reconstruct.predict_coefficients(
+    predicted = reconstruct.predict_outputs(
         predictor, [crop.image for _, crop in pending], batch_size)
+    coefficients = predicted["coefficients"]
+    albedo = predicted.get(gcn.REFINED_ALBEDO_OUTPUT)
+    if albedo is not None:
+      total = albedo.astype(np.float64).sum(axis=0)
+      refined["sum"] = total if refined["sum"] is None else (
+          refined["sum"] + total)
+      refined["count"] += len(albedo)
     for (index, crop), row in zip(pending, coefficients):
       rows["coefficients"][index] = row
       rows["transforms"][index] = crop.transform
@@ -159,7 +179,10 @@ def _find_faces(path: str, predictor, finder, batch_size: int,
                 transforms=stack(rows["transforms"], [2, 3]),
                 detected=stack(rows["detected"], [68, 2]),
                 boxes=stack(rows["boxes"], [4]),
-                height=height, width=width)
+                height=height, width=width,
+                refined_albedo=(None if not refined["count"] else
+                                (refined["sum"] / refined["count"]).astype(
+                                    np.float32)))
 
 
 def smooth_track(coefficients: np.ndarray, transforms: np.ndarray,
@@ -250,7 +273,11 @@ def _write_overlay(path: str, base: str, fps: float, track: _Track,
 
   def flush():
     rows = [index for index, _ in pending if valid[index]]
-    recon = (reconstruct.reconstruct(decoder, coefficients[rows])
+    extras = ({} if track.refined_albedo is None else
+              {gcn.REFINED_ALBEDO_OUTPUT: np.repeat(
+                  track.refined_albedo[None], len(rows), axis=0)})
+    recon = (reconstruct.reconstruct(decoder, coefficients[rows],
+                                     extras=extras)
              if rows else None)
     for index, frame in pending:
       if not valid[index]:
@@ -362,6 +389,8 @@ def infer_video(path: str, output_dir: str, predictor, finder,
       "fps": np.float64(fps),
       "image_size_hw": np.array([track.height, track.width], np.int64),
   }
+  if track.refined_albedo is not None:
+    arrays["albedo_refined"] = track.refined_albedo
   files = [base + ".npz", base + ".json"]
   np.savez(files[0], **arrays)
   if frames:
