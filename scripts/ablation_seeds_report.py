@@ -158,8 +158,9 @@ def verdict(records, claim, metric, better, other) -> str:
   else:
     text = (f"- {claim} ({better}): {metric_b} {b:.{digits}f} -> "
             f"{metric_a} {a:.{digits}f}")
-  text += (f", {gain:+.{digits}f} {'higher' if higher else 'lower'} "
-           f"({100 * gain / b:+.1f}%)")
+  # "better"/"worse" in the claim's direction, so a sign cannot mislead.
+  text += (f": {'better' if gain > 0 else 'worse'} by {abs(gain):.{digits}f}"
+           f" ({100 * abs(gain) / b:.1f}%)")
   if sa is None or sb is None:
     return text + "; one seed in a row, so no std to judge it against."
   na, nb = len(records[better]), len(records[other])
