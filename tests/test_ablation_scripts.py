@@ -112,7 +112,7 @@ def test_report_means_stds_and_verdicts(tmp_path):
   line = report.verdict(records, "3D", "vertex_error_mm", "full", "baseline")
   two_std = 2 * math.sqrt(0.2 ** 2 / 3 + 0.1 ** 2 / 3)
   assert f"2 std of the difference = {two_std:.2f}: shows." in line
-  assert "+1.10 lower" in line
+  assert ": better by 1.10 (" in line
   line = report.verdict(records, "x", "vertex_error_mm", "pixel", "baseline")
   assert line.endswith("one seed in a row, so no std to judge it against.")
   assert "not run yet" in report.verdict(records, "y", "vertex_error_mm",
@@ -129,7 +129,7 @@ def test_report_compares_two_outputs_of_the_same_runs(tmp_path):
       "depthnet_depth_error_aligned_mm", "depth_error_aligned_mm"),
                         "depthnet", "depthnet")
   assert ("(depthnet): depth_error_aligned_mm 10.20 -> "
-          "depthnet_depth_error_aligned_mm 9.10, +1.10 lower") in line
+          "depthnet_depth_error_aligned_mm 9.10: better by 1.10 (10.8%)") in line
   assert ": shows." in line
 
 
@@ -148,11 +148,11 @@ def test_report_reads_verification_records_and_higher_is_better(tmp_path):
   assert ("| full MGCNet + SIR (--sir_weight) | 3 | - | - | 0.710 +/- 0.010 |"
           in report.table(records, report.VERIFICATION))
   line = report.verdict(records, "SIR", accuracy, "sir", "full")
-  assert "0.600 (full) -> 0.710 (sir), +0.110 higher" in line
+  assert "0.600 (full) -> 0.710 (sir): better by 0.110 (18.3%)" in line
   assert line.endswith(": shows.")
   # A drop in accuracy is the opposite of the claim.
   line = report.verdict(records, "x", accuracy, "full", "sir")
-  assert "-0.110 higher" in line and "the opposite shows" in line
+  assert ": worse by 0.110 (" in line and "the opposite shows" in line
 
 
 def test_runner_also_keeps_face_verification(tmp_path):
