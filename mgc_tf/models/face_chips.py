@@ -57,7 +57,9 @@ DLIB_5PT_TEMPLATE = np.array([
 ])
 DLIB_5PT_IBUG_INDICES = (45, 42, 36, 39, 33)
 # Our 224 aligned crop -> dlib's 150 chip (pixels), derived as the module
-# docstring says.
+# docstring says. One fitted to lfw_subset faces instead
+# (scripts/derive_chip_transform.py) is better on held-out LFW but worse on
+# the test's photos; see docs/face_embedding.md.
 CROP_TO_CHIP_224_150 = np.array([
     [0.85756209, 0.00044826, -21.9072778],
     [-0.00044826, 0.85756209, -30.32373676],
