@@ -18,8 +18,11 @@ Formats:
 
 A landmark file sits beside its image with the same stem
 (`img_001.jpg` -> `img_001.pts` / `img_001.txt` / `img_001.npy`).
+
+Paths may be local or URLs (`gs://...`; see `mgc_tf.io.files`).
 """
 
+import io
 import os
 import struct
 import zlib
@@ -27,6 +30,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from mgc_tf.io import files
 from mgc_tf.io.bad_input import (NUM_LANDMARKS, BadExampleError,
                                  check_landmarks)
 
@@ -43,7 +47,7 @@ def find_landmark_file(image_path: str) -> Optional[str]:
   folder, name = os.path.split(image_path)
   stem = os.path.splitext(name)[0]
   try:
-    siblings = os.listdir(folder or ".")
+    siblings = files.listdir(folder or ".")
   except OSError:
     return None
   by_extension = {}
@@ -53,13 +57,13 @@ def find_landmark_file(image_path: str) -> Optional[str]:
       by_extension.setdefault(extension.lower(), sibling)
   for extension in LANDMARK_EXTENSIONS:
     if extension in by_extension:
-      return os.path.join(folder, by_extension[extension])
+      return files.join(folder, by_extension[extension])
   return None
 
 
 def _read_text(path: str) -> str:
   try:
-    with open(path, "r", encoding="utf-8", errors="strict") as f:
+    with files.open_file(path, "r", encoding="utf-8", errors="strict") as f:
       return f.read()
   except (OSError, UnicodeDecodeError) as error:
     raise BadExampleError("unreadable landmarks", f"{path}: {error}") from error
@@ -159,7 +163,7 @@ def read_landmarks_npy(path: str,
   """
   try:
     # Through a file object: np.load(path) is what tfds' builder tests forbid.
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
       array = np.load(f, allow_pickle=False)
   except (OSError, ValueError, EOFError) as error:
     raise BadExampleError("unreadable landmarks", f"{path}: {error}") from error
@@ -197,7 +201,8 @@ def read_landmark_file(path: str, pts_one_based: bool = True,
 
 
 def read_mat(path: str) -> Dict[str, np.ndarray]:
-  """Reads a MATLAB v5/v7 `.mat` file with scipy.io.loadmat.
+  """Reads a MATLAB v5/v7 `.mat` file (a local path or a URL) with
+  scipy.io.loadmat.
 
   Returns:
     {variable name: array}, without scipy's `__header__`-style entries.
@@ -211,7 +216,9 @@ def read_mat(path: str) -> Dict[str, np.ndarray]:
   from scipy.io.matlab import MatReadError
   # pylint: enable=g-import-not-at-top
   try:
-    contents = scipy.io.loadmat(path)
+    # scipy opens local paths itself; a URL's bytes are parsed from memory.
+    contents = scipy.io.loadmat(
+        io.BytesIO(files.read_bytes(path)) if files.is_url(path) else path)
   except NotImplementedError as error:
     # scipy refuses v7.3 files, which are HDF5 containers.
     raise BadExampleError(

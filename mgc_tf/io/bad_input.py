@@ -13,12 +13,13 @@ empty tally so that it prints the same report as a single-process build.
 import collections
 import dataclasses
 import logging
-import os
 import threading
 from typing import (Callable, Dict, Iterable, Iterator, List, Optional, Set,
                     Tuple, TypeVar)
 
 import numpy as np
+
+from mgc_tf.io import files
 
 NUM_LANDMARKS = 68
 
@@ -253,7 +254,7 @@ def check_landmarks(landmarks, num_landmarks: int = NUM_LANDMARKS,
 
 
 def read_image_rgb(path: str) -> np.ndarray:
-  """Reads an image file as uint8 RGB [H, W, 3].
+  """Reads an image file (a local path or a URL) as uint8 RGB [H, W, 3].
 
   Grey images are expanded to 3 channels, alpha is dropped.
 
@@ -264,8 +265,7 @@ def read_image_rgb(path: str) -> np.ndarray:
   import cv2  # pylint: disable=g-import-not-at-top
   data = None
   try:
-    with open(path, "rb") as f:
-      data = f.read()
+    data = files.read_bytes(path)
   except OSError as error:
     raise BadExampleError("unreadable image", f"{path}: {error}") from error
   image = None
@@ -274,6 +274,6 @@ def read_image_rgb(path: str) -> np.ndarray:
   if image is None:
     raise BadExampleError(
         "unreadable image",
-        f"{path} ({os.path.getsize(path) if os.path.exists(path) else 0} "
+        f"{path} ({files.getsize(path) if files.exists(path) else 0} "
         "bytes) could not be decoded as an image")
   return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -5,6 +5,10 @@ and webm). A file that cannot be opened or yields no frame raises
 `BadExampleError("unreadable video")`, so a dataset build skips it and counts
 it instead of dying.
 
+Videos and landmark files may be local or behind a URL (`gs://...`, see
+`mgc_tf.io.files`): OpenCV decodes only local files, so `VideoReader` decodes
+a remote video from a temporary local copy, which it removes on `close()`.
+
 Per-video landmark files sit beside the video and hold one row of 68 iBUG
 points per frame of the video (every frame, from frame 0, whatever stride the
 build samples), in the original frame's pixels (OpenCV convention: the centre
@@ -20,6 +24,7 @@ Two formats:
 """
 
 import collections
+import contextlib
 import dataclasses
 import logging
 import os
@@ -27,6 +32,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from mgc_tf.io import files
 from mgc_tf.io.bad_input import NUM_LANDMARKS, BadExampleError, TallyState
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -41,8 +47,9 @@ class VideoEntry:
   """One video found under a dataset root.
 
   Attributes:
-    path: absolute path of the video file.
-    relative_path: path below the root with "/" separators (a stable key).
+    path: absolute path (or URL) of the video file.
+    relative_path: path below the root with "/" separators (a stable key,
+      the same for a local and a remote copy of the root).
     identity: the person: the first folder below the root, or the file's
       stem for a video directly in the root.
     video_id: `relative_path` without the extension.
@@ -60,26 +67,27 @@ def find_videos(root: str) -> List[VideoEntry]:
   folder, e.g. VoxCeleb's `id10001/<youtube id>/00001.mp4`) or
   `<root>/<video>` (the identity is then the video's stem). Extensions are
   matched case-insensitively; hidden files and folders are ignored.
+  `root` may be a local folder or a URL.
 
   Raises:
     FileNotFoundError: when `root` is not a folder.
   """
-  if not os.path.isdir(root):
+  if not files.isdir(root):
     raise FileNotFoundError(f"video folder {root!r} does not exist")
   entries = []
-  for folder, subfolders, files in os.walk(root):
+  for folder, subfolders, names in files.walk(root):
     subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-    for name in files:
+    for name in names:
       stem, extension = os.path.splitext(name)
       if name.startswith(".") or extension.lower() not in VIDEO_EXTENSIONS:
         continue
-      path = os.path.join(folder, name)
-      parts = os.path.relpath(path, root).split(os.sep)
-      relative_path = "/".join(parts)
+      path = files.join(folder, name)
+      relative_path = files.relative_path(path, root)
+      parts = relative_path.split("/")
       identity = parts[0] if len(parts) > 1 else stem
       entries.append(VideoEntry(
-          path=os.path.abspath(path), relative_path=relative_path,
-          identity=identity,
+          path=path if files.is_url(path) else os.path.abspath(path),
+          relative_path=relative_path, identity=identity,
           video_id=os.path.splitext(relative_path)[0]))
   return sorted(entries, key=lambda entry: entry.relative_path)
 
@@ -121,14 +129,21 @@ class VideoReader:
     import cv2  # pylint: disable=g-import-not-at-top
     self._cv2 = cv2
     self.path = path
-    if not os.path.isfile(path):
+    if not files.isfile(path):
       raise BadExampleError("unreadable video", f"{path} does not exist")
-    self._capture = cv2.VideoCapture(path)
+    # OpenCV opens local files only: a URL's video is decoded from a local
+    # copy, which close() removes.
+    self._cleanup = contextlib.ExitStack()
+    try:
+      local_path = self._cleanup.enter_context(files.local_copy(path))
+    except OSError as error:
+      raise BadExampleError("unreadable video", f"{path}: {error}") from error
+    self._capture = cv2.VideoCapture(local_path)
     if not self._capture.isOpened():
-      self._capture.release()
+      self.close()
       raise BadExampleError(
           "unreadable video",
-          f"{path} ({os.path.getsize(path)} bytes) could not be opened")
+          f"{path} ({files.getsize(path)} bytes) could not be opened")
     fps = float(self._capture.get(cv2.CAP_PROP_FPS))
     count = self._capture.get(cv2.CAP_PROP_FRAME_COUNT)
     self.properties = VideoProperties(
@@ -148,7 +163,9 @@ class VideoReader:
     self.close()
 
   def close(self) -> None:
+    """Releases the decoder and removes a remote video's local copy."""
     self._capture.release()
+    self._cleanup.close()
 
   def frames(self, frame_stride: int = 1,
              max_frames: Optional[int] = None
@@ -218,7 +235,7 @@ def find_landmark_file(video_path: str) -> Optional[str]:
   """
   stem = os.path.splitext(video_path)[0]
   for suffix in LANDMARK_FILE_SUFFIXES:
-    if os.path.isfile(stem + suffix):
+    if files.isfile(stem + suffix):
       return stem + suffix
   return None
 
@@ -226,7 +243,7 @@ def find_landmark_file(video_path: str) -> Optional[str]:
 def _landmark_rows_from_text(path: str) -> np.ndarray:
   """Parses a text landmark track into float64 [T, 68, 2]."""
   rows = []
-  with open(path, "r", encoding="utf-8") as f:
+  with files.open_file(path, "r", encoding="utf-8") as f:
     for line_number, line in enumerate(f, start=1):
       fields = line.split("#", 1)[0].replace(",", " ").split()
       if not fields:
@@ -260,7 +277,7 @@ def _landmark_rows_from_npy(path: str) -> np.ndarray:
   try:
     # A file object, not a path: tfds' builder tests only allow np.load on
     # open files.
-    with open(path, "rb") as f:
+    with files.open_file(path, "rb") as f:
       array = np.load(f, allow_pickle=False)
   except (OSError, ValueError, EOFError) as error:
     raise BadExampleError("bad landmark file", f"{path}: {error}") from error

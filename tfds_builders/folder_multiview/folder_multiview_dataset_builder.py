@@ -28,6 +28,7 @@ from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import annotations
+from mgc_tf.io import files
 from mgc_tf.io import images as image_files
 from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
@@ -42,7 +43,7 @@ class ViewGroup:
     identity: first-level folder name.
     folder: the group's folder relative to the root, '/'-separated.
     chunk: index of this chunk among the folder's chunks.
-    image_paths: absolute paths of the views, sorted.
+    image_paths: absolute paths (or URLs) of the views, sorted.
     root: the manual_dir the paths are under.
   """
   identity: str
@@ -56,7 +57,8 @@ class ViewGroup:
     return f"{self.folder}#{self.chunk}"
 
   def view_name(self, path: str) -> str:
-    return os.path.relpath(path, self.root).replace(os.path.sep, "/")
+    """The view's path below the root, "/"-separated (local or URL root)."""
+    return files.relative_path(path, self.root)
 
 
 def split_into_chunks(items: Sequence, max_size: int) -> List[list]:
@@ -112,7 +114,7 @@ def find_view_groups(root: str, max_views_per_group: int) -> List[ViewGroup]:
     if identity.startswith(".") or not tf.io.gfile.isdir(identity_dir):
       continue
     for folder, images in _image_folders(identity_dir):
-      relative = os.path.relpath(folder, root).replace(os.path.sep, "/")
+      relative = files.relative_path(folder, root)
       for chunk, paths in enumerate(
           split_into_chunks(images, max_views_per_group)):
         groups.append(ViewGroup(identity=identity, folder=relative,

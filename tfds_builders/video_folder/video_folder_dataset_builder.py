@@ -1,10 +1,11 @@
-"""video_folder: face videos from a local folder, aligned frame by frame.
+"""video_folder: face videos from a folder, aligned frame by frame.
 
 Each video becomes one example: its usable frames aligned to the 224 crop
 template (5-point similarity from 68 landmarks), per-frame landmarks in crop
 pixels, skin maps, the frames' original indices, the frame rate and the
 person's identity. Landmarks come from a file beside the video when there is
-one, otherwise dlib detects them in every frame.
+one, otherwise dlib detects them in every frame. The folder may be local or a
+URL (gs://...); a remote video is decoded from a temporary local copy.
 Docs: docs/datasets/video_folder.md.
 """
 
