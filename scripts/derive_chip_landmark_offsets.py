@@ -20,11 +20,11 @@ scikit-image. The photos that `tests/test_face_chips.py` checks (the
 astronaut, Grace Hopper) are never used here.
 """
 
-import os
-
 from absl import app
 from absl import flags
 import numpy as np
+
+import lfw_chip_faces  # beside this script
 
 _FACES = flags.DEFINE_integer("faces", 100, "lfw_subset faces to try.")
 
@@ -32,34 +32,8 @@ _FACES = flags.DEFINE_integer("faces", 100, "lfw_subset faces to try.")
 def _faces(count):
   """Yields (crop [224, 224, 3] uint8, crop 68 landmarks, crop 5 points,
   dlib chip [150, 150, 3] uint8) per detected face."""
-  # pylint: disable=g-import-not-at-top
-  import cv2
-  import dlib
-  from skimage import data as skimage_data
-  from mgc_tf.faces2d import alignment
-  from mgc_tf.models import dlib_resnet
-  models_dir = os.path.dirname(dlib_resnet.find_dat_path())
-  detector = dlib.get_frontal_face_detector()
-  predictor5 = dlib.shape_predictor(
-      os.path.join(models_dir, "shape_predictor_5_face_landmarks.dat"))
-  predictor68 = dlib.shape_predictor(
-      os.path.join(models_dir, "shape_predictor_68_face_landmarks.dat"))
-  for grey in skimage_data.lfw_subset()[:count]:
-    big = cv2.resize((grey * 255).astype(np.uint8), (250, 250),
-                     interpolation=cv2.INTER_CUBIC)
-    image = np.stack([big] * 3, axis=-1)
-    detections = detector(image, 1)
-    if not detections:
-      continue
-    shape5 = predictor5(image, detections[0])
-    points68 = np.array([[p.x, p.y] for p in
-                         predictor68(image, detections[0]).parts()], float)
-    points5 = np.array([[p.x, p.y] for p in shape5.parts()], float)
-    aligned = alignment.align_face(image, points68)
-    yield (aligned.image,
-           alignment.transform_points(aligned.transform, points68),
-           alignment.transform_points(aligned.transform, points5),
-           dlib.get_face_chip(image, shape5, size=150, padding=0.25))
+  for face in lfw_chip_faces.lfw_faces(lfw_chip_faces.Faces(), count):
+    yield face["crop"], face["points68"], face["five"], face["dlib_chip"]
 
 
 def main(argv):

@@ -10,7 +10,7 @@ aligned to our 224 template by the 68-point predictor, exactly as
 the transform dlib itself uses to cut the chip: `get_face_chip_details(
 shape5, size=150, padding=0.25)` gives a rectangle and an angle, and
 `extract_image_chips` maps the rectangle's corners to the chip's corner
-pixels (`dlib_image_to_chip`); composed with the inverse of our crop
+pixels (`lfw_chip_faces.dlib_image_to_chip`); composed with the inverse of our crop
 alignment this is the face's exact crop -> chip transform. Candidates for one
 fixed transform:
 
@@ -49,93 +49,12 @@ from absl import app
 from absl import flags
 import numpy as np
 
+import lfw_chip_faces  # beside this script
+
 _FACES = flags.DEFINE_integer("faces", 100, "lfw_subset faces to try.")
 _PHOTOS = flags.DEFINE_bool(
     "photos", False, "Also measure the astronaut and Grace Hopper (never "
     "used to choose).")
-
-
-def dlib_image_to_chip(details) -> np.ndarray:
-  """[2, 3] image -> chip pixels, as dlib's `extract_image_chips` maps them.
-
-  The chip's corner pixels (0, 0), (cols - 1, 0), (0, rows - 1) take the
-  corners tl, tr, bl of `details.rect`, rotated by `details.angle` about its
-  centre (the pyramid-free branch; the geometry of the others is the same).
-  """
-  from mgc_tf.faces2d import alignment  # pylint: disable=g-import-not-at-top
-  rect = details.rect
-  left, top, right, bottom = rect.left(), rect.top(), rect.right(), rect.bottom()
-  centre = np.array([(left + right) / 2, (top + bottom) / 2])
-  cos, sin = np.cos(details.angle), np.sin(details.angle)
-  rotation = np.array([[cos, -sin], [sin, cos]])
-  image_points = np.array([rotation @ (np.array(p) - centre) + centre for p in
-                           ((left, top), (right, top), (left, bottom))])
-  chip_points = np.array([[0, 0], [details.cols - 1, 0],
-                          [0, details.rows - 1]], np.float64)
-  chip_to_image = np.linalg.solve(np.hstack([chip_points, np.ones((3, 1))]),
-                                  image_points).T
-  return alignment.invert_affine(chip_to_image)
-
-
-def _compose(second, first):
-  """[2, 3]: `first`, then `second`."""
-  return (np.vstack([second, [0, 0, 1]]) @ np.vstack([first, [0, 0, 1]]))[:2]
-
-
-class _Faces:
-  """Detects, aligns and measures faces with dlib."""
-
-  def __init__(self):
-    # pylint: disable=g-import-not-at-top
-    import dlib
-    from mgc_tf.models import dlib_resnet
-    self._dlib = dlib
-    models_dir = os.path.dirname(dlib_resnet.find_dat_path())
-    self._detector = dlib.get_frontal_face_detector()
-    self._predictor5 = dlib.shape_predictor(
-        os.path.join(models_dir, "shape_predictor_5_face_landmarks.dat"))
-    self._predictor68 = dlib.shape_predictor(
-        os.path.join(models_dir, "shape_predictor_68_face_landmarks.dat"))
-
-  def measure(self, image):
-    """A dict for the first face detected in `image` [H, W, 3] uint8, or None.
-
-    photo, crop: the image and our aligned 224 crop; align: photo -> crop;
-    five: the 5-point predictor's points in crop pixels; exact: dlib's own
-    crop -> chip transform; dlib_chip: dlib's `get_face_chip`.
-    """
-    from mgc_tf.faces2d import alignment  # pylint: disable=g-import-not-at-top
-    detections = self._detector(image, 1)
-    if not detections:
-      return None
-    shape5 = self._predictor5(image, detections[0])
-    points68 = np.array([[p.x, p.y] for p in
-                         self._predictor68(image, detections[0]).parts()],
-                        np.float64)
-    points5 = np.array([[p.x, p.y] for p in shape5.parts()], np.float64)
-    aligned = alignment.align_face(image, points68)
-    details = self._dlib.get_face_chip_details(shape5, size=150, padding=0.25)
-    return dict(
-        photo=image, crop=aligned.image, align=aligned.transform,
-        five=alignment.transform_points(aligned.transform, points5),
-        exact=_compose(dlib_image_to_chip(details),
-                       alignment.invert_affine(aligned.transform)),
-        dlib_chip=self._dlib.get_face_chip(image, shape5, size=150,
-                                           padding=0.25))
-
-
-def _lfw_faces(faces, count):
-  # pylint: disable=g-import-not-at-top
-  import cv2
-  from skimage import data as skimage_data
-  result = []
-  for grey in skimage_data.lfw_subset()[:count]:
-    big = cv2.resize((grey * 255).astype(np.uint8), (250, 250),
-                     interpolation=cv2.INTER_CUBIC)
-    face = faces.measure(np.stack([big] * 3, axis=-1))
-    if face is not None:
-      result.append(face)
-  return result
 
 
 def _cut(images, matrices, size=150):
@@ -202,8 +121,8 @@ def main(argv):
   del argv
   from mgc_tf.models import dlib_resnet  # pylint: disable=g-import-not-at-top
   np.set_printoptions(precision=8, suppress=True)
-  measurer = _Faces()
-  faces = _lfw_faces(measurer, _FACES.value)
+  measurer = lfw_chip_faces.Faces()
+  faces = lfw_chip_faces.lfw_faces(measurer, _FACES.value)
   print(f"{len(faces)} of {_FACES.value} lfw_subset faces detected")
   model = dlib_resnet.load_dlib_resnet()
 
@@ -232,7 +151,7 @@ def main(argv):
                                          [f["exact"] for f in faces])),
       "per-face exact, photo": embed(_cut(
           [f["photo"] for f in faces],
-          [_compose(f["exact"], f["align"]) for f in faces])),
+          [lfw_chip_faces.compose(f["exact"], f["align"]) for f in faces])),
   }
   for name, ours in references.items():
     cosines[name] = list(np.sum(ours * theirs, axis=1))
@@ -267,7 +186,8 @@ def main(argv):
                           ("per-face exact", face["exact"])):
       ours = embed(np.concatenate([
           _cut([face["crop"]], [matrix]),
-          _cut([face["photo"]], [_compose(matrix, face["align"])])]))
+          _cut([face["photo"]],
+               [lfw_chip_faces.compose(matrix, face["align"])])]))
       from_crop, from_photo = ours @ dlib_descriptor
       print(f"{name:<14} {label:<24} {from_crop:9.4f} {from_photo:10.4f}")
 
