@@ -27,24 +27,21 @@ def is_url(path) -> bool:
   return "://" in os.fspath(path)
 
 
-def _gfile():
+@contextlib.contextmanager
+def _gfile(path: str):
+  """`tf.io.gfile` for work on the URL `path`; TensorFlow's errors inside
+  are raised as the OSError Python's `open` would raise, with the path in
+  the message (some filesystems, ram://, leave the error's own empty)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  return tf.io.gfile
-
-
-def _os_error(path: str, error: Exception) -> OSError:
-  """A `tf.errors.OpError` as the OSError Python's `open` would raise.
-
-  The path is put in the message: some filesystems (ram://) leave the
-  error's own message empty.
-  """
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  detail = getattr(error, "message", "") or type(error).__name__
-  if isinstance(error, tf.errors.NotFoundError):
-    return FileNotFoundError(f"{path}: not found ({detail})")
-  if isinstance(error, tf.errors.PermissionDeniedError):
-    return PermissionError(f"{path}: permission denied ({detail})")
-  return OSError(f"{path}: {detail}")
+  try:
+    yield tf.io.gfile
+  except tf.errors.OpError as error:
+    detail = getattr(error, "message", "") or type(error).__name__
+    if isinstance(error, tf.errors.NotFoundError):
+      raise FileNotFoundError(f"{path}: not found ({detail})") from error
+    if isinstance(error, tf.errors.PermissionDeniedError):
+      raise PermissionError(f"{path}: permission denied ({detail})") from error
+    raise OSError(f"{path}: {detail}") from error
 
 
 def read_bytes(path: str) -> bytes:
@@ -56,12 +53,8 @@ def read_bytes(path: str) -> bytes:
   if not is_url(path):
     with open(path, "rb") as f:
       return f.read()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    with tf.io.gfile.GFile(path, "rb") as f:
-      return f.read()
-  except tf.errors.OpError as error:
-    raise _os_error(path, error) from error
+  with _gfile(path) as gfile, gfile.GFile(path, "rb") as f:
+    return f.read()
 
 
 def open_file(path: str, mode: str = "rb", encoding=None,
@@ -97,18 +90,24 @@ def open_file(path: str, mode: str = "rb", encoding=None,
 
 
 def exists(path: str) -> bool:
-  return _gfile().exists(path) if is_url(path) else os.path.exists(path)
+  if not is_url(path):
+    return os.path.exists(path)
+  with _gfile(path) as gfile:
+    return gfile.exists(path)
 
 
 def isfile(path: str) -> bool:
   if not is_url(path):
     return os.path.isfile(path)
-  gfile = _gfile()
-  return gfile.exists(path) and not gfile.isdir(path)
+  with _gfile(path) as gfile:
+    return gfile.exists(path) and not gfile.isdir(path)
 
 
 def isdir(path: str) -> bool:
-  return _gfile().isdir(path) if is_url(path) else os.path.isdir(path)
+  if not is_url(path):
+    return os.path.isdir(path)
+  with _gfile(path) as gfile:
+    return gfile.isdir(path)
 
 
 def getsize(path: str) -> int:
@@ -119,11 +118,8 @@ def getsize(path: str) -> int:
   """
   if not is_url(path):
     return os.path.getsize(path)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    return int(tf.io.gfile.stat(path).length)
-  except tf.errors.OpError as error:
-    raise _os_error(path, error) from error
+  with _gfile(path) as gfile:
+    return int(gfile.stat(path).length)
 
 
 def listdir(path: str) -> List[str]:
@@ -135,11 +131,8 @@ def listdir(path: str) -> List[str]:
   """
   if not is_url(path):
     return os.listdir(path)
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  try:
-    return [name.rstrip("/") for name in tf.io.gfile.listdir(path)]
-  except tf.errors.OpError as error:
-    raise _os_error(path, error) from error
+  with _gfile(path) as gfile:
+    return [name.rstrip("/") for name in gfile.listdir(path)]
 
 
 def join(folder: str, *names: str) -> str:
@@ -194,15 +187,12 @@ def local_copy(path: str) -> Iterator[str]:
   if not is_url(path):
     yield path
     return
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   handle, local = tempfile.mkstemp(
       prefix="mgc_tf_", suffix=os.path.splitext(path)[1])
   os.close(handle)
   try:
-    try:
-      tf.io.gfile.copy(path, local, overwrite=True)
-    except tf.errors.OpError as error:
-      raise _os_error(path, error) from error
+    with _gfile(path) as gfile:
+      gfile.copy(path, local, overwrite=True)
     yield local
   finally:
     os.remove(local)
