@@ -42,8 +42,9 @@ _BATCHES = flags.DEFINE_integer("batches", 2, "Training batches measured.")
 _OUTPUT = flags.DEFINE_string("output", "", "JSON file for the table.")
 
 
-def load_trainer(model_dir: str, scratch: str) -> trainer_lib.Trainer:
-  """The run's trainer with its latest weights, writing only to scratch."""
+def load_trainer(model_dir: str, scratch: str):
+  """(the run's trainer with its latest weights, writing only to scratch;
+  the checkpoint path restored)."""
   with open(os.path.join(model_dir, "config.json")) as f:
     text = f.read()
   method_name = json.loads(text)["method"]

@@ -151,10 +151,8 @@ def pose_from_landmarks(decoder, landmarks, image_size: int) -> np.ndarray:
   """
   landmarks = tf.convert_to_tensor(landmarks, tf.float32)
   count = landmarks.shape[0]
-  slices = decoder.layout.slices()
-  sizes = {name: s.stop - s.start for name, s in slices.items()}
-  model = decoder.landmark_shape(tf.zeros([count, sizes["identity"]]),
-                                 tf.zeros([count, sizes["expression"]]))
+  model = decoder.landmark_shape(tf.zeros([count, decoder.layout.id_rank]),
+                                 tf.zeros([count, decoder.layout.exp_rank]))
   focal = decoder.focal_length * image_size / decoder.image_size
   affine = landmark_pose.affine_from_2d_landmarks(model, landmarks)
   similarity = landmark_pose.similarity_from_affine(affine)
