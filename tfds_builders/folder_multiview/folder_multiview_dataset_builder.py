@@ -20,7 +20,6 @@ import os
 from typing import Iterator, List, Mapping, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from mgc_tf.data import beam_build
@@ -83,12 +82,12 @@ def _image_folders(folder: str) -> Iterator[Tuple[str, List[str]]]:
   """(folder, sorted image paths) for `folder` and every folder below it.
 
   Depth first in sorted order; hidden entries (starting with '.') skipped.
-  Uses tf.io.gfile so manual_dir may be on any filesystem TF reads.
+  Lists through `mgc_tf.io.files`, so manual_dir may be local or a URL.
   """
-  names = sorted(name.rstrip("/") for name in tf.io.gfile.listdir(folder)
+  names = sorted(name for name in files.listdir(folder)
                  if not name.startswith("."))
-  paths = [os.path.join(folder, name) for name in names]
-  subfolders = [path for path in paths if tf.io.gfile.isdir(path)]
+  paths = [files.join(folder, name) for name in names]
+  subfolders = [path for path in paths if files.isdir(path)]
   subfolder_set = set(subfolders)
   images = [path for path in paths
             if path not in subfolder_set and image_files.is_image_file(path)]
@@ -108,10 +107,9 @@ def find_view_groups(root: str, max_views_per_group: int) -> List[ViewGroup]:
     ViewGroups sorted by folder, then chunk.
   """
   groups = []
-  for identity in sorted(tf.io.gfile.listdir(root)):
-    identity = identity.rstrip("/")
-    identity_dir = os.path.join(root, identity)
-    if identity.startswith(".") or not tf.io.gfile.isdir(identity_dir):
+  for identity in sorted(files.listdir(root)):
+    identity_dir = files.join(root, identity)
+    if identity.startswith(".") or not files.isdir(identity_dir):
       continue
     for folder, images in _image_folders(identity_dir):
       relative = files.relative_path(folder, root)

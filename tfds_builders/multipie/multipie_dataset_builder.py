@@ -35,6 +35,7 @@ from mgc_tf.data import features as mv_features
 from mgc_tf.data import groups as groups_lib
 from mgc_tf.data.manual_dir import ManualDirBuild
 from mgc_tf.io import annotations
+from mgc_tf.io import files
 from mgc_tf.io.bad_input import SkipCounter, read_image_rgb
 
 IMAGE_SIZE = 224
@@ -143,11 +144,11 @@ def find_root(manual_dir: str) -> str:
 
 
 def _subfolders(folder: str) -> List[str]:
-  if not tf.io.gfile.isdir(folder):
+  if not files.isdir(folder):
     return []
-  return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(folder)
+  return sorted(name for name in files.listdir(folder)
                 if not name.startswith(".")
-                and tf.io.gfile.isdir(os.path.join(folder, name)))
+                and files.isdir(files.join(folder, name)))
 
 
 def find_captures(root: str, cameras: Sequence[str],
